@@ -1,0 +1,44 @@
+# confab — common tasks. `make run` to chat, `make test` to check everything.
+
+CARGO ?= cargo
+CERTS ?= certs
+DATA ?= data
+LISTEN ?= 127.0.0.1:4433
+
+.PHONY: all build release run serve certs test lint fmt clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --release --bins
+
+# Certificates if missing, the relay on its embedded store, and a client.
+run: release
+	CERTS=$(CERTS) DATA=$(DATA) LISTEN=$(LISTEN) scripts/run.sh
+
+# Only the relay, in the foreground.
+serve: release certs
+	target/release/relay serve --cert $(CERTS)/cert.pem --key $(CERTS)/key.pem --listen $(LISTEN) --data $(DATA)
+
+certs: $(CERTS)/cert.pem
+
+$(CERTS)/cert.pem:
+	$(CARGO) run --quiet --release --bin relay -- gen-cert --out $(CERTS)
+
+# The binaries first: the integration tests start them as real processes.
+test:
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

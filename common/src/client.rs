@@ -1,0 +1,395 @@
+//! The async client session every confab client is built on: connect,
+//! register or log in, join and leave rooms, send (resolving on the
+//! relay's durable ack), page history, and a stream of events. When the
+//! connection drops it reconnects with backoff, catches every room up from
+//! the last sequence delivered, and resends unacknowledged messages with
+//! their original ids, so nothing is lost and nothing is shown twice.
+
+mod connect;
+pub mod sync;
+mod worker;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use connect::{with_port, CONNECT_TIMEOUT, DEFAULT_PORT};
+
+use crate::frame::{
+    ClientFrame, ErrorCode, Member, Message, Page, Presence, RoomInfo, Seq, ServerFrame,
+};
+use crate::limits::MAX_BODY;
+use crate::trust::{TrustFailure, TrustMode};
+
+/// How to reach and log in to a relay.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `host:port` (port 4433 when left out).
+    pub server: String,
+    pub trust: TrustMode,
+    pub user: String,
+    pub password: String,
+    /// Create the account on the first connection.
+    pub register: bool,
+    /// Sent in `Hello`, for the relay's logs.
+    pub client_name: String,
+    /// First reconnect delay; doubles up to `reconnect_max`.
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
+}
+
+impl Config {
+    /// A configuration with the default reconnect policy.
+    pub fn new(server: &str, trust: TrustMode, user: &str, password: &str) -> Self {
+        Config {
+            server: server.to_owned(),
+            trust,
+            user: user.to_owned(),
+            password: password.to_owned(),
+            register: false,
+            client_name: concat!("confab-common/", env!("CARGO_PKG_VERSION")).to_owned(),
+            reconnect_initial: Duration::from_millis(250),
+            reconnect_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why connecting failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectError {
+    /// The relay could not be reached (resolve, no answer, reset).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The relay's certificate was refused; see the failure for what to do.
+    #[error("{0}")]
+    Trust(TrustFailure),
+    /// The TLS or QUIC handshake failed for another reason (e.g. ALPN).
+    #[error("{0}")]
+    Tls(String),
+    /// The relay refused the login or registration.
+    #[error("{message}")]
+    Auth { code: ErrorCode, message: String },
+    /// The relay speaks another protocol version.
+    #[error("{0}")]
+    Version(String),
+    /// The relay closed the connection (shutting down, busy, ...).
+    #[error("{0}")]
+    Closed(String),
+    /// The relay answered something the protocol does not allow.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The local configuration is unusable (e.g. unreadable --ca file).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ConnectError {
+    /// Whether retrying cannot help without the user changing something.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Trust(_)
+                | ConnectError::Auth { .. }
+                | ConnectError::Version(_)
+                | ConnectError::Config(_)
+        )
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The relay refused it.
+    #[error("{message}")]
+    Refused { code: ErrorCode, message: String },
+    /// Not connected right now (the session is reconnecting); retry later.
+    #[error("not connected to the relay; retry when reconnected")]
+    NotConnected,
+    /// The session has ended.
+    #[error("the session is closed")]
+    Closed,
+    /// The relay answered with a frame that does not fit the request.
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
+}
+
+/// A message the relay stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    pub seq: Seq,
+    /// Server time, ms since the Unix epoch.
+    pub ts: i64,
+}
+
+/// What happened, in order.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Logged in (first time or after a reconnect).
+    Connected { user: String },
+    /// The user is in a room the application has not been told of yet:
+    /// its latest messages (oldest first) and whether older ones exist.
+    Joined {
+        room: String,
+        recent: Vec<Message>,
+        more: bool,
+    },
+    /// The user is no longer in a room.
+    Left { room: String },
+    /// A new message, exactly once, in sequence order within its room.
+    Message(Message),
+    /// Someone joined, left, came online or went offline.
+    Presence(Presence),
+    /// The connection dropped; retrying after `delay`.
+    Reconnecting {
+        attempt: u32,
+        delay: Duration,
+        reason: String,
+    },
+    /// The session gave up (e.g. the password was changed, the certificate
+    /// changed). Nothing more will come.
+    Failed(ConnectError),
+}
+
+pub(crate) enum Command {
+    Send {
+        room: String,
+        body: String,
+        reply: oneshot::Sender<Result<Acked, RequestError>>,
+    },
+    Request {
+        frame: ClientFrame,
+        reply: oneshot::Sender<Result<ServerFrame, RequestError>>,
+    },
+    Reconnect,
+    Close {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// A handle to a running session. Dropping it ends the session.
+pub struct Client {
+    commands: mpsc::UnboundedSender<Command>,
+    user: String,
+    worker: JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.worker.abort();
+    }
+}
+
+impl Client {
+    /// Connects and logs in (registering when `cfg.register`), then keeps
+    /// the session alive in a background task. Errors of this first attempt
+    /// are returned; later ones come as events.
+    pub async fn connect(
+        cfg: Config,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<Event>), ConnectError> {
+        let link = connect::open(&cfg, cfg.register).await?;
+        let user = link.user.clone();
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let worker = tokio::spawn(worker::Worker::new(cfg, events_tx, rx).run(link));
+        Ok((
+            Client {
+                commands,
+                user,
+                worker,
+            },
+            events,
+        ))
+    }
+
+    /// The user name as the relay spells it.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Sends a message; resolves once the relay has stored it. While the
+    /// session reconnects the message waits and is sent (once) after.
+    ///
+    /// The message is queued when this is called, not when the future is
+    /// first polled, so futures made in order are sent in order even when
+    /// awaited together: callers may pipeline.
+    pub fn send(
+        &self,
+        room: &str,
+        body: &str,
+    ) -> impl Future<Output = Result<Acked, RequestError>> + Send + 'static {
+        let queued = check_body(body).and_then(|()| {
+            let (reply, rx) = oneshot::channel();
+            self.commands
+                .send(Command::Send {
+                    room: room.to_owned(),
+                    body: body.to_owned(),
+                    reply,
+                })
+                .map_err(|_| RequestError::Closed)?;
+            Ok(rx)
+        });
+        async move { queued?.await.map_err(|_| RequestError::Closed)? }
+    }
+
+    async fn request(&self, frame: ClientFrame) -> Result<ServerFrame, RequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Request { frame, reply })
+            .map_err(|_| RequestError::Closed)?;
+        rx.await.map_err(|_| RequestError::Closed)?
+    }
+
+    /// Joins a channel; its latest messages follow as [`Event::Joined`].
+    pub async fn join(&self, room: &str) -> Result<RoomInfo, RequestError> {
+        joined(
+            self.request(ClientFrame::Join {
+                req: 0,
+                room: room.to_owned(),
+            })
+            .await?,
+        )
+    }
+
+    /// Creates a channel and joins it.
+    pub async fn create_room(&self, room: &str, private: bool) -> Result<RoomInfo, RequestError> {
+        joined(
+            self.request(ClientFrame::CreateRoom {
+                req: 0,
+                room: room.to_owned(),
+                private,
+            })
+            .await?,
+        )
+    }
+
+    /// Opens the direct-message room with `user`.
+    pub async fn open_dm(&self, user: &str) -> Result<RoomInfo, RequestError> {
+        joined(
+            self.request(ClientFrame::OpenDm {
+                req: 0,
+                user: user.to_owned(),
+            })
+            .await?,
+        )
+    }
+
+    /// Leaves a room.
+    pub async fn leave(&self, room: &str) -> Result<(), RequestError> {
+        match self
+            .request(ClientFrame::Leave {
+                req: 0,
+                room: room.to_owned(),
+            })
+            .await?
+        {
+            ServerFrame::Left { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Lets `user` join private `room`.
+    pub async fn invite(&self, room: &str, user: &str) -> Result<(), RequestError> {
+        match self
+            .request(ClientFrame::Invite {
+                req: 0,
+                room: room.to_owned(),
+                user: user.to_owned(),
+            })
+            .await?
+        {
+            ServerFrame::Done { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The user's rooms and the public channels.
+    pub async fn rooms(&self) -> Result<(Vec<RoomInfo>, Vec<RoomInfo>), RequestError> {
+        match self.request(ClientFrame::ListRooms { req: 0 }).await? {
+            ServerFrame::Rooms { joined, public, .. } => Ok((joined, public)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A room's members with online state.
+    pub async fn members(&self, room: &str) -> Result<Vec<Member>, RequestError> {
+        match self
+            .request(ClientFrame::Members {
+                req: 0,
+                room: room.to_owned(),
+            })
+            .await?
+        {
+            ServerFrame::Members { members, .. } => Ok(members),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A page of history, oldest first, and whether more lies beyond it.
+    pub async fn history(
+        &self,
+        room: &str,
+        page: Page,
+        limit: u16,
+    ) -> Result<(Vec<Message>, bool), RequestError> {
+        match self
+            .request(ClientFrame::History {
+                req: 0,
+                room: room.to_owned(),
+                page,
+                limit,
+            })
+            .await?
+        {
+            ServerFrame::HistoryPage { messages, more, .. } => Ok((messages, more)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Round trip to the relay.
+    pub async fn ping(&self) -> Result<(), RequestError> {
+        self.request(ClientFrame::Ping { req: 0 }).await.map(|_| ())
+    }
+
+    /// Drops the connection and reconnects now (e.g. after a network change).
+    pub fn reconnect(&self) {
+        let _ = self.commands.send(Command::Reconnect);
+    }
+
+    /// Says goodbye to the relay and ends the session. Unacknowledged sends
+    /// fail with [`RequestError::Closed`].
+    pub async fn close(self) {
+        let (done, rx) = oneshot::channel();
+        if self.commands.send(Command::Close { done }).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+        }
+    }
+}
+
+fn check_body(body: &str) -> Result<(), RequestError> {
+    if body.trim().is_empty() {
+        return Err(RequestError::Refused {
+            code: ErrorCode::BadBody,
+            message: "message is empty".into(),
+        });
+    }
+    if body.len() > MAX_BODY {
+        return Err(RequestError::Refused {
+            code: ErrorCode::BadBody,
+            message: format!("message is {} bytes; the limit is {MAX_BODY}", body.len()),
+        });
+    }
+    Ok(())
+}
+
+fn joined(frame: ServerFrame) -> Result<RoomInfo, RequestError> {
+    match frame {
+        ServerFrame::Joined { room, .. } => Ok(room),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(frame: ServerFrame) -> RequestError {
+    RequestError::Unexpected(format!("{frame:?}"))
+}

@@ -1,0 +1,284 @@
+//! The wire enums. Field order and variant order are the wire format
+//! (bincode encodes a variant by its index and fields in declaration
+//! order), so never reorder or remove: only append. docs/PROTOCOL.md
+//! describes every frame with its index; keep the two in step.
+
+use serde::{Deserialize, Serialize};
+
+/// ALPN protocol id; a connection offering anything else is refused in the
+/// TLS handshake.
+pub const ALPN: &[u8] = b"confab/1";
+
+/// Version carried in `Hello`; the relay refuses any other.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Client-chosen id that names a request; replies and errors repeat it.
+pub type RequestId = u32;
+
+/// Per-room message sequence number: strictly increasing within a room,
+/// not necessarily contiguous. 0 means "before the first message".
+pub type Seq = u64;
+
+/// Client-chosen message id (random 128 bits). A resend with the same id is
+/// acknowledged again but stored once.
+pub type MsgId = [u8; 16];
+
+/// Frames a client sends on its control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// 0. Must be the first frame.
+    Hello { version: u16, client: String },
+    /// 1. Creates an account and logs in.
+    Register {
+        req: RequestId,
+        user: String,
+        password: String,
+    },
+    /// 2. Logs in to an existing account.
+    Login {
+        req: RequestId,
+        user: String,
+        password: String,
+    },
+    /// 3. Creates a channel; the creator becomes its first member.
+    CreateRoom {
+        req: RequestId,
+        room: String,
+        private: bool,
+    },
+    /// 4. Joins a channel (idempotent; also re-subscribes after `Lagged`).
+    Join { req: RequestId, room: String },
+    /// 5. Leaves a room.
+    Leave { req: RequestId, room: String },
+    /// 6. Invites a user to a room the sender is a member of.
+    Invite {
+        req: RequestId,
+        room: String,
+        user: String,
+    },
+    /// 7. Lists the sender's rooms and the public channels.
+    ListRooms { req: RequestId },
+    /// 8. Lists a room's members with online state.
+    Members { req: RequestId, room: String },
+    /// 9. Opens (creating if needed) the direct-message room with a user.
+    OpenDm { req: RequestId, user: String },
+    /// 10. Sends a message to a room.
+    Send {
+        req: RequestId,
+        room: String,
+        id: MsgId,
+        body: String,
+    },
+    /// 11. Asks for a page of a room's history; the reply comes on a bulk stream.
+    History {
+        req: RequestId,
+        room: String,
+        page: Page,
+        limit: u16,
+    },
+    /// 12. Liveness check; answered with `Pong`.
+    Ping { req: RequestId },
+    /// 13. Polite goodbye before closing.
+    Bye,
+}
+
+/// Which part of a room's history a `History` request wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Page {
+    /// 0. The newest `limit` messages.
+    Latest,
+    /// 1. The newest `limit` messages with a sequence below this one.
+    Before(Seq),
+    /// 2. The oldest `limit` messages with a sequence above this one.
+    After(Seq),
+}
+
+/// Frames the relay sends: on the control stream, except `HistoryPage`,
+/// which travels alone on a unidirectional bulk stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// 0. Reply to `Hello`.
+    Welcome {
+        version: u16,
+        server: String,
+        registration_open: bool,
+    },
+    /// 1. Reply to `Register` or `Login`.
+    LoggedIn { req: RequestId, user: String },
+    /// 2. Reply to `CreateRoom`, `Join` and `OpenDm`.
+    Joined { req: RequestId, room: RoomInfo },
+    /// 3. Reply to `Leave`.
+    Left { req: RequestId, room: String },
+    /// 4. Reply to requests with nothing to return (`Invite`).
+    Done { req: RequestId },
+    /// 5. Reply to `ListRooms`.
+    Rooms {
+        req: RequestId,
+        joined: Vec<RoomInfo>,
+        public: Vec<RoomInfo>,
+    },
+    /// 6. Reply to `Members`.
+    Members {
+        req: RequestId,
+        room: String,
+        members: Vec<Member>,
+    },
+    /// 7. A message was committed to disk.
+    Ack {
+        req: RequestId,
+        room: String,
+        id: MsgId,
+        seq: Seq,
+        ts: i64,
+    },
+    /// 8. A new message in one of the session's rooms (its own included).
+    Message(Message),
+    /// 9. Reply to `History` (on a bulk stream).
+    HistoryPage {
+        req: RequestId,
+        room: String,
+        messages: Vec<Message>,
+        more: bool,
+    },
+    /// 10. Someone joined, left, came online or went offline.
+    Presence(Presence),
+    /// 11. The session fell behind in a room: live messages from `from` on
+    ///     were not sent. Re-`Join` and page `After` the last seen sequence.
+    Lagged { room: String, from: Seq },
+    /// 12. Reply to `Ping`.
+    Pong { req: RequestId },
+    /// 13. A request failed (`req` 0: the connection as a whole).
+    Error {
+        req: RequestId,
+        code: ErrorCode,
+        message: String,
+    },
+    /// 14. The relay is shutting down; reconnect later.
+    Shutdown { reason: String },
+}
+
+/// One stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub room: String,
+    pub seq: Seq,
+    pub id: MsgId,
+    /// Server time of commit, milliseconds since the Unix epoch (UTC).
+    pub ts: i64,
+    pub from: String,
+    pub body: String,
+}
+
+/// What kind of room a room is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RoomKind {
+    /// 0. Anyone may join.
+    Public,
+    /// 1. Only invited users may join or read.
+    Private,
+    /// 2. Direct messages between two users.
+    Direct,
+}
+
+/// A room as the relay describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub name: String,
+    pub kind: RoomKind,
+    pub members: u32,
+    /// Sequence of the newest message, 0 if none.
+    pub latest: Seq,
+}
+
+/// A room member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub user: String,
+    pub online: bool,
+}
+
+/// A presence change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The room for `Joined`/`Left`; `None` for `Online`/`Offline`, which
+    /// are sent once to every session sharing a room with the user.
+    pub room: Option<String>,
+    pub user: String,
+    pub kind: PresenceKind,
+}
+
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PresenceKind {
+    /// 0.
+    Joined,
+    /// 1.
+    Left,
+    /// 2. The user's first device connected.
+    Online,
+    /// 3. The user's last device disconnected.
+    Offline,
+}
+
+/// Why a request failed. The number beside each is its wire index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// 0. The frame could not be decoded; the connection is closed.
+    Malformed,
+    /// 1. The frame is over the size limit; the connection is closed.
+    FrameTooLarge,
+    /// 2. The frame is not allowed in this state (e.g. before login).
+    Unexpected,
+    /// 3. `Hello` carried another protocol version; the connection is closed.
+    VersionMismatch,
+    /// 4. Unknown user or wrong password.
+    BadCredentials,
+    /// 5. Registration: the name is taken.
+    NameTaken,
+    /// 6. A user or room name breaks the naming rules.
+    InvalidName,
+    /// 7. Registration is closed on this relay.
+    RegistrationClosed,
+    /// 8. Too many failed logins; wait and retry.
+    Throttled,
+    /// 9. Sending too fast; the message was not stored, resend it later.
+    RateLimited,
+    /// 10. No such room.
+    NoSuchRoom,
+    /// 11. No such user.
+    NoSuchUser,
+    /// 12. The session's user is not a member of the room.
+    NotMember,
+    /// 13. Not allowed (private room without invite, leaving lobby, ...).
+    Forbidden,
+    /// 14. `CreateRoom`: the room exists.
+    RoomExists,
+    /// 15. Message body over the limit or empty.
+    BadBody,
+    /// 16. Password too short or too long.
+    BadPassword,
+    /// 17. Storage failed; nothing was stored, retry later.
+    Unavailable,
+    /// 18. Login did not happen in time; the connection is closed.
+    LoginTimeout,
+    /// 19. A limit on connections was reached; the connection is closed.
+    TooManyConnections,
+    /// 20. History `limit` out of range.
+    BadLimit,
+}
+
+/// QUIC application close codes the relay uses.
+pub mod close {
+    /// Normal close (`Bye`, logout).
+    pub const NORMAL: u32 = 0;
+    /// The peer broke the protocol (malformed or oversized frame, ...).
+    pub const PROTOCOL: u32 = 1;
+    /// Login deadline passed.
+    pub const LOGIN_TIMEOUT: u32 = 2;
+    /// The relay is shutting down.
+    pub const SHUTDOWN: u32 = 3;
+    /// Connection limits reached.
+    pub const BUSY: u32 = 4;
+    /// Protocol version not supported.
+    pub const VERSION: u32 = 5;
+}

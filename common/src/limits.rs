@@ -1,0 +1,46 @@
+//! Every size and time limit of the protocol, in one place, with the reason
+//! beside each. Both sides import these; the relay enforces them.
+
+use std::time::Duration;
+
+/// Largest control-stream frame, payload only (the 4-byte prefix excluded).
+/// A chat line is at most 4 KiB; 64 KiB leaves room for member lists and
+/// room lists while keeping a hostile peer from making us allocate much.
+pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
+
+/// Largest frame on a bulk stream (history pages). A full page of
+/// [`MAX_PAGE`] messages at [`MAX_BODY`] bytes each, plus headers, fits.
+pub const MAX_BULK_FRAME: usize = 1024 * 1024;
+
+/// Longest message body, in bytes of UTF-8.
+pub const MAX_BODY: usize = 4096;
+
+/// Longest user or room name, in bytes. Names are ASCII, so also characters.
+pub const MAX_NAME: usize = 32;
+
+/// Shortest password accepted at registration. Short passwords fall to
+/// offline guessing even behind argon2id.
+pub const MIN_PASSWORD: usize = 8;
+
+/// Longest password, in bytes: bounds the work one login can cause.
+pub const MAX_PASSWORD: usize = 1024;
+
+/// History page size when a client asks for "the latest".
+pub const DEFAULT_PAGE: u16 = 50;
+
+/// Largest history page a client may request.
+pub const MAX_PAGE: u16 = 200;
+
+/// Longest free-text field of a `Hello` (client name and version).
+pub const MAX_CLIENT_NAME: usize = 64;
+
+/// Time a connection has from its QUIC handshake to a successful login.
+pub const LOGIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// QUIC idle timeout. With the client's keep-alive below it, a vanished
+/// peer is noticed within this many seconds.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Client keep-alive: well under the idle timeout, so one lost keep-alive
+/// packet never ends a healthy connection.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(3);

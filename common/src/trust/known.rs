@@ -1,0 +1,256 @@
+//! The known-relays file of trust on first use: one line per relay,
+//! `HOST:PORT SHA256:AB:CD:…`, with `#` comments and blank lines allowed,
+//! like ssh's `known_hosts`. People may edit it by hand, so reading is
+//! lenient (a malformed line is skipped) and writing keeps every other line
+//! as it was.
+
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+/// Environment variable that overrides [`default_known_relays`].
+pub const KNOWN_RELAYS_ENV: &str = "CONFAB_KNOWN_RELAYS";
+
+/// Header written at the top of a new file, so a person opening it knows
+/// what it is and how to use it.
+const HEADER: &str = "# confab known relays: HOST:PORT SHA256-fingerprint, one per line.\n\
+                      # Remove a relay's line to accept a new certificate for it.\n";
+
+/// The known-relays file: `$CONFAB_KNOWN_RELAYS` if set, otherwise
+/// `known_relays` in the `confab` folder of the user's config folder
+/// (`~/.config/confab/known_relays` on Linux).
+pub fn default_known_relays() -> PathBuf {
+    if let Some(path) = std::env::var_os(KNOWN_RELAYS_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let base = dirs::config_dir()
+        .or_else(|| dirs::home_dir().map(|home| home.join(".config")))
+        // No home at all (a bare service account): the working folder is
+        // the only place left that the user can see.
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("confab").join("known_relays")
+}
+
+/// The fingerprints remembered for `server` (usually one). A missing file
+/// knows no relay.
+pub fn lookup(file: &Path, server: &str) -> io::Result<Vec<String>> {
+    let text = read_or_empty(file)?;
+    Ok(text
+        .lines()
+        .filter_map(parse_line)
+        .filter(|(host, _)| same_server(host, server))
+        .map(|(_, fp)| fp)
+        .collect())
+}
+
+/// Remember `fingerprint` for `server`, replacing any line it had, creating
+/// the file and its folders if needed.
+///
+/// The new file is written beside the old one and renamed over it, so a
+/// reader never sees half a file. Two clients remembering at the same
+/// instant may lose one of the two lines; the next connect asks again.
+pub fn remember(file: &Path, server: &str, fingerprint: &str) -> io::Result<()> {
+    let server = server.trim();
+    if server.is_empty() || server.contains(char::is_whitespace) || server.starts_with('#') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{server}` is not a HOST:PORT server address"),
+        ));
+    }
+    let Some(fingerprint) = normalize_fingerprint(fingerprint) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{fingerprint}` is not a SHA256:AB:CD:… fingerprint"),
+        ));
+    };
+    let old = read_or_empty(file)?;
+    let mut text = match old.is_empty() {
+        true => HEADER.to_owned(),
+        false => keep_others(&old, server).0,
+    };
+    text.push_str(server);
+    text.push(' ');
+    text.push_str(&fingerprint);
+    text.push('\n');
+    replace(file, &text)
+}
+
+/// Forget `server`: remove its lines so that its next certificate is asked
+/// about as a new one. Returns whether there was anything to remove.
+pub fn forget(file: &Path, server: &str) -> io::Result<bool> {
+    let old = read_or_empty(file)?;
+    let (text, removed) = keep_others(&old, server.trim());
+    if removed {
+        replace(file, &text)?;
+    }
+    Ok(removed)
+}
+
+/// `(host, fingerprint)` of a relay line; `None` for comments, blank and
+/// malformed lines. Anything after the fingerprint is ignored, as a comment.
+fn parse_line(line: &str) -> Option<(&str, String)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let mut fields = line.split_whitespace();
+    let host = fields.next()?;
+    let fp = normalize_fingerprint(fields.next()?)?;
+    Some((host, fp))
+}
+
+/// The canonical form (`SHA256:` and 32 uppercase hex pairs) of a
+/// fingerprint typed in any case, or `None` if it is not one.
+fn normalize_fingerprint(fp: &str) -> Option<String> {
+    let fp = fp.trim();
+    let (prefix, hex) = fp.split_once(':')?;
+    if !prefix.eq_ignore_ascii_case("SHA256") {
+        return None;
+    }
+    let pairs: Vec<&str> = hex.split(':').collect();
+    let well_formed = pairs.len() == 32
+        && pairs
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+    well_formed.then(|| format!("SHA256:{}", hex.to_ascii_uppercase()))
+}
+
+/// Host names are case-insensitive; the port is compared as typed.
+fn same_server(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+/// The file without `server`'s lines, and whether any was dropped.
+fn keep_others(text: &str, server: &str) -> (String, bool) {
+    let mut kept = String::with_capacity(text.len());
+    let mut removed = false;
+    for line in text.lines() {
+        match parse_line(line) {
+            Some((host, _)) if same_server(host, server) => removed = true,
+            _ => {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+    }
+    (kept, removed)
+}
+
+fn read_or_empty(file: &Path) -> io::Result<String> {
+    match fs::read_to_string(file) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write `text` to a temporary file in `file`'s folder and rename it over
+/// `file`: the rename is atomic, so the file is always whole.
+fn replace(file: &Path, text: &str) -> io::Result<()> {
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir)?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "known_relays".to_owned());
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let result = (|| {
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        out.write_all(text.as_bytes())?;
+        out.sync_all()?;
+        fs::rename(&tmp, file)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FP_A: &str = "SHA256:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:\
+                        00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF";
+
+    fn fp_b() -> String {
+        FP_A.replace("00:", "01:")
+    }
+
+    #[test]
+    fn remember_lookup_forget_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a/b/known_relays");
+        assert_eq!(lookup(&file, "relay:4433").unwrap(), Vec::<String>::new());
+
+        remember(&file, "relay:4433", FP_A).unwrap();
+        remember(&file, "other:4433", &fp_b()).unwrap();
+        assert_eq!(lookup(&file, "relay:4433").unwrap(), vec![FP_A.to_owned()]);
+        assert_eq!(lookup(&file, "RELAY:4433").unwrap(), vec![FP_A.to_owned()]);
+        assert_eq!(lookup(&file, "other:4433").unwrap(), vec![fp_b()]);
+        assert_eq!(lookup(&file, "relay:4434").unwrap(), Vec::<String>::new());
+
+        // Remembering again replaces: one line per relay.
+        remember(&file, "relay:4433", &fp_b()).unwrap();
+        assert_eq!(lookup(&file, "relay:4433").unwrap(), vec![fp_b()]);
+
+        assert!(forget(&file, "relay:4433").unwrap());
+        assert!(!forget(&file, "relay:4433").unwrap());
+        assert_eq!(lookup(&file, "relay:4433").unwrap(), Vec::<String>::new());
+        assert_eq!(lookup(&file, "other:4433").unwrap(), vec![fp_b()]);
+
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(text.starts_with("# confab known relays"), "{text}");
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 1);
+    }
+
+    #[test]
+    fn parsing_skips_comments_blank_and_malformed_lines_and_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_relays");
+        let lower = FP_A.to_ascii_lowercase();
+        let text = format!(
+            "# mine\n\n  relay:1 {lower}  # the lab\nbroken line\nrelay:2 SHA256:12\nrelay:3\n"
+        );
+        fs::write(&file, &text).unwrap();
+        assert_eq!(lookup(&file, "relay:1").unwrap(), vec![FP_A.to_owned()]);
+        assert_eq!(lookup(&file, "relay:2").unwrap(), Vec::<String>::new());
+        assert_eq!(lookup(&file, "relay:3").unwrap(), Vec::<String>::new());
+
+        remember(&file, "relay:9", FP_A).unwrap();
+        let after = fs::read_to_string(&file).unwrap();
+        assert!(after.starts_with(&text), "{after}");
+        assert!(after.ends_with(&format!("relay:9 {FP_A}\n")), "{after}");
+    }
+
+    #[test]
+    fn remember_refuses_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_relays");
+        assert!(remember(&file, "a b:1", FP_A).is_err());
+        assert!(remember(&file, "", FP_A).is_err());
+        assert!(remember(&file, "relay:1", "SHA256:00").is_err());
+        assert!(remember(&file, "relay:1", "MD5:00").is_err());
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn default_path_honours_the_environment() {
+        // The only test touching this variable, so no other test races it.
+        std::env::set_var(KNOWN_RELAYS_ENV, "/tmp/x/known");
+        assert_eq!(default_known_relays(), PathBuf::from("/tmp/x/known"));
+        std::env::remove_var(KNOWN_RELAYS_ENV);
+        let path = default_known_relays();
+        assert!(path.ends_with("confab/known_relays"), "{}", path.display());
+    }
+}

@@ -1,0 +1,166 @@
+//! Passwords (argon2id PHC strings) and login throttling.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+
+use crate::defaults::{
+    FAILURE_DELAY, FAILURE_WINDOW, FREE_FAILURES, LOCKOUT, LOCK_AFTER, MAX_FAILURE_DELAY,
+};
+
+/// Hashes a password with argon2id and a random salt. Slow on purpose: call
+/// it off the async threads.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with default parameters accepts any password")
+        .to_string()
+}
+
+/// Checks a password against a PHC string. A damaged hash never matches.
+pub fn verify_password(phc: &str, password: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(hash) => Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A hash to verify against when the user does not exist, so that an
+/// unknown name takes as long as a wrong password and names cannot be probed
+/// by timing.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("not a real password"))
+}
+
+/// Failed-login bookkeeping per (account, address) pair.
+#[derive(Default)]
+pub struct Throttle {
+    failures: Mutex<HashMap<(String, IpAddr), Failures>>,
+}
+
+#[derive(Clone, Copy)]
+struct Failures {
+    count: u32,
+    first: Instant,
+    locked_until: Option<Instant>,
+}
+
+/// The verdict on a login attempt before the password is checked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Go ahead.
+    Open,
+    /// Refuse without checking; retry after this long.
+    Locked(Duration),
+}
+
+impl Throttle {
+    /// Whether `user` from `addr` may try to log in at `now`.
+    pub fn check(&self, user: &str, addr: IpAddr, now: Instant) -> Gate {
+        let map = self.failures.lock().expect("throttle lock");
+        match map.get(&key(user, addr)).and_then(|f| f.locked_until) {
+            Some(until) if until > now => Gate::Locked(until - now),
+            _ => Gate::Open,
+        }
+    }
+
+    /// Records a failure and returns how long to wait before answering.
+    pub fn failed(&self, user: &str, addr: IpAddr, now: Instant) -> Duration {
+        let mut map = self.failures.lock().expect("throttle lock");
+        // Expired entries would otherwise accumulate for every name tried.
+        map.retain(|_, f| {
+            now.duration_since(f.first) < FAILURE_WINDOW || f.locked_until.is_some_and(|u| u > now)
+        });
+        let f = map.entry(key(user, addr)).or_insert(Failures {
+            count: 0,
+            first: now,
+            locked_until: None,
+        });
+        if f.locked_until.is_some_and(|u| u <= now) {
+            *f = Failures {
+                count: 0,
+                first: now,
+                locked_until: None,
+            };
+        }
+        f.count += 1;
+        if f.count >= LOCK_AFTER {
+            f.locked_until = Some(now + LOCKOUT);
+            tracing::warn!(user, %addr, failures = f.count, "login locked for {}s after repeated failures", LOCKOUT.as_secs());
+        }
+        delay_for(f.count)
+    }
+
+    /// Forgets the failures of a pair after a good login.
+    pub fn succeeded(&self, user: &str, addr: IpAddr) {
+        self.failures
+            .lock()
+            .expect("throttle lock")
+            .remove(&key(user, addr));
+    }
+}
+
+fn key(user: &str, addr: IpAddr) -> (String, IpAddr) {
+    (user.to_ascii_lowercase(), addr)
+}
+
+fn delay_for(count: u32) -> Duration {
+    if count <= FREE_FAILURES {
+        return Duration::ZERO;
+    }
+    let doublings = (count - FREE_FAILURES - 1).min(16);
+    (FAILURE_DELAY * 2u32.pow(doublings)).min(MAX_FAILURE_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_differ() {
+        let a = hash_password("correct horse");
+        let b = hash_password("correct horse");
+        assert_ne!(a, b, "salted");
+        assert!(a.starts_with("$argon2id$"));
+        assert!(verify_password(&a, "correct horse"));
+        assert!(!verify_password(&a, "wrong"));
+        assert!(!verify_password("garbage", "x"));
+    }
+
+    #[test]
+    fn throttle_delays_then_locks_then_forgets() {
+        let t = Throttle::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let now = Instant::now();
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(t.failed("Alice", ip, now), Duration::ZERO);
+        }
+        assert_eq!(t.failed("alice", ip, now), FAILURE_DELAY);
+        assert_eq!(t.check("ALICE", ip, now), Gate::Open);
+        for _ in FREE_FAILURES + 1..LOCK_AFTER - 1 {
+            assert!(t.failed("alice", ip, now) <= MAX_FAILURE_DELAY);
+        }
+        assert_eq!(t.check("alice", ip, now), Gate::Open);
+        t.failed("alice", ip, now);
+        assert_eq!(t.check("alice", ip, now), Gate::Locked(LOCKOUT));
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(t.check("alice", other, now), Gate::Open, "per address");
+        assert_eq!(
+            t.check("alice", ip, now + LOCKOUT),
+            Gate::Open,
+            "lock expires"
+        );
+        t.succeeded("alice", ip);
+        assert_eq!(t.check("alice", ip, now), Gate::Open);
+    }
+}

@@ -1,0 +1,35 @@
+//! Settings of a running relay, from `relay serve` flags.
+
+use std::time::Duration;
+
+use crate::defaults;
+
+/// What `relay serve` was told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Time from connecting to logging in.
+    pub login_timeout: Duration,
+    /// Whether anyone may create an account.
+    pub registration_open: bool,
+    /// Sustained sends per second per session; bursts reach twice this.
+    pub rate_limit: u32,
+    /// Live frames queued per session before it lags.
+    pub queue_depth: usize,
+    /// Connections not yet logged in.
+    pub max_unauthenticated: usize,
+    /// Connections in all.
+    pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            login_timeout: common::limits::LOGIN_DEADLINE,
+            registration_open: true,
+            rate_limit: defaults::RATE_LIMIT,
+            queue_depth: defaults::QUEUE_DEPTH,
+            max_unauthenticated: defaults::MAX_UNAUTHENTICATED,
+            max_connections: defaults::MAX_CONNECTIONS,
+        }
+    }
+}

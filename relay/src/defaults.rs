@@ -1,0 +1,59 @@
+//! Every relay tunable with the reason for its value. Protocol limits that
+//! clients must also know live in `common::limits`; these are the relay's own.
+
+use std::time::Duration;
+
+/// Listen address of `relay serve`: loopback, so a first run exposes nothing.
+pub const LISTEN: &str = "127.0.0.1:4433";
+
+/// Data folder of `relay serve` and `relay user`.
+pub const DATA_DIR: &str = "data";
+
+/// Live frames a session may have queued before it counts as lagging. At
+/// ~200 bytes a chat line this bounds a slow reader to ~200 KiB of queue;
+/// beyond it the reader catches up from history instead.
+pub const QUEUE_DEPTH: usize = 1024;
+
+/// Frames the writer hands QUIC in one go: enough to amortise the write
+/// call under fan-out bursts, small enough to keep latency even.
+pub const WRITE_BATCH: usize = 64;
+
+/// Sends per second a session may make, sustained; bursts may reach twice
+/// this. Generous for people and bots, a cap on floods.
+pub const RATE_LIMIT: u32 = 50;
+
+/// Sends of one session waiting for their commit at once. Pipelining hides
+/// the commit latency; the cap bounds memory per session.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+/// Connections that have not logged in yet. The handshake and argon2 cost
+/// us more than them; past this cap new ones are refused before TLS.
+pub const MAX_UNAUTHENTICATED: usize = 256;
+
+/// Connections in all.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// Failed logins per account and address that go unpunished (typos).
+pub const FREE_FAILURES: u32 = 5;
+
+/// Failed logins per account and address within [`FAILURE_WINDOW`] that
+/// lock the pair out for [`LOCKOUT`].
+pub const LOCK_AFTER: u32 = 10;
+
+/// Window over which failures count towards a lockout.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
+
+/// How long a locked account/address pair is refused.
+pub const LOCKOUT: Duration = Duration::from_secs(300);
+
+/// First delay added to a failed login past the free ones; doubles each time.
+pub const FAILURE_DELAY: Duration = Duration::from_millis(250);
+
+/// Cap on that delay: slow enough for guessing, short enough for people.
+pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(4);
+
+/// Time a closing connection gets to flush what is queued for it.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Name the relay gives in `Welcome`.
+pub const SERVER_NAME: &str = concat!("confab-relay/", env!("CARGO_PKG_VERSION"));

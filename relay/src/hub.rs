@@ -1,0 +1,451 @@
+//! Who is online and which sessions hear which rooms; fan-out of committed
+//! messages and presence.
+//!
+//! A session subscribes to every room its user is a member of; the hub is
+//! told of membership changes and mirrors them for online sessions. A
+//! message is encoded once and the same bytes are queued for every
+//! recipient. A session whose queue is full is not waited for: it is marked
+//! lagged in that room, gets no more of that room's live messages, and is
+//! told where to resume from history (see `Outbox`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use common::codec;
+use common::frame::{Message, Presence, PresenceKind, Seq, ServerFrame};
+use tokio::sync::{mpsc, Notify};
+
+/// Identifies one connection's session.
+pub type SessionId = u64;
+
+/// The hub's side of a session: its queue and lag marks.
+pub struct Outbox {
+    pub id: SessionId,
+    pub user: String,
+    tx: mpsc::Sender<Bytes>,
+    /// Shared with the session's writer, which must not hold `tx` (the
+    /// queue closes when the hub and the session drop their outboxes).
+    pub lags: Arc<Lags>,
+}
+
+impl Outbox {
+    /// Creates an outbox and the receiver its writer drains.
+    pub fn new(id: SessionId, user: String, depth: usize) -> (Arc<Self>, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(depth);
+        (
+            Arc::new(Outbox {
+                id,
+                user,
+                tx,
+                lags: Arc::default(),
+            }),
+            rx,
+        )
+    }
+
+    /// Queues a reply, waiting for room: replies are never dropped, and a
+    /// client that does not read only slows its own requests.
+    pub async fn reply(&self, frame: &ServerFrame) -> bool {
+        self.tx.send(codec::encode(frame)).await.is_ok()
+    }
+
+    /// Queues a live message unless the session lags in its room.
+    fn offer_message(&self, room: &str, seq: Seq, frame: &Bytes) {
+        let mut marks = self.lags.marks.lock().expect("lag lock");
+        if marks.contains_key(room) {
+            return;
+        }
+        if self.tx.try_send(frame.clone()).is_err() {
+            marks.insert(
+                room.to_owned(),
+                Lag {
+                    from: seq,
+                    told: false,
+                },
+            );
+            drop(marks);
+            self.lags.signal.notify_one();
+        }
+    }
+
+    /// Queues a frame that may be lost when the queue is full (presence:
+    /// the member list answers the same question on demand).
+    fn offer(&self, frame: &Bytes) {
+        let _ = self.tx.try_send(frame.clone());
+    }
+}
+
+/// Rooms in which a session fell behind.
+#[derive(Default)]
+pub struct Lags {
+    marks: Mutex<HashMap<String, Lag>>,
+    signal: Notify,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Lag {
+    from: Seq,
+    told: bool,
+}
+
+impl Lags {
+    /// Clears the lag mark of a room once the client has resubscribed: from
+    /// here it gets live messages again and pages history for the gap.
+    pub fn resubscribed(&self, room: &str) {
+        self.marks.lock().expect("lag lock").remove(room);
+    }
+
+    /// Waits until some room lags and returns the `Lagged` frames not yet
+    /// sent. The writer sends them past the full queue.
+    pub async fn next(&self) -> Vec<ServerFrame> {
+        loop {
+            let notified = self.signal.notified();
+            let frames: Vec<_> = {
+                let mut marks = self.marks.lock().expect("lag lock");
+                marks
+                    .iter_mut()
+                    .filter(|(_, l)| !l.told)
+                    .map(|(room, l)| {
+                        l.told = true;
+                        ServerFrame::Lagged {
+                            room: room.clone(),
+                            from: l.from,
+                        }
+                    })
+                    .collect()
+            };
+            if !frames.is_empty() {
+                return frames;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Online sessions and their room subscriptions.
+#[derive(Default)]
+pub struct Hub {
+    // A std mutex: every critical section is short and never awaits, and
+    // fan-out only does `try_send`s under it.
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<SessionId, Arc<Outbox>>,
+    by_user: HashMap<String, HashSet<SessionId>>,
+    rooms: HashMap<String, HashSet<SessionId>>,
+    subs: HashMap<SessionId, HashSet<String>>,
+}
+
+impl State {
+    fn user_sessions(&self, user: &str) -> impl Iterator<Item = &Arc<Outbox>> {
+        self.by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.sessions.get(id))
+    }
+
+    fn room_sessions(&self, room: &str) -> impl Iterator<Item = &Arc<Outbox>> {
+        self.rooms
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.sessions.get(id))
+    }
+
+    fn subscribe(&mut self, id: SessionId, room: &str) {
+        self.rooms.entry(room.to_owned()).or_default().insert(id);
+        self.subs.entry(id).or_default().insert(room.to_owned());
+    }
+
+    fn unsubscribe(&mut self, id: SessionId, room: &str) {
+        if let Some(set) = self.rooms.get_mut(room) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+        if let Some(set) = self.subs.get_mut(&id) {
+            set.remove(room);
+        }
+    }
+
+    /// Sessions of other users that share a room with `user`.
+    fn peers(&self, user: &str) -> HashSet<SessionId> {
+        let mut peers = HashSet::new();
+        for own in self.by_user.get(user).into_iter().flatten() {
+            for room in self.subs.get(own).into_iter().flatten() {
+                peers.extend(self.rooms.get(room).into_iter().flatten().copied());
+            }
+        }
+        peers.retain(|id| self.sessions.get(id).is_some_and(|s| s.user != user));
+        peers
+    }
+
+    fn presence_to(&self, ids: impl IntoIterator<Item = SessionId>, p: Presence) {
+        let frame = codec::encode(&ServerFrame::Presence(p));
+        for id in ids {
+            if let Some(s) = self.sessions.get(&id) {
+                s.offer(&frame);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// Registers a logged-in session subscribed to `rooms`. The user's first
+    /// session announces them online to everyone sharing a room.
+    pub fn attach(&self, outbox: Arc<Outbox>, rooms: &[String]) {
+        let mut st = self.state.lock().expect("hub lock");
+        let (id, user) = (outbox.id, outbox.user.clone());
+        let first = st.by_user.get(&user).is_none_or(|s| s.is_empty());
+        st.sessions.insert(id, outbox);
+        st.by_user.entry(user.clone()).or_default().insert(id);
+        st.subs.entry(id).or_default();
+        for room in rooms {
+            st.subscribe(id, room);
+        }
+        if first {
+            let peers = st.peers(&user);
+            st.presence_to(
+                peers,
+                Presence {
+                    room: None,
+                    user,
+                    kind: PresenceKind::Online,
+                },
+            );
+        }
+    }
+
+    /// Removes a session. The user's last session announces them offline.
+    pub fn detach(&self, id: SessionId) {
+        let mut st = self.state.lock().expect("hub lock");
+        let Some(outbox) = st.sessions.get(&id).cloned() else {
+            return;
+        };
+        let user = outbox.user.clone();
+        let last = st.by_user.get(&user).is_none_or(|s| s.len() <= 1);
+        // Peers are computed while the session still holds its rooms.
+        let peers = if last {
+            st.peers(&user)
+        } else {
+            HashSet::new()
+        };
+        for room in st.subs.remove(&id).unwrap_or_default() {
+            st.unsubscribe(id, &room);
+        }
+        st.sessions.remove(&id);
+        if let Some(set) = st.by_user.get_mut(&user) {
+            set.remove(&id);
+            if set.is_empty() {
+                st.by_user.remove(&user);
+            }
+        }
+        if last {
+            st.presence_to(
+                peers,
+                Presence {
+                    room: None,
+                    user,
+                    kind: PresenceKind::Offline,
+                },
+            );
+        }
+    }
+
+    /// `user` became a member of `room`: subscribes their sessions and
+    /// tells the room (the user's own sessions included).
+    pub fn joined(&self, user: &str, room: &str) {
+        let mut st = self.state.lock().expect("hub lock");
+        let own: Vec<SessionId> = st.user_sessions(user).map(|s| s.id).collect();
+        for id in own {
+            st.subscribe(id, room);
+        }
+        let ids: Vec<SessionId> = st.room_sessions(room).map(|s| s.id).collect();
+        st.presence_to(
+            ids,
+            Presence {
+                room: Some(room.to_owned()),
+                user: user.to_owned(),
+                kind: PresenceKind::Joined,
+            },
+        );
+    }
+
+    /// `user` left `room`: tells the room, then unsubscribes their sessions.
+    pub fn left(&self, user: &str, room: &str) {
+        let mut st = self.state.lock().expect("hub lock");
+        let ids: Vec<SessionId> = st.room_sessions(room).map(|s| s.id).collect();
+        st.presence_to(
+            ids,
+            Presence {
+                room: Some(room.to_owned()),
+                user: user.to_owned(),
+                kind: PresenceKind::Left,
+            },
+        );
+        let own: Vec<SessionId> = st.user_sessions(user).map(|s| s.id).collect();
+        for id in own {
+            st.unsubscribe(id, room);
+        }
+    }
+
+    /// Whether the session is subscribed to the room, i.e. its user is a member.
+    pub fn is_subscribed(&self, id: SessionId, room: &str) -> bool {
+        let st = self.state.lock().expect("hub lock");
+        st.subs.get(&id).is_some_and(|r| r.contains(room))
+    }
+
+    /// Whether any session of `user` is online.
+    pub fn is_online(&self, user: &str) -> bool {
+        self.state
+            .lock()
+            .expect("hub lock")
+            .by_user
+            .contains_key(user)
+    }
+
+    /// Number of sessions online.
+    pub fn sessions(&self) -> usize {
+        self.state.lock().expect("hub lock").sessions.len()
+    }
+
+    /// Delivers a committed message to every session in its room. Called by
+    /// the one fan-out task, in commit order, so each room's messages reach
+    /// every session in sequence order.
+    pub fn publish(&self, msg: &Message) {
+        let frame = codec::encode(&ServerFrame::Message(msg.clone()));
+        let st = self.state.lock().expect("hub lock");
+        for s in st.room_sessions(&msg.room) {
+            s.offer_message(&msg.room, msg.seq, &frame);
+        }
+    }
+
+    /// Queues a frame for every session (shutdown notice).
+    pub fn broadcast(&self, frame: &ServerFrame) {
+        let bytes = codec::encode(frame);
+        let st = self.state.lock().expect("hub lock");
+        for s in st.sessions.values() {
+            s.offer(&bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(b: Bytes) -> ServerFrame {
+        codec::decode(&b[4..]).unwrap()
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<Bytes>) -> Vec<ServerFrame> {
+        let mut out = vec![];
+        while let Ok(b) = rx.try_recv() {
+            out.push(decode(b));
+        }
+        out
+    }
+
+    fn msg(room: &str, seq: Seq) -> Message {
+        Message {
+            room: room.into(),
+            seq,
+            id: [seq as u8; 16],
+            ts: 0,
+            from: "a".into(),
+            body: "hi".into(),
+        }
+    }
+
+    #[test]
+    fn fanout_reaches_room_members_only_and_presence_flows() {
+        let hub = Hub::default();
+        let (a, mut ra) = Outbox::new(1, "alice".into(), 16);
+        let (b, mut rb) = Outbox::new(2, "bob".into(), 16);
+        let (a2, mut ra2) = Outbox::new(3, "alice".into(), 16);
+        hub.attach(a, &["lobby".into(), "dev".into()]);
+        hub.attach(b, &["lobby".into()]);
+        assert_eq!(drain(&mut ra).len(), 1, "alice hears bob come online");
+        hub.attach(a2, &["lobby".into(), "dev".into()]);
+        assert!(drain(&mut rb).is_empty(), "a second device is not news");
+
+        hub.publish(&msg("dev", 1));
+        assert!(matches!(&drain(&mut ra)[..], [ServerFrame::Message(m)] if m.seq == 1));
+        assert_eq!(drain(&mut ra2).len(), 1, "every device of the user");
+        assert!(drain(&mut rb).is_empty(), "bob is not in dev");
+
+        hub.joined("bob", "dev");
+        assert!(hub.is_subscribed(2, "dev"));
+        assert_eq!(drain(&mut ra).len(), 1);
+        hub.publish(&msg("dev", 2));
+        assert!(drain(&mut rb)
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Message(_))));
+
+        hub.left("bob", "dev");
+        assert!(!hub.is_subscribed(2, "dev"));
+        assert!(
+            matches!(
+                &drain(&mut rb)[..],
+                [ServerFrame::Presence(Presence {
+                    kind: PresenceKind::Left,
+                    ..
+                })]
+            ),
+            "the leaver's own sessions hear it too"
+        );
+        drain(&mut ra);
+        hub.detach(1);
+        assert!(drain(&mut rb).is_empty(), "alice still has a device");
+        hub.detach(3);
+        assert!(matches!(
+            &drain(&mut rb)[..],
+            [ServerFrame::Presence(Presence {
+                kind: PresenceKind::Offline,
+                ..
+            })]
+        ));
+        assert!(!hub.is_online("alice"));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_lags_that_room_until_resubscribed() {
+        let hub = Hub::default();
+        let (slow, mut rx) = Outbox::new(1, "slow".into(), 2);
+        hub.attach(slow.clone(), &["lobby".into()]);
+        for seq in 1..=5 {
+            hub.publish(&msg("lobby", seq));
+        }
+        assert_eq!(
+            slow.lags.next().await,
+            vec![ServerFrame::Lagged {
+                room: "lobby".into(),
+                from: 3
+            }]
+        );
+        let got: Vec<Seq> = drain(&mut rx)
+            .into_iter()
+            .filter_map(|f| {
+                if let ServerFrame::Message(m) = f {
+                    Some(m.seq)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(got, vec![1, 2]);
+        hub.publish(&msg("lobby", 6));
+        assert!(
+            drain(&mut rx).is_empty(),
+            "nothing live while lagging: the gap is paged"
+        );
+        slow.lags.resubscribed("lobby");
+        hub.publish(&msg("lobby", 7));
+        assert_eq!(drain(&mut rx).len(), 1);
+    }
+}

@@ -1,0 +1,243 @@
+//! `relay`: the confab relay server and its administration commands.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use relay::config::Config;
+use relay::defaults;
+use relay::store::sqlite::SqliteStore;
+
+/// confab relay: accepts QUIC/TLS connections from confab clients, keeps
+/// accounts, rooms and history in an embedded SQLite store, and relays
+/// messages between them.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make a self-signed certificate and key for `relay serve`.
+    GenCert {
+        /// Folder for cert.pem and key.pem.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// A DNS name or IP address clients will use to reach the relay
+        /// (repeatable; default: localhost, 127.0.0.1, ::1).
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Days the certificate stays valid.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Serve clients.
+    Serve(Serve),
+    /// Administer accounts (also while the relay runs).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Parser)]
+struct Serve {
+    /// Certificate chain (PEM), leaf first.
+    #[arg(long, default_value = "certs/cert.pem", env = "CONFAB_CERT")]
+    cert: PathBuf,
+    /// Private key (PEM) of the certificate.
+    #[arg(long, default_value = "certs/key.pem", env = "CONFAB_KEY")]
+    key: PathBuf,
+    /// UDP address to listen on; port 0 picks a free one (printed at start).
+    #[arg(long, default_value = defaults::LISTEN, env = "CONFAB_LISTEN")]
+    listen: SocketAddr,
+    /// Folder of the embedded store.
+    #[arg(long, default_value = defaults::DATA_DIR, env = "CONFAB_DATA")]
+    data: PathBuf,
+    /// Whether anyone may create an account.
+    #[arg(long, value_enum, default_value_t = Registration::Open)]
+    registration: Registration,
+    /// Seconds from connecting to logging in before the relay hangs up.
+    #[arg(long, default_value_t = common::limits::LOGIN_DEADLINE.as_secs_f64())]
+    login_timeout: f64,
+    /// Sustained messages per second per session (bursts reach twice this).
+    #[arg(long, default_value_t = defaults::RATE_LIMIT)]
+    rate_limit: u32,
+    /// Connections that have not logged in yet.
+    #[arg(long, default_value_t = defaults::MAX_UNAUTHENTICATED)]
+    max_unauthenticated: usize,
+    /// Connections in all.
+    #[arg(long, default_value_t = defaults::MAX_CONNECTIONS)]
+    max_connections: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Registration {
+    Open,
+    Closed,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. Password from CONFAB_PASSWORD, --password-file or a prompt.
+    Add(UserArgs),
+    /// Change an account's password.
+    Passwd(UserArgs),
+    /// Delete an account (its messages stay in history).
+    Del {
+        name: String,
+        #[arg(long, default_value = defaults::DATA_DIR, env = "CONFAB_DATA")]
+        data: PathBuf,
+    },
+    /// List accounts.
+    List {
+        #[arg(long, default_value = defaults::DATA_DIR, env = "CONFAB_DATA")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Parser)]
+struct UserArgs {
+    name: String,
+    /// Folder of the embedded store.
+    #[arg(long, default_value = defaults::DATA_DIR, env = "CONFAB_DATA")]
+    data: PathBuf,
+    /// File whose first line is the password.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::GenCert {
+            out,
+            sans,
+            days,
+            force,
+        } => {
+            let made = relay::cert::generate(&relay::cert::GenCert {
+                out,
+                sans,
+                days,
+                force,
+            })?;
+            println!(
+                "wrote {} and {}",
+                made.cert_path.display(),
+                made.key_path.display()
+            );
+            println!("fingerprint {}", made.fingerprint);
+            Ok(())
+        }
+        Command::Serve(args) => serve(args).await,
+        Command::User(cmd) => user(cmd).await,
+    }
+}
+
+async fn serve(args: Serve) -> Result<()> {
+    let (server_config, fingerprint) = relay::cert::load_server_config(&args.cert, &args.key)?;
+    if !(args.login_timeout > 0.0 && args.login_timeout < 3600.0) {
+        bail!("--login-timeout must be between 0 and 3600 seconds");
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let store = SqliteStore::open(&args.data, Some(tx))
+        .with_context(|| format!("cannot open the store in {}", args.data.display()))?;
+    let endpoint = quinn::Endpoint::server(server_config, args.listen)
+        .with_context(|| format!("cannot listen on {} (udp)", args.listen))?;
+    let addr = endpoint.local_addr()?;
+    println!(
+        "confab relay listening on {addr} (udp), data in {}",
+        args.data.display()
+    );
+    println!("certificate fingerprint {fingerprint}");
+    let cfg = Config {
+        login_timeout: std::time::Duration::from_secs_f64(args.login_timeout),
+        registration_open: matches!(args.registration, Registration::Open),
+        rate_limit: args.rate_limit,
+        max_unauthenticated: args.max_unauthenticated,
+        max_connections: args.max_connections,
+        ..Config::default()
+    };
+    relay::server::serve(endpoint, store, rx, cfg, stop_signal()).await;
+    println!("confab relay stopped");
+    Ok(())
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn user(cmd: UserCommand) -> Result<()> {
+    match cmd {
+        UserCommand::Add(a) => {
+            let password = password(a.password_file.as_deref(), true)?;
+            relay::admin::add(&a.data, &a.name, &password).await?;
+            println!("created {}", a.name);
+        }
+        UserCommand::Passwd(a) => {
+            let password = password(a.password_file.as_deref(), true)?;
+            relay::admin::passwd(&a.data, &a.name, &password).await?;
+            println!("password changed for {}", a.name);
+        }
+        UserCommand::Del { name, data } => {
+            relay::admin::del(&data, &name).await?;
+            println!("deleted {name}");
+        }
+        UserCommand::List { data } => {
+            for (name, created) in relay::admin::list(&data).await? {
+                println!("{name}\t{created}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The password from CONFAB_PASSWORD, a file, or a prompt on the terminal.
+fn password(file: Option<&Path>, confirm: bool) -> Result<String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok(text.lines().next().unwrap_or_default().to_owned());
+    }
+    if let Ok(p) = std::env::var("CONFAB_PASSWORD") {
+        return Ok(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no password: set CONFAB_PASSWORD or use --password-file");
+    }
+    let first = rpassword::prompt_password("password: ")?;
+    if confirm && rpassword::prompt_password("again: ")? != first {
+        bail!("the passwords differ");
+    }
+    Ok(first)
+}

@@ -1,0 +1,127 @@
+//! The accept loop, the shared state of a running relay, the fan-out task
+//! and the orderly shutdown.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use common::frame::{close, Message, ServerFrame};
+use quinn::Endpoint;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::auth::Throttle;
+use crate::config::Config;
+use crate::conn;
+use crate::defaults::DRAIN_TIMEOUT;
+use crate::hub::{Hub, SessionId};
+use crate::store::Store;
+
+/// State shared by every connection of a running relay.
+pub struct Relay<S> {
+    pub store: S,
+    pub hub: Hub,
+    pub throttle: Throttle,
+    pub cfg: Config,
+    next_id: AtomicU64,
+    shutdown: watch::Sender<bool>,
+}
+
+impl<S> Relay<S> {
+    /// A fresh id for a logged-in session.
+    pub fn next_session_id(&self) -> SessionId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Becomes true when the relay starts shutting down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+/// Completes once the relay is shutting down.
+pub async fn until_shutdown(signal: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, never held across an await.
+    let _ = signal.wait_for(|stopping| *stopping).await;
+}
+
+/// Serves `endpoint` until `stop` completes, then shuts down in order: stop
+/// accepting, tell every client, let sessions finish their in-flight sends,
+/// flush the store, close the endpoint.
+///
+/// `committed` is the store's channel of committed messages; the one task
+/// that drains it is what keeps every room's fan-out in sequence order.
+pub async fn serve<S: Store>(
+    endpoint: Endpoint,
+    store: S,
+    mut committed: mpsc::UnboundedReceiver<Arc<Message>>,
+    cfg: Config,
+    stop: impl Future<Output = ()>,
+) {
+    let relay = Arc::new(Relay {
+        store,
+        hub: Hub::default(),
+        throttle: Throttle::default(),
+        cfg,
+        next_id: AtomicU64::new(1),
+        shutdown: watch::channel(false).0,
+    });
+    let fanout = {
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = committed.recv().await {
+                relay.hub.publish(&msg);
+            }
+        })
+    };
+    let unauthenticated = Arc::new(Semaphore::new(relay.cfg.max_unauthenticated));
+    let total = Arc::new(Semaphore::new(relay.cfg.max_connections));
+    let mut conns = JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let permits = (total.clone().try_acquire_owned(), unauthenticated.clone().try_acquire_owned());
+                let (Ok(slot), Ok(pre_login)) = permits else {
+                    // Refused before the TLS handshake: costs us one packet.
+                    tracing::warn!(addr = %incoming.remote_address(), "connection refused: limit reached");
+                    incoming.refuse();
+                    continue;
+                };
+                let relay = relay.clone();
+                conns.spawn(async move {
+                    let handshake = tokio::time::timeout(relay.cfg.login_timeout, incoming).await;
+                    match handshake {
+                        Ok(Ok(conn)) => conn::serve(relay, conn, pre_login).await,
+                        Ok(Err(e)) => tracing::debug!("handshake failed: {e}"),
+                        Err(_) => tracing::debug!("handshake timed out"),
+                    }
+                    drop(slot);
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+
+    tracing::info!(sessions = relay.hub.sessions(), "shutting down");
+    endpoint.set_server_config(None);
+    relay.hub.broadcast(&ServerFrame::Shutdown {
+        reason: "the relay is shutting down; reconnect shortly".into(),
+    });
+    let _ = relay.shutdown.send(true);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT * 3, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some connections did not close in time");
+        conns.abort_all();
+    }
+    relay.store.close().await;
+    fanout.abort();
+    endpoint.close(close::SHUTDOWN.into(), b"relay shutting down");
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, endpoint.wait_idle()).await;
+    tracing::info!("stopped");
+}

@@ -1,0 +1,166 @@
+//! Durable state: accounts, rooms, memberships, invites and messages.
+//!
+//! One trait, [`Store`], so the relay can run on the embedded SQLite file
+//! (the default, [`sqlite::SqliteStore`]) or, later, on a cluster store.
+//! Appends are group-committed: a message's future resolves only after the
+//! transaction holding it is durable, and committed messages are published,
+//! in sequence order per room, on the channel given at open.
+
+pub mod sqlite;
+
+use std::future::Future;
+
+use common::frame::{Message, MsgId, Page, RoomKind, Seq};
+
+/// An account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    /// The name as registered (lookups ignore ASCII case).
+    pub name: String,
+    /// argon2id PHC string.
+    pub phc: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// A room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRow {
+    pub name: String,
+    pub kind: RoomKind,
+    pub created_by: String,
+    /// Sequence of the newest message, 0 if none.
+    pub latest: Seq,
+    pub members: u32,
+}
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub room: String,
+    pub from: String,
+    pub id: MsgId,
+    pub body: String,
+}
+
+/// Result of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: Seq,
+    /// Milliseconds since the Unix epoch, as stored.
+    pub ts: i64,
+    /// The id was already stored in this room: `seq`/`ts` are the original
+    /// ones and nothing new was written or published.
+    pub duplicate: bool,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the name is taken")]
+    NameTaken,
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("no such room")]
+    NoSuchRoom,
+    #[error("the room exists")]
+    RoomExists,
+    #[error("storage failed: {0}")]
+    Db(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+/// Durable state behind the relay. Every method is safe to call from many
+/// tasks at once.
+pub trait Store: Send + Sync + 'static {
+    /// Creates an account and makes it a member of the lobby.
+    fn create_user(
+        &self,
+        name: &str,
+        phc: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Looks an account up, ignoring ASCII case.
+    fn user(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<StoredUser>, StoreError>> + Send;
+    /// Replaces an account's password hash.
+    fn set_password(
+        &self,
+        name: &str,
+        phc: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes an account with its memberships and invites; its messages stay.
+    fn delete_user(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// All accounts, by name.
+    fn list_users(&self) -> impl Future<Output = Result<Vec<StoredUser>, StoreError>> + Send;
+
+    /// Creates a public or private channel with `creator` as its first member.
+    fn create_room(
+        &self,
+        name: &str,
+        kind: RoomKind,
+        creator: &str,
+    ) -> impl Future<Output = Result<RoomRow, StoreError>> + Send;
+    /// Returns the DM room of two users, creating it (both as members) if needed.
+    fn open_dm(&self, a: &str, b: &str)
+        -> impl Future<Output = Result<RoomRow, StoreError>> + Send;
+    /// Looks a room up by exact name.
+    fn room(&self, name: &str) -> impl Future<Output = Result<Option<RoomRow>, StoreError>> + Send;
+    /// Adds a member; `Ok(false)` if already one. Removes any invite.
+    fn add_member(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Removes a member; `Ok(false)` if not one.
+    fn remove_member(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Member names of a room, sorted.
+    fn members(&self, room: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// Whether `user` is a member of `room`.
+    fn is_member(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The rooms `user` is a member of, by name.
+    fn rooms_of(&self, user: &str)
+        -> impl Future<Output = Result<Vec<RoomRow>, StoreError>> + Send;
+    /// All public channels, by name.
+    fn public_rooms(&self) -> impl Future<Output = Result<Vec<RoomRow>, StoreError>> + Send;
+    /// Records that `user` may join private `room`.
+    fn invite(&self, room: &str, user: &str)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Whether `user` has an open invite to `room`.
+    fn is_invited(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores a message durably and returns its sequence; see [`Appended`].
+    ///
+    /// The request is queued when `append` is called, before the returned
+    /// future is first polled, and the future does not borrow the store:
+    /// a session hands its sends over in arrival order (so one sender's
+    /// messages commit in the order sent) and awaits each ack in a task.
+    fn append(
+        &self,
+        msg: NewMessage,
+    ) -> impl Future<Output = Result<Appended, StoreError>> + Send + 'static;
+    /// A page of history, oldest first, and whether more lie beyond it in
+    /// the page's direction (older for `Latest`/`Before`, newer for `After`).
+    fn history(
+        &self,
+        room: &str,
+        page: Page,
+        limit: u16,
+    ) -> impl Future<Output = Result<(Vec<Message>, bool), StoreError>> + Send;
+    /// Finishes pending writes and stops the writer; later calls fail with `Closed`.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}

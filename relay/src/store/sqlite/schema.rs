@@ -1,0 +1,124 @@
+//! The database file: connection settings and the schema.
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::names::LOBBY;
+use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+
+use crate::store::StoreError;
+
+/// Schema version, kept in `PRAGMA user_version`: 0 is a new, empty file.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for another's lock before giving up. Admin
+/// commands (`relay user add`) write the same file from another process
+/// while the relay runs; their transactions last milliseconds.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// Messages are `WITHOUT ROWID` so that they are stored in `(room, seq)`
+/// order: a history page is one contiguous range of the table, whatever the
+/// room's size. User names compare ignoring ASCII case wherever they are
+/// stored, so `Alice` and `alice` are one account everywhere.
+const SCHEMA: &str = "
+CREATE TABLE users (
+    name    TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,
+    phc     TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE rooms (
+    name       TEXT NOT NULL PRIMARY KEY,
+    kind       INTEGER NOT NULL CHECK (kind IN (0, 1, 2)),
+    created_by TEXT NOT NULL,
+    created    INTEGER NOT NULL
+);
+CREATE TABLE members (
+    room   TEXT NOT NULL REFERENCES rooms (name),
+    user   TEXT NOT NULL COLLATE NOCASE REFERENCES users (name),
+    joined INTEGER NOT NULL,
+    PRIMARY KEY (room, user)
+) WITHOUT ROWID;
+CREATE INDEX members_by_user ON members (user);
+CREATE TABLE invites (
+    room    TEXT NOT NULL REFERENCES rooms (name),
+    user    TEXT NOT NULL COLLATE NOCASE REFERENCES users (name),
+    invited INTEGER NOT NULL,
+    PRIMARY KEY (room, user)
+) WITHOUT ROWID;
+CREATE INDEX invites_by_user ON invites (user);
+CREATE TABLE messages (
+    room   TEXT NOT NULL REFERENCES rooms (name),
+    seq    INTEGER NOT NULL,
+    id     BLOB NOT NULL CHECK (length(id) = 16),
+    sender TEXT NOT NULL,
+    ts     INTEGER NOT NULL,
+    body   TEXT NOT NULL,
+    PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX messages_by_id ON messages (room, id);
+";
+
+/// Opens the writer's connection, creating or checking the schema, and
+/// makes sure the lobby exists.
+pub(super) fn open_writer(path: &Path, now_ms: i64) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(db)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(db)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Still correct, only slower: reads then wait for commits.
+        tracing::warn!(path = %path.display(), mode = %mode, "cannot use WAL mode for the store");
+    }
+    // FULL: an acknowledged message must survive a power cut, not only a crash.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(db)?;
+    conn.pragma_update(None, "foreign_keys", true).map_err(db)?;
+    migrate(&mut conn, now_ms)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection for the read pool.
+pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(db)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+    Ok(conn)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]. `IMMEDIATE` so that two
+/// processes opening a new file at once do not both create it.
+fn migrate(conn: &mut Connection, now_ms: i64) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(db)?;
+    match version {
+        0 => {
+            tx.execute_batch(SCHEMA).map_err(db)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
+        }
+        SCHEMA_VERSION => {}
+        newer => {
+            return Err(StoreError::Db(format!(
+                "schema version {newer} is newer than this relay's ({SCHEMA_VERSION}); upgrade the relay"
+            )))
+        }
+    }
+    tx.execute(
+        "INSERT INTO rooms (name, kind, created_by, created) VALUES (?1, 0, '', ?2)
+         ON CONFLICT DO NOTHING",
+        params![LOBBY, now_ms.div_euclid(1000)],
+    )
+    .map_err(db)?;
+    tx.commit().map_err(db)
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Db(e.to_string())
+}

@@ -1,0 +1,254 @@
+//! Accounts, rooms, memberships, invites and DMs.
+
+use super::*;
+
+#[tokio::test]
+async fn user_names_ignore_ascii_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user("Alice", "phc-a").await.unwrap();
+    assert_eq!(
+        store.create_user("alice", "phc-b").await,
+        Err(StoreError::NameTaken)
+    );
+    assert_eq!(
+        store.create_user("ALICE", "phc-b").await,
+        Err(StoreError::NameTaken)
+    );
+
+    let found = store.user("aLiCe").await.unwrap().unwrap();
+    assert_eq!(
+        (found.name.as_str(), found.phc.as_str()),
+        ("Alice", "phc-a")
+    );
+    assert!(found.created > 1_600_000_000);
+    assert_eq!(store.user("bob").await.unwrap(), None);
+
+    store.create_user("bob", "phc-c").await.unwrap();
+    assert!(store.is_member(LOBBY, "alice").await.unwrap());
+    assert!(store.is_member(LOBBY, "BOB").await.unwrap());
+    assert_eq!(store.members(LOBBY).await.unwrap(), ["Alice", "bob"]);
+    let names: Vec<_> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["Alice", "bob"]);
+    let lobby = store.room(LOBBY).await.unwrap().unwrap();
+    assert_eq!(
+        (lobby.kind, lobby.created_by.as_str(), lobby.members),
+        (RoomKind::Public, "", 2)
+    );
+}
+
+#[tokio::test]
+async fn passwords_change_and_users_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user("alice", "old").await.unwrap();
+    store.create_user("bob", "b").await.unwrap();
+    store.set_password("ALICE", "new").await.unwrap();
+    assert_eq!(store.user("alice").await.unwrap().unwrap().phc, "new");
+    assert_eq!(
+        store.set_password("carol", "x").await,
+        Err(StoreError::NoSuchUser)
+    );
+
+    store
+        .create_room("dev", RoomKind::Private, "bob")
+        .await
+        .unwrap();
+    store.invite("dev", "alice").await.unwrap();
+    store.append(msg(LOBBY, 1)).await.unwrap();
+    store.delete_user("Alice").await.unwrap();
+
+    assert_eq!(store.user("alice").await.unwrap(), None);
+    assert!(!store.is_member(LOBBY, "alice").await.unwrap());
+    assert!(!store.is_invited("dev", "alice").await.unwrap());
+    assert_eq!(store.members(LOBBY).await.unwrap(), ["bob"]);
+    let (kept, _) = store.history(LOBBY, Page::Latest, 10).await.unwrap();
+    assert_eq!(kept[0].from, "alice");
+    assert_eq!(
+        store.delete_user("alice").await,
+        Err(StoreError::NoSuchUser)
+    );
+    // The name is free again.
+    store.create_user("alice", "again").await.unwrap();
+}
+
+#[tokio::test]
+async fn rooms_members_and_invites() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for name in ["alice", "bob", "carol"] {
+        store.create_user(name, "phc").await.unwrap();
+    }
+    let dev = store
+        .create_room("dev", RoomKind::Public, "Alice")
+        .await
+        .unwrap();
+    assert_eq!(
+        (dev.name.as_str(), dev.kind, dev.created_by.as_str()),
+        ("dev", RoomKind::Public, "alice")
+    );
+    assert_eq!((dev.latest, dev.members), (0, 1));
+    assert_eq!(
+        store.create_room("dev", RoomKind::Private, "bob").await,
+        Err(StoreError::RoomExists)
+    );
+    assert_eq!(
+        store.create_room("ops", RoomKind::Public, "dave").await,
+        Err(StoreError::NoSuchUser)
+    );
+    assert_eq!(
+        store.room("ops").await.unwrap(),
+        None,
+        "a refused creation leaves nothing"
+    );
+    store
+        .create_room("secret", RoomKind::Private, "bob")
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.add_member("nope", "bob").await,
+        Err(StoreError::NoSuchRoom)
+    );
+    assert_eq!(
+        store.add_member("dev", "dave").await,
+        Err(StoreError::NoSuchUser)
+    );
+    assert!(store.add_member("dev", "bob").await.unwrap());
+    assert!(!store.add_member("dev", "BOB").await.unwrap());
+    assert_eq!(store.members("dev").await.unwrap(), ["alice", "bob"]);
+    assert_eq!(store.members("nope").await, Err(StoreError::NoSuchRoom));
+
+    assert_eq!(
+        store.invite("nope", "carol").await,
+        Err(StoreError::NoSuchRoom)
+    );
+    assert_eq!(
+        store.invite("secret", "dave").await,
+        Err(StoreError::NoSuchUser)
+    );
+    store.invite("secret", "carol").await.unwrap();
+    store.invite("secret", "carol").await.unwrap();
+    assert!(store.is_invited("secret", "Carol").await.unwrap());
+    assert!(!store.is_invited("secret", "alice").await.unwrap());
+    assert!(store.add_member("secret", "carol").await.unwrap());
+    assert!(
+        !store.is_invited("secret", "carol").await.unwrap(),
+        "joining uses up the invite"
+    );
+
+    let mine: Vec<_> = store
+        .rooms_of("bob")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(mine, ["dev", LOBBY, "secret"]);
+    let public: Vec<_> = store
+        .public_rooms()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(public, ["dev", LOBBY]);
+
+    assert!(store.remove_member("dev", "Bob").await.unwrap());
+    assert!(!store.remove_member("dev", "bob").await.unwrap());
+    assert!(!store.is_member("dev", "bob").await.unwrap());
+
+    store.append(msg("dev", 1)).await.unwrap();
+    store.append(msg("dev", 2)).await.unwrap();
+    let dev = store.room("dev").await.unwrap().unwrap();
+    assert_eq!((dev.latest, dev.members), (2, 1));
+    assert_eq!(
+        store.room("Dev").await.unwrap(),
+        None,
+        "room names are exact"
+    );
+}
+
+#[tokio::test]
+async fn direct_rooms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user("Alice", "phc").await.unwrap();
+    store.create_user("bob", "phc").await.unwrap();
+
+    let dm = store.open_dm("bob", "alice").await.unwrap();
+    assert_eq!(dm.name, common::names::dm_room("Alice", "bob"));
+    assert_eq!((dm.kind, dm.members), (RoomKind::Direct, 2));
+    assert_eq!(store.open_dm("ALICE", "Bob").await.unwrap(), dm);
+    assert_eq!(store.members(&dm.name).await.unwrap(), ["Alice", "bob"]);
+    assert_eq!(
+        store.open_dm("alice", "carol").await,
+        Err(StoreError::NoSuchUser)
+    );
+    assert_eq!(
+        store.open_dm("carol", "alice").await,
+        Err(StoreError::NoSuchUser)
+    );
+
+    store.remove_member(&dm.name, "bob").await.unwrap();
+    assert_eq!(
+        store.open_dm("alice", "bob").await.unwrap().members,
+        2,
+        "reopening brings both back"
+    );
+    assert!(store
+        .public_rooms()
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.name != dm.name));
+}
+
+#[tokio::test]
+async fn odd_input_is_stored_verbatim() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let names = [
+        "o'brien\"; DROP TABLE users; --",
+        "ünïcødé",
+        "",
+        "a\0b",
+        "%_*",
+    ];
+    for name in names {
+        store.create_user(name, "phc'\"").await.unwrap();
+        assert_eq!(store.user(name).await.unwrap().unwrap().name, name);
+        store
+            .create_room(&format!("room {name}"), RoomKind::Public, name)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.user("%").await.unwrap(), None);
+    assert_eq!(
+        store.user("ÜNÏCØDÉ").await.unwrap(),
+        None,
+        "only ASCII case is ignored"
+    );
+    let dm = store.open_dm(names[0], names[1]).await.unwrap();
+    for body in ["", "💬 hällo\n\t\"'`\\", "\0", &"x".repeat(4096)] {
+        let new = NewMessage {
+            room: dm.name.clone(),
+            from: names[0].into(),
+            id: id(body.len() as u128),
+            body: body.into(),
+        };
+        let seq = store.append(new).await.unwrap().seq;
+        let (page, _) = store
+            .history(&dm.name, Page::After(seq - 1), 1)
+            .await
+            .unwrap();
+        assert_eq!(page[0].body, body);
+    }
+    assert_eq!(store.list_users().await.unwrap().len(), names.len());
+}

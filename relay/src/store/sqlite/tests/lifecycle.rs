@@ -1,0 +1,165 @@
+//! Opening, reopening, closing, locks and crashes.
+
+use super::*;
+
+#[tokio::test]
+async fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user("alice", "phc").await.unwrap();
+    store
+        .create_room("dev", RoomKind::Private, "alice")
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        store.append(msg("dev", n)).await.unwrap();
+    }
+    store.close().await;
+    drop(store);
+
+    let store = open(&dir);
+    assert_eq!(store.user("alice").await.unwrap().unwrap().phc, "phc");
+    assert_eq!(store.room("dev").await.unwrap().unwrap().latest, 3);
+    assert_eq!(store.append(msg("dev", 4)).await.unwrap().seq, 4);
+    let (original, _) = store.history("dev", Page::After(1), 1).await.unwrap();
+    let again = store.append(msg("dev", 2)).await.unwrap();
+    assert_eq!(
+        again,
+        Appended {
+            seq: 2,
+            ts: original[0].ts,
+            duplicate: true
+        }
+    );
+    assert_eq!(store.members(LOBBY).await.unwrap(), ["alice"]);
+}
+
+#[tokio::test]
+async fn waits_for_another_process_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(&dir));
+    let admin = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    admin.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..200 {
+        let store = store.clone();
+        tasks.spawn(async move { store.append(msg(LOBBY, n)).await });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    admin.execute_batch("COMMIT").unwrap();
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap().unwrap();
+    }
+    // The first request waited for the lock while all the others queued.
+    assert!(store.commits.load(Ordering::Relaxed) <= 4);
+}
+
+#[test]
+fn open_errors_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let Err(StoreError::Db(text)) = SqliteStore::open(&file.join("data"), None) else {
+        panic!("opened below a file")
+    };
+    assert!(text.contains(&file.display().to_string()), "{text}");
+
+    std::fs::write(dir.path().join(DB_FILE), vec![7u8; 4096]).unwrap();
+    let Err(StoreError::Db(text)) = SqliteStore::open(dir.path(), None) else {
+        panic!("opened a file that is not a database")
+    };
+    assert!(
+        text.contains(&dir.path().join(DB_FILE).display().to_string()),
+        "{text}"
+    );
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(dir.path(), None).unwrap());
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.pragma_update(None, "user_version", schema::SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    let Err(StoreError::Db(text)) = SqliteStore::open(dir.path(), None) else {
+        panic!("opened")
+    };
+    assert!(text.contains("newer"), "{text}");
+}
+
+#[tokio::test]
+async fn closed_store_refuses_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user("alice", "phc").await.unwrap();
+    store.close().await;
+    assert_eq!(
+        store.create_user("bob", "phc").await,
+        Err(StoreError::Closed)
+    );
+    assert_eq!(store.user("alice").await, Err(StoreError::Closed));
+    assert_eq!(store.append(msg(LOBBY, 1)).await, Err(StoreError::Closed));
+    assert_eq!(
+        store.history(LOBBY, Page::Latest, 5).await,
+        Err(StoreError::Closed)
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn dropping_stops_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user("alice", "phc").await.unwrap();
+    let wal = dir.path().join(format!("{DB_FILE}-wal"));
+    assert!(wal.exists());
+    drop(store);
+    // The last connection to close removes the log, so none is left open.
+    assert!(!wal.exists());
+}
+
+/// Run by `abort_after_commit_keeps_the_message` in a child process.
+#[tokio::test]
+async fn abort_after_commit_child() {
+    let Some(dir) = std::env::var_os("CONFAB_TEST_ABORT_DIR") else {
+        return;
+    };
+    let store = SqliteStore::open(std::path::Path::new(&dir), None).unwrap();
+    store.append(msg(LOBBY, 1)).await.unwrap();
+    let boom = NewMessage {
+        body: "boom".into(),
+        ..msg(LOBBY, 2)
+    };
+    let _ = store.append(boom).await;
+    unreachable!("the store should have aborted");
+}
+
+#[tokio::test]
+async fn abort_after_commit_keeps_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = format!(
+        "{}::abort_after_commit_child",
+        module_path!().split_once("::").unwrap().1
+    );
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test.as_str(), "--exact", "--test-threads=1"])
+        .env("CONFAB_TEST_ABORT_DIR", dir.path())
+        .env(FAULT_ABORT_AFTER_COMMIT, "boom")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(6), "SIGABRT");
+    }
+    let store = open(&dir);
+    let (page, _) = store.history(LOBBY, Page::Latest, 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        ["message 1", "boom"]
+    );
+}

@@ -1,0 +1,341 @@
+//! Harness for confab's integration tests: starts the real `relay` binary
+//! on a free loopback port with a temporary data folder and certificate,
+//! and connects real clients to it over QUIC/TLS.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::client::{Client, Config, Event};
+use common::frame::{Message, ALPN};
+use common::trust::TrustMode;
+use tempfile::TempDir;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// The password every test account uses.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// How long a test waits for something that should happen at once.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Path of a workspace binary, built next to the test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> → target/debug/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` (make test does) first",
+        path.display()
+    );
+    path
+}
+
+/// A running relay with its own data folder and certificate.
+pub struct Relay {
+    pub dir: TempDir,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Relay {
+    /// Starts a relay with default settings.
+    pub fn start() -> Relay {
+        Relay::start_with(&[], &[])
+    }
+
+    /// Starts a relay with extra `serve` flags and environment.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Relay {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let status = Command::new(bin("relay"))
+            .args(["gen-cert", "--out"])
+            .arg(dir.path().join("certs"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run relay gen-cert");
+        assert!(status.success(), "gen-cert failed");
+        let mut relay = Relay {
+            dir,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            child: None,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        relay.spawn();
+        relay
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("certs/cert.pem")
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `host:port` for clients.
+    pub fn server(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("relay.log"))
+            .expect("relay log");
+        let mut child = Command::new(bin("relay"))
+            .arg("serve")
+            .arg("--cert")
+            .arg(self.cert())
+            .arg("--key")
+            .arg(self.dir.path().join("certs/key.pem"))
+            .arg("--data")
+            .arg(self.data())
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "info,quinn=warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start relay");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("confab relay listening on ") {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("relay did not start; log:\n{}", self.log()));
+        self.addr = addr.parse().expect("listen address");
+        self.child = Some(child);
+    }
+
+    /// The relay's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("relay.log")).unwrap_or_default()
+    }
+
+    /// Kills the relay with SIGKILL: no flush, no goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the relay to exit by itself (e.g. after a fault), returning
+    /// whether it did in time.
+    pub fn wait_exit(&mut self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if child.try_wait().ok().flatten().is_some() {
+                    self.child = None;
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("relay running");
+        let pid = child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        child.wait().expect("relay exit status")
+    }
+
+    /// Starts the relay again on the same port and data folder, with the
+    /// given environment instead of the original one.
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.kill();
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.spawn();
+    }
+
+    /// Kills the relay and starts it again on the same port and data folder.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// A client configuration that pins this relay's certificate.
+    pub fn config(&self, user: &str) -> Config {
+        let mut cfg = Config::new(
+            &self.server(),
+            TrustMode::Pinned(self.cert()),
+            user,
+            PASSWORD,
+        );
+        cfg.reconnect_initial = Duration::from_millis(100);
+        cfg.reconnect_max = Duration::from_millis(500);
+        cfg
+    }
+
+    /// Registers `user` and returns the connected session.
+    pub async fn register(&self, user: &str) -> Session {
+        let mut cfg = self.config(user);
+        cfg.register = true;
+        Session::connect(cfg).await
+    }
+
+    /// Logs `user` in.
+    pub async fn login(&self, user: &str) -> Session {
+        Session::connect(self.config(user)).await
+    }
+
+    /// A raw QUIC connection offering `alpn`, trusting this relay's cert.
+    pub async fn raw_connection(
+        &self,
+        alpn: &[u8],
+    ) -> Result<quinn::Connection, quinn::ConnectionError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(self.cert()).expect("cert");
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(cert.expect("pem")).expect("root");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("tls13")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![alpn.to_vec()];
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic config");
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("endpoint");
+        let conn = endpoint
+            .connect_with(
+                quinn::ClientConfig::new(Arc::new(quic)),
+                self.addr,
+                "localhost",
+            )
+            .expect("connect")
+            .await;
+        // The endpoint must outlive the connection; tests are short.
+        std::mem::forget(endpoint);
+        conn
+    }
+}
+
+use rustls::pki_types::pem::PemObject;
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The standard ALPN, for raw connections that should get through.
+pub const GOOD_ALPN: &[u8] = ALPN;
+
+/// A connected client and its events.
+pub struct Session {
+    pub client: Client,
+    pub events: UnboundedReceiver<Event>,
+}
+
+impl Session {
+    pub async fn connect(cfg: Config) -> Session {
+        let user = cfg.user.clone();
+        let (client, events) = Client::connect(cfg)
+            .await
+            .unwrap_or_else(|e| panic!("{user} cannot connect: {e}"));
+        Session { client, events }
+    }
+
+    /// The next event that `pick` maps to something, failing the test
+    /// after [`PATIENCE`].
+    pub async fn wait_for<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(e)) => {
+                    if let Some(t) = pick(&e) {
+                        return t;
+                    }
+                }
+                Ok(None) => panic!(
+                    "{}: session ended while waiting for {what}",
+                    self.client.user()
+                ),
+                Err(_) => panic!("{}: timed out waiting for {what}", self.client.user()),
+            }
+        }
+    }
+
+    /// Waits until the initial sync of `room` is done (its `Joined` event).
+    pub async fn joined(&mut self, room: &str) -> Vec<Message> {
+        self.wait_for(&format!("joined {room}"), |e| match e {
+            Event::Joined {
+                room: r, recent, ..
+            } if r == room => Some(recent.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next message in `room`.
+    pub async fn message_in(&mut self, room: &str) -> Message {
+        self.wait_for(&format!("a message in {room}"), |e| match e {
+            Event::Message(m) if m.room == room => Some(m.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Collects every event that arrives within `quiet` of the previous one.
+    pub async fn drain(&mut self, quiet: Duration) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Ok(Some(e)) = tokio::time::timeout(quiet, self.events.recv()).await {
+            out.push(e);
+        }
+        out
+    }
+}
+
+/// The messages among events.
+pub fn messages(events: &[Event]) -> Vec<Message> {
+    events
+        .iter()
+        .filter_map(|e| {
+            if let Event::Message(m) = e {
+                Some(m.clone())
+            } else {
+                None
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,268 @@
+//! Conversations through the real relay: the original program's lobby,
+//! rooms, private rooms, DMs, presence and several devices per user.
+
+use common::client::{Event, RequestError};
+use common::frame::{ErrorCode, Page, PresenceKind};
+use confab_tests::{messages, Relay};
+use std::time::Duration;
+
+#[tokio::test]
+async fn three_users_in_lobby_everyone_hears_everyone_and_a_leaver_is_announced() {
+    let relay = Relay::start();
+    let mut alice = relay.register("alice").await;
+    alice.joined("lobby").await;
+    let mut bob = relay.register("bob").await;
+    bob.joined("lobby").await;
+    let mut carol = relay.register("carol").await;
+    carol.joined("lobby").await;
+
+    let senders = [
+        ("alice", "hi all"),
+        ("bob", "hello alice"),
+        ("carol", "hey both"),
+    ];
+    for (who, text) in senders {
+        let s = match who {
+            "alice" => &alice,
+            "bob" => &bob,
+            _ => &carol,
+        };
+        s.client.send("lobby", text).await.expect("acked");
+        for reader in [&mut alice, &mut bob, &mut carol] {
+            let m = reader.message_in("lobby").await;
+            assert_eq!((m.from.as_str(), m.body.as_str()), (who, text));
+        }
+    }
+
+    bob.client.close().await;
+    for reader in [&mut alice, &mut carol] {
+        reader
+            .wait_for("bob has left", |e| match e {
+                Event::Presence(p) if p.user == "bob" && p.kind == PresenceKind::Offline => {
+                    Some(())
+                }
+                _ => None,
+            })
+            .await;
+    }
+    alice.client.send("lobby", "bye bob").await.unwrap();
+    assert_eq!(carol.message_in("lobby").await.body, "bye bob");
+}
+
+#[tokio::test]
+async fn rooms_and_dms_reach_members_only() {
+    let relay = Relay::start();
+    let mut alice = relay.register("alice").await;
+    let mut bob = relay.register("bob").await;
+    let mut eve = relay.register("eve").await;
+    for s in [&mut alice, &mut bob, &mut eve] {
+        s.joined("lobby").await;
+    }
+
+    alice.client.create_room("dev", false).await.unwrap();
+    alice.joined("dev").await;
+    bob.client.join("dev").await.unwrap();
+    bob.joined("dev").await;
+    alice.client.send("dev", "standup in 5").await.unwrap();
+    assert_eq!(bob.message_in("dev").await.body, "standup in 5");
+
+    let dm = alice.client.open_dm("bob").await.unwrap();
+    assert_eq!(dm.name, "@alice+bob");
+    alice.client.send(&dm.name, "psst").await.unwrap();
+    let got = bob
+        .wait_for("the DM", |e| match e {
+            Event::Message(m) if m.room == "@alice+bob" => Some(m.body.clone()),
+            Event::Joined { room, recent, .. } if room == "@alice+bob" && !recent.is_empty() => {
+                Some(recent[0].body.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(got, "psst");
+
+    let heard = eve.drain(Duration::from_millis(500)).await;
+    assert!(messages(&heard).is_empty(), "eve heard {heard:?}");
+
+    // Nor can eve read either room.
+    for room in ["dev", "@alice+bob"] {
+        let err = eve
+            .client
+            .history(room, Page::Latest, 50)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RequestError::Refused {
+                    code: ErrorCode::NotMember,
+                    ..
+                }
+            ),
+            "{room}: {err:?}"
+        );
+    }
+    let err = eve.client.send("dev", "let me in").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RequestError::Refused {
+                code: ErrorCode::NotMember,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = eve.client.join("@alice+bob").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RequestError::Refused {
+                code: ErrorCode::Forbidden,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn private_rooms_need_an_invite() {
+    let relay = Relay::start();
+    let mut alice = relay.register("alice").await;
+    let mut bob = relay.register("bob").await;
+    alice.joined("lobby").await;
+    bob.joined("lobby").await;
+    alice.client.create_room("secret", true).await.unwrap();
+    alice.client.send("secret", "the plan").await.unwrap();
+
+    let err = bob.client.join("secret").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RequestError::Refused {
+                code: ErrorCode::Forbidden,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = bob
+        .client
+        .history("secret", Page::Latest, 10)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RequestError::Refused {
+                code: ErrorCode::NotMember,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = bob.client.members("secret").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RequestError::Refused {
+                code: ErrorCode::NotMember,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let (_, public) = bob.client.rooms().await.unwrap();
+    assert!(
+        public.iter().all(|r| r.name != "secret"),
+        "private rooms are not listed"
+    );
+
+    alice.client.invite("secret", "bob").await.unwrap();
+    bob.client.join("secret").await.unwrap();
+    let recent = bob.joined("secret").await;
+    assert_eq!(
+        recent.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        ["the plan"]
+    );
+    let members = alice.client.members("secret").await.unwrap();
+    assert_eq!(
+        members
+            .iter()
+            .map(|m| (m.user.as_str(), m.online))
+            .collect::<Vec<_>>(),
+        [("alice", true), ("bob", true)]
+    );
+
+    bob.client.leave("secret").await.unwrap();
+    alice
+        .wait_for("bob left secret", |e| match e {
+            Event::Presence(p) if p.user == "bob" && p.kind == PresenceKind::Left => p.room.clone(),
+            _ => None,
+        })
+        .await;
+    let err = bob.client.leave("lobby").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RequestError::Refused {
+                code: ErrorCode::Forbidden,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_device_of_a_user_gets_everything() {
+    let relay = Relay::start();
+    let mut phone = relay.register("alice").await;
+    let mut laptop = relay.login("alice").await;
+    let mut bob = relay.register("bob").await;
+    for s in [&mut phone, &mut laptop, &mut bob] {
+        s.joined("lobby").await;
+    }
+    phone.client.send("lobby", "from my phone").await.unwrap();
+    for s in [&mut phone, &mut laptop, &mut bob] {
+        assert_eq!(s.message_in("lobby").await.body, "from my phone");
+    }
+    // A room joined on one device appears on the other.
+    laptop.client.create_room("ops", false).await.unwrap();
+    phone.joined("ops").await;
+}
+
+#[tokio::test]
+async fn history_pages_back_to_the_first_message() {
+    let relay = Relay::start_with(&["--rate-limit", "1000"], &[]);
+    let mut alice = relay.register("alice").await;
+    alice.joined("lobby").await;
+    let sends: Vec<_> = (1..=120)
+        .map(|i| alice.client.send("lobby", &format!("m{i}")))
+        .collect();
+    for s in sends {
+        s.await.unwrap();
+    }
+    let bob = relay.register("bob").await;
+    let (latest, more) = bob.client.history("lobby", Page::Latest, 50).await.unwrap();
+    assert!(more);
+    assert_eq!(latest.len(), 50);
+    assert_eq!(latest.last().unwrap().body, "m120");
+    let mut all = latest;
+    let mut more = true;
+    while more {
+        let before = all[0].seq;
+        let (mut page, m) = bob
+            .client
+            .history("lobby", Page::Before(before), 50)
+            .await
+            .unwrap();
+        more = m;
+        page.append(&mut all);
+        all = page;
+    }
+    let bodies: Vec<String> = all.iter().map(|m| m.body.clone()).collect();
+    let expected: Vec<String> = (1..=120).map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies, expected, "in order, complete, once each");
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+}
