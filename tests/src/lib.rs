@@ -146,7 +146,7 @@ impl Relay {
 
     /// Waits for the relay to exit by itself (e.g. after a fault), returning
     /// whether it did in time.
-    pub fn wait_exit(&mut self, within: Duration) -> bool {
+    pub async fn wait_exit(&mut self, within: Duration) -> bool {
         let deadline = std::time::Instant::now() + within;
         while std::time::Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
@@ -155,20 +155,24 @@ impl Relay {
                     return true;
                 }
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Async, so the clients under test keep running meanwhile.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         false
     }
 
     /// Sends SIGTERM and returns the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("relay running");
         let pid = child.id().to_string();
         Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill -TERM");
-        child.wait().expect("relay exit status")
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("wait task")
+            .expect("relay exit status")
     }
 
     /// Starts the relay again on the same port and data folder, with the

@@ -1,10 +1,10 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
-//! Every change goes through one writer thread ([`writer`]) that
+//! Every change goes through one writer thread (`writer`) that
 //! group-commits whatever is queued: SQLite allows one writer at a time
 //! anyway, and one `fsync` per batch instead of per message is what lets a
 //! single file keep up with a busy relay. Reads run on a small pool of
-//! read-only connections ([`reads`]); WAL lets them proceed while the writer
+//! read-only connections (`reads`); WAL lets them proceed while the writer
 //! commits.
 //!
 //! Lists of names (`members`, `list_users`, ...) are sorted by byte order,
@@ -355,7 +355,7 @@ fn kind_from_sql(value: i64) -> Option<RoomKind> {
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked:
-/// every critical section here is a single `take`, `push` or `clone`.
+/// the critical sections here only take, push, clear or send.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -215,10 +215,6 @@ impl Writer {
             ..Applied::default()
         };
         for op in ops {
-            let room = match &op {
-                Op::Append(msg) => Some(msg.room.clone()),
-                _ => None,
-            };
             let sp = tx.savepoint()?;
             let mut seqs = Seqs {
                 committed: &mut self.last_seq,
@@ -243,12 +239,9 @@ impl Writer {
                     }
                     undo(sp)?;
                     tracing::warn!(error = %e, "store request failed");
-                    // Perhaps the sequence we assumed was wrong: reload it.
-                    if let Some(room) = room {
-                        if !applied.seqs.contains_key(&room) {
-                            self.last_seq.remove(&room);
-                        }
-                    }
+                    // Perhaps a sequence we assumed was wrong: reload them
+                    // (this batch's own stay in `applied.seqs`).
+                    self.last_seq.clear();
                     applied.results.push(Err(StoreError::Db(e.to_string())));
                 }
             }
