@@ -96,28 +96,28 @@ pub enum CertError {
     #[error("cannot generate the certificate: {0}")]
     Generate(#[from] rcgen::Error),
     /// Writing the output folder or a file failed.
-    #[error("cannot write {}: {source}; check that the folder exists and is writable, or choose another with --out", path.display())]
+    #[error("cannot write {}: {error}; check that the folder exists and is writable, or choose another with --out", path.display())]
     Write {
         /// The file or folder being written.
         path: PathBuf,
         /// The I/O error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The certificate file is missing or unreadable.
-    #[error("cannot read certificate {}: {source}; create one with `relay gen-cert --out {}`", path.display(), out_hint(path))]
+    #[error("cannot read certificate {}: {error}; create one with `relay gen-cert --out {}`", path.display(), out_hint(path))]
     ReadCert {
         /// The file given with `--cert`.
         path: PathBuf,
         /// The I/O error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The key file is missing or unreadable.
-    #[error("cannot read private key {}: {source}; create one with `relay gen-cert --out {}`", path.display(), out_hint(path))]
+    #[error("cannot read private key {}: {error}; create one with `relay gen-cert --out {}`", path.display(), out_hint(path))]
     ReadKey {
         /// The file given with `--key`.
         path: PathBuf,
         /// The I/O error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The certificate file is not PEM or has no certificate in it.
     #[error("no certificate found in {}{}; expected PEM `-----BEGIN CERTIFICATE-----` blocks, the relay's own certificate first", path.display(), detail(reason))]
@@ -223,9 +223,9 @@ pub fn generate(opts: &GenCert) -> Result<Generated, CertError> {
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let cert = params.self_signed(&key)?;
 
-    fs::create_dir_all(&opts.out).map_err(|source| CertError::Write {
+    fs::create_dir_all(&opts.out).map_err(|error| CertError::Write {
         path: opts.out.clone(),
-        source,
+        error,
     })?;
     let key_tmp = write_temp(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
     let cert_tmp = match write_temp(&cert_path, cert.pem().as_bytes(), 0o644) {
@@ -303,22 +303,22 @@ fn write_temp(path: &Path, contents: &[u8], mode: u32) -> Result<PathBuf, CertEr
     });
     match result {
         Ok(()) => Ok(tmp),
-        Err(source) => {
+        Err(error) => {
             let _ = fs::remove_file(&tmp);
             Err(CertError::Write {
                 path: path.to_owned(),
-                source,
+                error,
             })
         }
     }
 }
 
 fn rename(tmp: &Path, path: &Path) -> Result<(), CertError> {
-    fs::rename(tmp, path).map_err(|source| {
+    fs::rename(tmp, path).map_err(|error| {
         let _ = fs::remove_file(tmp);
         CertError::Write {
             path: path.to_owned(),
-            source,
+            error,
         }
     })
 }
@@ -373,9 +373,9 @@ pub fn load_server_config(
 
 /// Every certificate of a PEM file, at least one.
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
-    let pem_text = fs::read(path).map_err(|source| CertError::ReadCert {
+    let pem_text = fs::read(path).map_err(|error| CertError::ReadCert {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let chain = CertificateDer::pem_slice_iter(&pem_text)
         .collect::<Result<Vec<_>, _>>()
@@ -394,9 +394,9 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
 
 /// The first private key of a PEM file.
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
-    let pem_text = fs::read(path).map_err(|source| CertError::ReadKey {
+    let pem_text = fs::read(path).map_err(|error| CertError::ReadKey {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     PrivateKeyDer::from_pem_slice(&pem_text).map_err(|e| CertError::NoKey {
         path: path.to_owned(),

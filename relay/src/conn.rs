@@ -29,6 +29,8 @@ pub enum Exit {
     Protocol,
     /// The relay is shutting down.
     Shutdown,
+    /// No login before the deadline; the client was told.
+    LoginTimeout,
     /// The connection is already gone.
     Lost,
 }
@@ -39,18 +41,20 @@ impl Exit {
             Exit::Normal | Exit::Lost => (close::NORMAL, b"bye"),
             Exit::Protocol => (close::PROTOCOL, b"protocol error"),
             Exit::Shutdown => (close::SHUTDOWN, b"relay shutting down"),
+            Exit::LoginTimeout => (close::LOGIN_TIMEOUT, b"no login before the deadline"),
         }
     }
 }
 
-/// Serves one established connection until it ends. `unauthenticated` is
-/// released at login, freeing a pre-login slot.
+/// Serves one established connection until it ends. The login deadline
+/// counts from when the connection arrived, handshake included;
+/// `unauthenticated` is released at login, freeing a pre-login slot.
 pub async fn serve<S: Store>(
     relay: Arc<Relay<S>>,
     conn: Connection,
+    deadline: Instant,
     unauthenticated: OwnedSemaphorePermit,
 ) {
-    let deadline = Instant::now() + relay.cfg.login_timeout;
     let (mut send, mut recv) = match timeout_at(deadline, conn.accept_bi()).await {
         Ok(Ok(streams)) => streams,
         Ok(Err(_)) => return,
@@ -66,12 +70,8 @@ pub async fn serve<S: Store>(
         Ok(user) => user,
         Err(exit) => {
             drain(&mut send).await;
-            let code = match exit {
-                Exit::Shutdown => (close::SHUTDOWN, &b"relay shutting down"[..]),
-                Exit::Protocol => (close::PROTOCOL, &b"protocol error"[..]),
-                _ => (close::LOGIN_TIMEOUT, &b"login failed"[..]),
-            };
-            conn.close(code.0.into(), code.1);
+            let (code, reason) = exit.code();
+            conn.close(code.into(), reason);
             return;
         }
     };
@@ -144,10 +144,10 @@ async fn login<S: Store>(
                     ),
                 )
                 .await;
-                return Err(Exit::Lost);
+                return Err(Exit::LoginTimeout);
             }
             Ok(Ok(Some(frame))) => frame,
-            Ok(Ok(None)) => return Err(Exit::Lost),
+            Ok(Ok(None)) => return Err(Exit::Normal),
             Ok(Err(e)) => {
                 write(send, &frame_error(&e)).await;
                 return Err(Exit::Protocol);
@@ -218,6 +218,7 @@ async fn login<S: Store>(
                 }
                 Err((code, msg)) => write(send, &error(req, code, &msg)).await,
             },
+            ClientFrame::Bye => return Err(Exit::Normal),
             other => {
                 let msg = if hello {
                     "log in first: only Register, Login and Ping are allowed before login"

@@ -69,6 +69,10 @@ struct Serve {
     /// Sustained messages per second per session (bursts reach twice this).
     #[arg(long, default_value_t = defaults::RATE_LIMIT)]
     rate_limit: u32,
+    /// Live frames queued per session before it counts as lagging and
+    /// catches up from history instead.
+    #[arg(long, default_value_t = defaults::QUEUE_DEPTH)]
+    queue_depth: usize,
     /// Connections that have not logged in yet.
     #[arg(long, default_value_t = defaults::MAX_UNAUTHENTICATED)]
     max_unauthenticated: usize,
@@ -179,9 +183,9 @@ async fn serve(args: Serve) -> Result<()> {
         login_timeout: std::time::Duration::from_secs_f64(args.login_timeout),
         registration_open: matches!(args.registration, Registration::Open),
         rate_limit: args.rate_limit,
+        queue_depth: args.queue_depth.max(1),
         max_unauthenticated: args.max_unauthenticated,
         max_connections: args.max_connections,
-        ..Config::default()
     };
     relay::server::serve(endpoint, store, rx, cfg, stop_signal()).await;
     println!("confab relay stopped");

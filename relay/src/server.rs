@@ -92,9 +92,9 @@ pub async fn serve<S: Store>(
                 };
                 let relay = relay.clone();
                 conns.spawn(async move {
-                    let handshake = tokio::time::timeout(relay.cfg.login_timeout, incoming).await;
-                    match handshake {
-                        Ok(Ok(conn)) => conn::serve(relay, conn, pre_login).await,
+                    let deadline = tokio::time::Instant::now() + relay.cfg.login_timeout;
+                    match tokio::time::timeout_at(deadline, incoming).await {
+                        Ok(Ok(conn)) => conn::serve(relay, conn, deadline, pre_login).await,
                         Ok(Err(e)) => tracing::debug!("handshake failed: {e}"),
                         Err(_) => tracing::debug!("handshake timed out"),
                     }

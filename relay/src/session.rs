@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use crate::conn::{error, frame_error, store_refusal, Exit, BULK_WRITE_TIMEOUT};
 use crate::defaults::MAX_IN_FLIGHT;
 use crate::hub::Outbox;
-use crate::rate::TokenBucket;
+use crate::rate::SendGate;
 use crate::server::Relay;
 use crate::store::{NewMessage, RoomRow, Store, StoreError};
 
@@ -30,7 +30,7 @@ pub struct Session<S: Store> {
     relay: Arc<Relay<S>>,
     outbox: Arc<Outbox>,
     conn: Connection,
-    bucket: TokenBucket,
+    gate: SendGate,
     in_flight: Arc<Semaphore>,
     // Owned here so that they end with the session: no orphan tasks.
     tasks: JoinSet<()>,
@@ -39,12 +39,12 @@ pub struct Session<S: Store> {
 impl<S: Store> Session<S> {
     /// A session for a user who just logged in.
     pub fn new(relay: Arc<Relay<S>>, outbox: Arc<Outbox>, conn: Connection) -> Self {
-        let bucket = TokenBucket::new(relay.cfg.rate_limit, Instant::now());
+        let gate = SendGate::new(relay.cfg.rate_limit, Instant::now());
         Session {
             relay,
             outbox,
             conn,
-            bucket,
+            gate,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             tasks: JoinSet::new(),
         }
@@ -123,11 +123,11 @@ impl<S: Store> Session<S> {
             Some((ErrorCode::BadBody, "message is empty".into()))
         } else if !self.relay.hub.is_subscribed(self.outbox.id, &room) {
             Some(self.not_member(&room).await)
-        } else if !self.bucket.take(Instant::now()) {
+        } else if !self.gate.admit(id, Instant::now()) {
             Some((
                 ErrorCode::RateLimited,
                 format!(
-                    "more than {} messages per second; not stored, resend it in a moment",
+                    "more than {} messages per second; not stored: resend it, and the messages after it, in order in a moment",
                     self.relay.cfg.rate_limit
                 ),
             ))

@@ -255,6 +255,11 @@ use rustls::pki_types::pem::PemObject;
 impl Drop for Relay {
     fn drop(&mut self) {
         self.kill();
+        // For diagnosing a failure: the relay's log goes to stderr, which
+        // the test runner shows only for failing tests.
+        if std::thread::panicking() || std::env::var_os("CONFAB_TEST_LOG").is_some() {
+            eprintln!("--- relay log ---\n{}", self.log());
+        }
     }
 }
 

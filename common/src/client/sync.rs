@@ -8,7 +8,7 @@
 //! because the relay subscribes a session before it answers anything, so a
 //! message is either in the pages or arrives live (or both).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::frame::{Message, Page, RoomInfo, Seq};
 use crate::limits::{DEFAULT_PAGE, MAX_PAGE};
@@ -33,8 +33,9 @@ pub enum Step {
         page: Page,
         limit: u16,
     },
-    /// Resubscribe (`Join`), then fetch `After(after)`: the room lagged.
-    Rejoin { room: String, after: Seq },
+    /// Resubscribe (`Join`): the room lagged. A `Fetch` follows, now or when
+    /// the catch-up under way ends.
+    Resubscribe { room: String },
 }
 
 #[derive(Debug, Default)]
@@ -44,12 +45,41 @@ struct Room {
     held: Option<Vec<Message>>,
     /// Never synced: the application has not seen the room yet.
     fresh: bool,
+    /// Lagged again during a catch-up: the pages under way may predate the
+    /// new resubscription, so one more pass is needed before releasing.
+    relagged: bool,
+}
+
+impl Room {
+    fn fresh(held: Vec<Message>) -> Room {
+        Room {
+            held: Some(held),
+            fresh: true,
+            ..Room::default()
+        }
+    }
 }
 
 /// Sync state of every room of the session.
 #[derive(Debug, Default)]
 pub struct RoomSync {
     rooms: HashMap<String, Room>,
+}
+
+fn fetch_after(room: &str, last: Seq) -> Step {
+    Step::Fetch {
+        room: room.to_owned(),
+        page: Page::After(last),
+        limit: MAX_PAGE,
+    }
+}
+
+fn fetch_latest(room: &str) -> Step {
+    Step::Fetch {
+        room: room.to_owned(),
+        page: Page::Latest,
+        limit: DEFAULT_PAGE,
+    }
 }
 
 impl RoomSync {
@@ -68,14 +98,14 @@ impl RoomSync {
     pub fn logged_in(&mut self) {
         for room in self.rooms.values_mut() {
             room.held = Some(Vec::new());
+            room.relagged = false;
         }
     }
 
     /// The relay's list of the user's rooms after a login.
     pub fn room_list(&mut self, joined: &[RoomInfo]) -> Vec<Step> {
         let mut steps = Vec::new();
-        let names: std::collections::HashSet<&str> =
-            joined.iter().map(|r| r.name.as_str()).collect();
+        let names: HashSet<&str> = joined.iter().map(|r| r.name.as_str()).collect();
         let gone: Vec<String> = self
             .rooms
             .keys()
@@ -86,23 +116,15 @@ impl RoomSync {
             steps.extend(self.left(&room));
         }
         for info in joined {
-            let room = self.rooms.entry(info.name.clone()).or_insert_with(|| Room {
-                fresh: true,
-                ..Room::default()
-            });
+            let room = self
+                .rooms
+                .entry(info.name.clone())
+                .or_insert_with(|| Room::fresh(Vec::new()));
             room.held.get_or_insert_with(Vec::new);
             steps.push(if room.fresh {
-                Step::Fetch {
-                    room: info.name.clone(),
-                    page: Page::Latest,
-                    limit: DEFAULT_PAGE,
-                }
+                fetch_latest(&info.name)
             } else {
-                Step::Fetch {
-                    room: info.name.clone(),
-                    page: Page::After(room.last),
-                    limit: MAX_PAGE,
-                }
+                fetch_after(&info.name, room.last)
             });
         }
         steps
@@ -113,19 +135,8 @@ impl RoomSync {
         if self.rooms.contains_key(room) {
             return Vec::new();
         }
-        self.rooms.insert(
-            room.to_owned(),
-            Room {
-                last: 0,
-                held: Some(Vec::new()),
-                fresh: true,
-            },
-        );
-        vec![Step::Fetch {
-            room: room.to_owned(),
-            page: Page::Latest,
-            limit: DEFAULT_PAGE,
-        }]
+        self.rooms.insert(room.to_owned(), Room::fresh(Vec::new()));
+        vec![fetch_latest(room)]
     }
 
     /// The user left a room.
@@ -143,11 +154,17 @@ impl RoomSync {
         let Some(r) = self.rooms.get_mut(room) else {
             return Vec::new();
         };
-        r.held.get_or_insert_with(Vec::new);
-        vec![Step::Rejoin {
+        let resubscribe = Step::Resubscribe {
             room: room.to_owned(),
-            after: r.last,
-        }]
+        };
+        if r.held.is_some() {
+            r.relagged = true;
+            return vec![resubscribe];
+        }
+        r.held = Some(Vec::new());
+        // Sent after the Join on the same stream, so the relay reads the
+        // history only once the session is subscribed again.
+        vec![resubscribe, fetch_after(room, r.last)]
     }
 
     /// A live message.
@@ -155,19 +172,8 @@ impl RoomSync {
         let Some(room) = self.rooms.get_mut(&msg.room) else {
             // A room we were added to without hearing of it yet.
             let name = msg.room.clone();
-            self.rooms.insert(
-                name.clone(),
-                Room {
-                    last: 0,
-                    held: Some(vec![msg]),
-                    fresh: true,
-                },
-            );
-            return vec![Step::Fetch {
-                room: name,
-                page: Page::Latest,
-                limit: DEFAULT_PAGE,
-            }];
+            self.rooms.insert(name.clone(), Room::fresh(vec![msg]));
+            return vec![fetch_latest(&name)];
         };
         match &mut room.held {
             Some(held) => {
@@ -217,15 +223,16 @@ impl RoomSync {
                     }
                 }
                 if more {
-                    steps.push(Step::Fetch {
-                        room: room_name.to_owned(),
-                        page: Page::After(room.last),
-                        limit: MAX_PAGE,
-                    });
+                    steps.push(fetch_after(room_name, room.last));
                     return steps;
                 }
             }
             Page::Before(_) => return steps,
+        }
+        if room.relagged {
+            room.relagged = false;
+            steps.push(fetch_after(room_name, room.last));
+            return steps;
         }
         let mut held = room.held.take().unwrap_or_default();
         held.sort_by_key(|m| m.seq);
@@ -370,14 +377,38 @@ mod tests {
         assert_eq!(delivered(&s.live(m("r", 2))), vec![2]);
         assert_eq!(
             s.lagged("r"),
-            vec![Step::Rejoin {
-                room: "r".into(),
-                after: 2
-            }]
+            vec![Step::Resubscribe { room: "r".into() }, fetch_after("r", 2)]
         );
         assert!(s.live(m("r", 8)).is_empty());
         let steps = s.page("r", Page::After(2), vec![m("r", 3), m("r", 8)], false);
         assert_eq!(delivered(&steps), vec![3, 8]);
+    }
+
+    #[test]
+    fn lagging_again_during_catch_up_takes_one_more_pass() {
+        let mut s = RoomSync::default();
+        s.joined("r");
+        s.page("r", Page::Latest, vec![m("r", 1)], false);
+        s.lagged("r");
+        // Lagged again before the first pass ended: 6 and 7 were dropped
+        // after that pass's page was read.
+        assert_eq!(s.lagged("r"), vec![Step::Resubscribe { room: "r".into() }]);
+        assert!(s.live(m("r", 5)).is_empty());
+        let steps = s.page("r", Page::After(1), vec![m("r", 2), m("r", 3)], false);
+        assert_eq!(
+            delivered(&steps),
+            vec![2, 3],
+            "nothing held is released yet"
+        );
+        assert_eq!(steps.last(), Some(&fetch_after("r", 3)));
+        assert!(s.live(m("r", 8)).is_empty());
+        let steps = s.page(
+            "r",
+            Page::After(3),
+            vec![m("r", 4), m("r", 5), m("r", 6), m("r", 7)],
+            false,
+        );
+        assert_eq!(delivered(&steps), vec![4, 5, 6, 7, 8]);
     }
 
     #[test]

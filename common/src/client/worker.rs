@@ -14,7 +14,6 @@ use super::sync::{RoomSync, Step};
 use super::{Acked, Command, Config, Event, RequestError};
 use crate::codec;
 use crate::frame::{ClientFrame, ErrorCode, MsgId, Page, PresenceKind, RequestId, ServerFrame};
-use crate::limits::MAX_PAGE;
 
 /// Wait before resending a message the relay refused as over the rate limit.
 const RATE_LIMIT_RETRY: Duration = Duration::from_secs(1);
@@ -352,20 +351,11 @@ impl Worker {
                 }
                 Step::Left { room } => self.emit(Event::Left { room }),
                 Step::Fetch { room, page, limit } => self.fetch(link, room, page, limit).await?,
-                Step::Rejoin { room, after } => {
+                Step::Resubscribe { room } => {
                     let req = self.req();
                     self.waiting
                         .insert(req, Waiting::Rejoin { room: room.clone() });
-                    write(
-                        link,
-                        &ClientFrame::Join {
-                            req,
-                            room: room.clone(),
-                        },
-                    )
-                    .await?;
-                    // Pipelined: the relay answers the Join before it reads this.
-                    self.fetch(link, room, Page::After(after), MAX_PAGE).await?;
+                    write(link, &ClientFrame::Join { req, room }).await?;
                 }
             }
         }

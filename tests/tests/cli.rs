@@ -1,0 +1,808 @@
+//! The `relay` and `client-cli` command lines as users and scripts run them:
+//! real processes, real exit codes, real messages. Every process is bounded
+//! by a deadline so a hang fails the test instead of stalling the suite.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use confab_tests::{bin, Relay, PASSWORD};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use tempfile::TempDir;
+
+/// Long enough for a debug build doing a login (argon2 included), short
+/// enough that a hang is noticed.
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// What a finished process left behind.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        format!(
+            "exit {:?} after {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.took, self.stdout, self.stderr
+        )
+    }
+
+    #[track_caller]
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "{}", self.describe());
+        self
+    }
+
+    #[track_caller]
+    fn expect_failure(&self) -> &Self {
+        assert!(
+            matches!(self.code, Some(c) if c != 0),
+            "expected a non-zero exit: {}",
+            self.describe()
+        );
+        self
+    }
+
+    #[track_caller]
+    fn expect_stderr(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}: {}",
+            self.describe()
+        );
+        self
+    }
+
+    #[track_caller]
+    fn expect_stdout(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}: {}",
+            self.describe()
+        );
+        self
+    }
+}
+
+/// Runs `cmd` to completion with `input` on stdin (closed right after), or
+/// kills it and fails the test once `limit` has passed. Stdin is never
+/// inherited: a terminal there would make client-cli interactive.
+fn run_with(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> Run {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        // A writer thread, so a child that stops reading cannot block us.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = start.elapsed();
+    let out = Run {
+        code: status.and_then(|s| s.code()),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+        took,
+    };
+    assert!(
+        status.is_some(),
+        "{cmd:?} did not finish within {limit:?}: {}",
+        out.describe()
+    );
+    out
+}
+
+fn run(cmd: &mut Command) -> Run {
+    run_with(cmd, None, LIMIT)
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// `relay` with none of the environment that would change its defaults.
+fn relay_cmd() -> Command {
+    let mut cmd = Command::new(bin("relay"));
+    for var in [
+        "CONFAB_CERT",
+        "CONFAB_KEY",
+        "CONFAB_LISTEN",
+        "CONFAB_DATA",
+        "CONFAB_PASSWORD",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// `client-cli` for `user` at `server` with [`PASSWORD`], its known-relays
+/// file inside `home` so the real one is never read or written.
+fn client(server: &str, user: &str, home: &Path) -> Command {
+    let mut cmd = Command::new(bin("client-cli"));
+    cmd.env_remove("CONFAB_USER")
+        .env_remove("CONFAB_SERVER")
+        .env("CONFAB_PASSWORD", PASSWORD)
+        .env("CONFAB_KNOWN_RELAYS", home.join("known_relays"))
+        .env("RUST_LOG", "warn")
+        .args(["--server", server, "--user", user]);
+    cmd
+}
+
+/// `client-cli` that pins `relay`'s certificate.
+fn pinned(relay: &Relay, user: &str, home: &Path) -> Command {
+    let mut cmd = client(&relay.server(), user, home);
+    cmd.arg("--ca").arg(relay.cert());
+    cmd
+}
+
+/// Runs `relay gen-cert --out DIR EXTRA…`.
+fn gen_cert(out: &Path, extra: &[&str]) -> Run {
+    run(relay_cmd().args(["gen-cert", "--out"]).arg(out).args(extra))
+}
+
+/// The fingerprint clients compute for the first certificate of a PEM file.
+fn file_fingerprint(cert: &Path) -> String {
+    let der = CertificateDer::pem_file_iter(cert)
+        .expect("cert file")
+        .next()
+        .expect("a certificate")
+        .expect("PEM certificate");
+    common::trust::fingerprint(&der)
+}
+
+/// The value of the `fingerprint SHA256:…` line gen-cert prints.
+fn printed_fingerprint(out: &Run) -> String {
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint "))
+        .unwrap_or_else(|| panic!("no fingerprint line: {}", out.describe()))
+        .trim()
+        .to_owned()
+}
+
+fn temp() -> TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// A `relay serve` process of the test's own, for the cases that need its
+/// pid, its stdout or a fixed port. Killed when dropped.
+struct Served {
+    child: Child,
+    lines: Receiver<String>,
+    addr: String,
+}
+
+impl Served {
+    fn start(cert_dir: &Path, listen: &str, data: &Path, extra: &[&str]) -> Served {
+        let mut child = relay_cmd()
+            .arg("serve")
+            .arg("--cert")
+            .arg(cert_dir.join("cert.pem"))
+            .arg("--key")
+            .arg(cert_dir.join("key.pem"))
+            .args(["--listen", listen])
+            .arg("--data")
+            .arg(data)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start relay serve");
+        let lines = lines_of(child.stdout.take().expect("stdout"));
+        let mut seen = Vec::new();
+        let addr = match wait_line(&lines, &mut seen, LIMIT, |l| {
+            l.starts_with("confab relay listening on ")
+        }) {
+            Some(line) => line["confab relay listening on ".len()..]
+                .split_whitespace()
+                .next()
+                .expect("address")
+                .to_owned(),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("relay did not start; stdout: {seen:?}");
+            }
+        };
+        Served { child, lines, addr }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child killed when the test ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn lines_of(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The first line (recorded in `seen` with all before it) that `want`
+/// accepts within `limit`, or `None`.
+fn wait_line(
+    lines: &Receiver<String>,
+    seen: &mut Vec<String>,
+    limit: Duration,
+    want: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines.recv_timeout(left).ok()?;
+        seen.push(line.clone());
+        if want(&line) {
+            return Some(line);
+        }
+    }
+}
+
+/// Waits up to `limit` for `child` to exit.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// One `[room] #seq HH:MM:SS user: body` line, split into its fields.
+struct Line {
+    room: String,
+    seq: u64,
+    from: String,
+    body: String,
+}
+
+fn parse_line(line: &str) -> Line {
+    fn fields(line: &str) -> Option<Line> {
+        let mut parts = line.splitn(4, ' ');
+        let room = parts.next()?.strip_prefix('[')?.strip_suffix(']')?;
+        let seq = parts.next()?.strip_prefix('#')?.parse().ok()?;
+        let time = parts.next()?;
+        let clock = time.len() == 8
+            && time.char_indices().all(|(i, c)| match i {
+                2 | 5 => c == ':',
+                _ => c.is_ascii_digit(),
+            });
+        let (from, body) = parts.next()?.split_once(": ")?;
+        clock.then(|| Line {
+            room: room.to_owned(),
+            seq,
+            from: from.to_owned(),
+            body: body.to_owned(),
+        })
+    }
+    fields(line).unwrap_or_else(|| panic!("not a `[room] #seq HH:MM:SS user: body` line: {line:?}"))
+}
+
+/// A port on loopback that nothing listens on (very likely: it was free a
+/// moment ago).
+fn silent_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    socket.local_addr().expect("local addr").port()
+}
+
+// ---------------------------------------------------------------- gen-cert
+
+#[test]
+fn gen_cert_writes_a_private_key_prints_the_fingerprint_and_refuses_to_overwrite_without_force() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = temp();
+    let out = dir.path().join("certs");
+    let cert = out.join("cert.pem");
+    let key = out.join("key.pem");
+
+    let first = gen_cert(&out, &[]);
+    first.expect_code(0);
+    assert!(cert.is_file() && key.is_file(), "{}", first.describe());
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "key.pem mode {mode:o}");
+    let fp = printed_fingerprint(&first);
+    assert_eq!(fp, file_fingerprint(&cert));
+
+    let cert_before = std::fs::read(&cert).unwrap();
+    let key_before = std::fs::read(&key).unwrap();
+    gen_cert(&out, &[])
+        .expect_failure()
+        .expect_stderr("--force");
+    assert_eq!(std::fs::read(&cert).unwrap(), cert_before);
+    assert_eq!(std::fs::read(&key).unwrap(), key_before);
+
+    let forced = gen_cert(&out, &["--force"]);
+    forced.expect_code(0);
+    let new_fp = printed_fingerprint(&forced);
+    assert_ne!(new_fp, fp);
+    assert_eq!(new_fp, file_fingerprint(&cert));
+    assert_ne!(std::fs::read(&key).unwrap(), key_before);
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "replaced key.pem mode {mode:o}");
+}
+
+#[test]
+fn gen_cert_accepts_custom_names() {
+    let dir = temp();
+    let out = dir.path().join("custom");
+    let made = gen_cert(
+        &out,
+        &[
+            "--san",
+            "chat.example.org",
+            "--san",
+            "192.0.2.7",
+            "--san",
+            "::1",
+        ],
+    );
+    made.expect_code(0);
+    assert_eq!(
+        printed_fingerprint(&made),
+        file_fingerprint(&out.join("cert.pem"))
+    );
+}
+
+// ------------------------------------------------------------------- serve
+
+#[test]
+fn serve_without_a_certificate_fails_at_once_naming_the_file_and_gen_cert() {
+    let dir = temp();
+    let missing = dir.path().join("nowhere/cert.pem");
+    let out = run(relay_cmd()
+        .arg("serve")
+        .arg("--cert")
+        .arg(&missing)
+        .arg("--key")
+        .arg(dir.path().join("nowhere/key.pem"))
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(dir.path().join("data")));
+    out.expect_failure()
+        .expect_stderr(&missing.display().to_string())
+        .expect_stderr("relay gen-cert");
+    assert!(out.took < Duration::from_secs(5), "{}", out.describe());
+    let said: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(said.len(), 1, "one line expected: {}", out.describe());
+}
+
+#[test]
+fn serve_without_a_certificate_states_the_os_error_once() {
+    let dir = temp();
+    let out = run(relay_cmd()
+        .arg("serve")
+        .arg("--cert")
+        .arg(dir.path().join("cert.pem"))
+        .arg("--key")
+        .arg(dir.path().join("key.pem"))
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(dir.path().join("data")));
+    out.expect_failure();
+    assert_eq!(
+        out.stderr.matches("os error 2").count(),
+        1,
+        "{}",
+        out.describe()
+    );
+}
+
+// -------------------------------------------------------------------- help
+
+#[test]
+fn help_of_relay_serve_and_client_cli_exits_0_and_names_the_main_options() {
+    let top = run(relay_cmd().arg("--help"));
+    top.expect_code(0);
+    for word in ["gen-cert", "serve", "user"] {
+        top.expect_stdout(word);
+    }
+
+    let serve = run(relay_cmd().args(["serve", "--help"]));
+    serve.expect_code(0);
+    for flag in [
+        "--cert",
+        "--key",
+        "--listen",
+        "--data",
+        "--registration",
+        "--login-timeout",
+        "--rate-limit",
+    ] {
+        serve.expect_stdout(flag);
+    }
+
+    let dir = temp();
+    let mut cli = Command::new(bin("client-cli"));
+    cli.env("CONFAB_KNOWN_RELAYS", dir.path().join("known_relays"));
+    let help = run(cli.arg("--help"));
+    help.expect_code(0);
+    for flag in [
+        "--server",
+        "--user",
+        "--register",
+        "--ca",
+        "--accept-new",
+        "--room",
+        "--send",
+        "--tail",
+        "--json",
+    ] {
+        help.expect_stdout(flag);
+    }
+}
+
+#[test]
+fn client_cli_without_user_is_a_usage_error() {
+    let dir = temp();
+    let mut cli = Command::new(bin("client-cli"));
+    cli.env_remove("CONFAB_USER")
+        .env("CONFAB_PASSWORD", PASSWORD)
+        .env("CONFAB_KNOWN_RELAYS", dir.path().join("known_relays"));
+    run(cli.args(["--send", "hi"]))
+        .expect_code(2)
+        .expect_stderr("--user");
+}
+
+// --------------------------------------------------------------- scripting
+
+#[test]
+fn send_then_tail_prints_the_messages_in_order_as_text_and_json() {
+    let relay = Relay::start();
+    let home = temp();
+    run(pinned(&relay, "alice", home.path()).args(["--register", "--send", "hello"]))
+        .expect_code(0);
+    run(pinned(&relay, "alice", home.path()).args(["--send", "hello again"])).expect_code(0);
+
+    let text = run(pinned(&relay, "alice", home.path()).args(["--tail", "5"]));
+    text.expect_code(0);
+    let lines: Vec<_> = text.stdout.lines().map(parse_line).collect();
+    assert_eq!(lines.len(), 2, "{}", text.describe());
+    let bodies: Vec<_> = lines.iter().map(|l| l.body.as_str()).collect();
+    assert_eq!(bodies, ["hello", "hello again"]);
+    for l in &lines {
+        assert_eq!((l.room.as_str(), l.from.as_str()), ("lobby", "alice"));
+    }
+    assert!(lines[0].seq < lines[1].seq, "{}", text.describe());
+
+    let json = run(pinned(&relay, "alice", home.path()).args(["--json", "--tail", "5"]));
+    json.expect_code(0);
+    let values: Vec<serde_json::Value> = json
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(values.len(), 2, "{}", json.describe());
+    for (v, l) in values.iter().zip(&lines) {
+        assert_eq!(v["type"], "message", "{v}");
+        assert_eq!(v["room"], "lobby", "{v}");
+        assert_eq!(v["seq"].as_u64(), Some(l.seq), "{v}");
+        assert!(v["ts"].as_i64().is_some_and(|ts| ts > 0), "{v}");
+        assert_eq!(v["from"], "alice", "{v}");
+        assert_eq!(v["body"].as_str(), Some(l.body.as_str()), "{v}");
+    }
+}
+
+#[test]
+fn piped_lines_are_all_sent_before_exit_and_stored_once_in_order() {
+    let relay = Relay::start();
+    let home = temp();
+    let input: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+    let sent = run_with(
+        pinned(&relay, "alice", home.path()).arg("--register"),
+        Some(input.as_bytes()),
+        LIMIT,
+    );
+    sent.expect_code(0);
+
+    let tail = run(pinned(&relay, "alice", home.path()).args(["--tail", "40"]));
+    tail.expect_code(0);
+    let lines: Vec<_> = tail.stdout.lines().map(parse_line).collect();
+    let bodies: Vec<_> = lines.iter().map(|l| l.body.clone()).collect();
+    let expected: Vec<_> = (1..=30).map(|i| format!("line {i}")).collect();
+    assert_eq!(bodies, expected, "{}", tail.describe());
+    assert!(
+        lines.windows(2).all(|w| w[0].seq < w[1].seq),
+        "{}",
+        tail.describe()
+    );
+}
+
+#[test]
+fn wrong_password_exits_4_and_says_so() {
+    let relay = Relay::start();
+    let home = temp();
+    run(pinned(&relay, "alice", home.path()).args(["--register", "--send", "hi"])).expect_code(0);
+    run(pinned(&relay, "alice", home.path())
+        .env("CONFAB_PASSWORD", "not the password")
+        .args(["--send", "hi"]))
+    .expect_code(4)
+    .expect_stderr("wrong user name or password");
+}
+
+#[test]
+fn unreachable_relay_exits_3_after_the_connect_timeout_asking_if_it_runs() {
+    let dir = temp();
+    gen_cert(&dir.path().join("certs"), &[]).expect_code(0);
+    let server = format!("127.0.0.1:{}", silent_port());
+    let out = run(client(&server, "alice", dir.path())
+        .arg("--ca")
+        .arg(dir.path().join("certs/cert.pem"))
+        .args(["--send", "anyone?"]));
+    out.expect_code(3).expect_stderr("is the relay running");
+    assert!(out.stderr.contains("no answer"), "{}", out.describe());
+    assert!(out.took < Duration::from_secs(14), "{}", out.describe());
+}
+
+#[test]
+fn tail_of_a_room_the_user_is_not_in_exits_1() {
+    let relay = Relay::start();
+    let home = temp();
+    // bob makes a room alice never joins.
+    run_with(
+        pinned(&relay, "bob", home.path()).args(["--register", "--interactive"]),
+        Some(b"/create dev\n/quit\n"),
+        LIMIT,
+    )
+    .expect_code(0);
+    run(pinned(&relay, "alice", home.path()).args(["--register", "--send", "hi"])).expect_code(0);
+
+    run(pinned(&relay, "alice", home.path()).args(["--room", "dev", "--tail", "5"])).expect_code(1);
+    run(pinned(&relay, "alice", home.path()).args(["--room", "nosuchroom", "--tail", "5"]))
+        .expect_code(1);
+}
+
+// ------------------------------------------------------------------- trust
+
+#[test]
+fn pinning_another_certificate_is_refused_with_exit_3() {
+    let relay = Relay::start();
+    let home = temp();
+    let other = home.path().join("other");
+    gen_cert(&other, &[]).expect_code(0);
+    let out = run(client(&relay.server(), "alice", home.path())
+        .arg("--ca")
+        .arg(other.join("cert.pem"))
+        .args(["--register", "--send", "hi"]));
+    out.expect_code(3)
+        .expect_stderr("does not match the pinned certificates")
+        .expect_stderr(&file_fingerprint(&relay.cert()))
+        .expect_stderr(&file_fingerprint(&other.join("cert.pem")));
+}
+
+#[test]
+fn trust_on_first_use_asks_remembers_and_refuses_a_changed_certificate() {
+    let mut relay = Relay::start();
+    let server = relay.server();
+    let home = temp();
+    let known = home.path().join("known_relays");
+    let fp = file_fingerprint(&relay.cert());
+
+    // No terminal to ask on and no --accept-new: refused, with what to do.
+    let out = run(client(&server, "alice", home.path()).args(["--register", "--send", "hi"]));
+    out.expect_code(3)
+        .expect_stderr(&fp)
+        .expect_stderr("is not known yet")
+        .expect_stderr("--accept-new");
+    assert!(!known.exists(), "nothing accepted, nothing remembered");
+
+    run(client(&server, "alice", home.path()).args(["--accept-new", "--register", "--send", "hi"]))
+        .expect_code(0);
+    let text = std::fs::read_to_string(&known).expect("known_relays written");
+    let entries: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(entries, [format!("{server} {fp}")], "{text}");
+    run(client(&server, "alice", home.path()).args(["--send", "known now"])).expect_code(0);
+
+    // The same address, another certificate: what an interception looks like.
+    relay.kill();
+    let new_certs = home.path().join("new");
+    gen_cert(&new_certs, &[]).expect_code(0);
+    let new_fp = file_fingerprint(&new_certs.join("cert.pem"));
+    let _imposter = Served::start(&new_certs, &server, &home.path().join("data"), &[]);
+    let before = std::fs::read(&known).unwrap();
+    for extra in [&[][..], &["--accept-new"][..]] {
+        let out = run(client(&server, "alice", home.path())
+            .args(extra)
+            .args(["--send", "hi"]));
+        out.expect_code(3)
+            .expect_stderr("presented a different certificate")
+            .expect_stderr(&fp)
+            .expect_stderr(&new_fp);
+        assert_eq!(std::fs::read(&known).unwrap(), before, "file changed");
+    }
+}
+
+// ---------------------------------------------------------- administration
+
+#[test]
+fn user_admin_works_while_the_relay_runs() {
+    let relay = Relay::start();
+    let home = temp();
+    let data = relay.data();
+    let user = |args: &[&str], password: Option<&str>| {
+        let mut cmd = relay_cmd();
+        cmd.arg("user").args(args).arg("--data").arg(&data);
+        if let Some(p) = password {
+            cmd.env("CONFAB_PASSWORD", p);
+        }
+        run(&mut cmd)
+    };
+    let login = |password: &str| {
+        run(pinned(&relay, "bob", home.path())
+            .env("CONFAB_PASSWORD", password)
+            .args(["--send", "hi"]))
+    };
+
+    user(&["add", "bob"], Some(PASSWORD)).expect_code(0);
+    let list = user(&["list"], None);
+    list.expect_code(0);
+    assert!(
+        list.stdout
+            .lines()
+            .any(|l| l.split('\t').next() == Some("bob")),
+        "{}",
+        list.describe()
+    );
+    login(PASSWORD).expect_code(0);
+
+    let changed = "a brand new password";
+    user(&["passwd", "bob"], Some(changed)).expect_code(0);
+    login(PASSWORD)
+        .expect_code(4)
+        .expect_stderr("wrong user name or password");
+    login(changed).expect_code(0);
+
+    user(&["add", "BOB"], Some(PASSWORD))
+        .expect_failure()
+        .expect_stderr("taken");
+    user(&["add", "carol"], Some("short"))
+        .expect_failure()
+        .expect_stderr("password must be 8");
+    let list = user(&["list"], None);
+    assert!(!list.stdout.contains("carol"), "{}", list.describe());
+
+    user(&["del", "bob"], None).expect_code(0);
+    login(changed).expect_code(4);
+    let list = user(&["list"], None);
+    list.expect_code(0);
+    assert!(!list.stdout.contains("bob"), "{}", list.describe());
+}
+
+#[test]
+fn closed_registration_refuses_clients_but_not_the_operator() {
+    let relay = Relay::start_with(&["--registration", "closed"], &[]);
+    let home = temp();
+    run(pinned(&relay, "dave", home.path()).args(["--register", "--send", "hi"]))
+        .expect_code(4)
+        .expect_stderr("registration is closed");
+
+    run(relay_cmd()
+        .args(["user", "add", "dave", "--data"])
+        .arg(relay.data())
+        .env("CONFAB_PASSWORD", PASSWORD))
+    .expect_code(0);
+    run(pinned(&relay, "dave", home.path()).args(["--send", "hi"])).expect_code(0);
+}
+
+// --------------------------------------------------------------- shutdown
+
+#[test]
+fn sigterm_stops_the_relay_cleanly_and_an_interactive_client_starts_reconnecting() {
+    let dir = temp();
+    let certs = dir.path().join("certs");
+    gen_cert(&certs, &[]).expect_code(0);
+    let mut relay = Served::start(&certs, "127.0.0.1:0", &dir.path().join("data"), &[]);
+    let server = relay.addr.clone();
+    let cert = certs.join("cert.pem");
+    let mut register = client(&server, "alice", dir.path());
+    register
+        .arg("--ca")
+        .arg(&cert)
+        .args(["--register", "--send", "hi"]);
+    run(&mut register).expect_code(0);
+
+    let mut child = client(&server, "alice", dir.path())
+        .arg("--ca")
+        .arg(&cert)
+        .arg("--interactive")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start client-cli");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    // Held so the client's stdin stays open: EOF would make it quit.
+    let _stdin = child.stdin.take();
+    let _client = Guard(child);
+    let mut seen = Vec::new();
+    assert!(
+        wait_line(&out, &mut seen, LIMIT, |l| l == "-- in lobby").is_some(),
+        "client never joined the lobby: {seen:?}"
+    );
+
+    run(Command::new("kill").args(["-TERM", &relay.pid()])).expect_code(0);
+    let status = wait_exit(&mut relay.child, Duration::from_secs(5))
+        .expect("relay still running 5 s after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let mut said = Vec::new();
+    while let Ok(line) = relay.lines.recv_timeout(Duration::from_secs(1)) {
+        said.push(line);
+    }
+    assert!(
+        said.iter().any(|l| l == "confab relay stopped"),
+        "relay stdout after SIGTERM: {said:?}"
+    );
+
+    assert!(
+        wait_line(&out, &mut seen, LIMIT, |l| l
+            .starts_with("-- connection lost ("))
+        .is_some(),
+        "client did not report the lost connection: {seen:?}"
+    );
+}
