@@ -64,7 +64,7 @@ async fn command(client: &Client, printer: &Printer, current: &mut String, line:
     match cmd {
         "quit" | "exit" => return false,
         "join" if !rest.is_empty() => match client.join(rest).await {
-            Ok(info) => *current = info.name,
+            Ok(info) => switch(printer, current, info.name),
             Err(e) => report(printer, Err(e)),
         },
         "create" if !rest.is_empty() => {
@@ -73,14 +73,11 @@ async fn command(client: &Client, printer: &Printer, current: &mut String, line:
                 None => (rest, false),
             };
             match client.create_room(name, private).await {
-                Ok(info) => *current = info.name,
+                Ok(info) => switch(printer, current, info.name),
                 Err(e) => report(printer, Err(e)),
             }
         }
-        "room" if !rest.is_empty() => {
-            *current = rest.to_owned();
-            printer.info("room", rest, &format!("now talking in {rest}"));
-        }
+        "room" if !rest.is_empty() => switch(printer, current, rest.to_owned()),
         "leave" => {
             let room = if rest.is_empty() {
                 current.clone()
@@ -143,6 +140,11 @@ async fn command(client: &Client, printer: &Printer, current: &mut String, line:
         _ => printer.info("help", HELP, HELP),
     }
     true
+}
+
+fn switch(printer: &Printer, current: &mut String, room: String) {
+    printer.info("room", &room, &format!("now talking in {room}"));
+    *current = room;
 }
 
 fn report(printer: &Printer, r: Result<(), common::client::RequestError>) {

@@ -53,7 +53,11 @@ impl Printer {
                 for m in recent {
                     self.message(m);
                 }
-                self.info("joined", room, &format!("in {room}"));
+                self.info(
+                    "joined",
+                    room,
+                    &format!("you are in {room}; /room {room} to talk there"),
+                );
             }
             Event::Left { room } => self.info("left", room, &format!("left {room}")),
             Event::Connected { user } => {

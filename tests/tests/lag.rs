@@ -47,7 +47,9 @@ async fn a_reader_that_stops_reading_lags_then_catches_up_from_history() {
         .map(|i| writer.client.send("lobby", &format!("{i:04}{body}")))
         .collect();
     for s in sends {
-        timeout(PATIENCE, s)
+        // Generous: the page traffic of catch-ups is heavy for a debug build
+        // on a shared machine; what matters is that acks keep coming.
+        timeout(PATIENCE * 2, s)
             .await
             .expect("acks keep coming while one reader stalls")
             .unwrap();
