@@ -782,7 +782,9 @@ fn sigterm_stops_the_relay_cleanly_and_an_interactive_client_starts_reconnecting
     let _client = Guard(child);
     let mut seen = Vec::new();
     assert!(
-        wait_line(&out, &mut seen, LIMIT, |l| l == "-- in lobby").is_some(),
+        wait_line(&out, &mut seen, LIMIT, |l| l
+            .starts_with("-- you are in lobby"))
+        .is_some(),
         "client never joined the lobby: {seen:?}"
     );
 
