@@ -20,7 +20,6 @@ pub use connect::{with_port, CONNECT_TIMEOUT, DEFAULT_PORT};
 use crate::frame::{
     ClientFrame, ErrorCode, Member, Message, Page, Presence, RoomInfo, Seq, ServerFrame,
 };
-use crate::limits::MAX_BODY;
 use crate::trust::{TrustFailure, TrustMode};
 
 /// How to reach and log in to a relay.
@@ -368,19 +367,10 @@ impl Client {
 }
 
 fn check_body(body: &str) -> Result<(), RequestError> {
-    if body.trim().is_empty() {
-        return Err(RequestError::Refused {
-            code: ErrorCode::BadBody,
-            message: "message is empty".into(),
-        });
-    }
-    if body.len() > MAX_BODY {
-        return Err(RequestError::Refused {
-            code: ErrorCode::BadBody,
-            message: format!("message is {} bytes; the limit is {MAX_BODY}", body.len()),
-        });
-    }
-    Ok(())
+    crate::limits::check_body(body).map_err(|message| RequestError::Refused {
+        code: ErrorCode::BadBody,
+        message,
+    })
 }
 
 fn joined(frame: ServerFrame) -> Result<RoomInfo, RequestError> {

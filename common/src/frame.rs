@@ -267,6 +267,68 @@ pub enum ErrorCode {
     BadLimit,
 }
 
+impl ClientFrame {
+    /// The request id the frame carries; 0 for `Hello` and `Bye`.
+    pub fn req(&self) -> RequestId {
+        use ClientFrame::*;
+        match self {
+            Register { req, .. }
+            | Login { req, .. }
+            | CreateRoom { req, .. }
+            | Join { req, .. }
+            | Leave { req, .. }
+            | Invite { req, .. }
+            | ListRooms { req }
+            | Members { req, .. }
+            | OpenDm { req, .. }
+            | Send { req, .. }
+            | History { req, .. }
+            | Ping { req } => *req,
+            Hello { .. } | Bye => 0,
+        }
+    }
+
+    /// Sets the request id (no effect on `Hello` and `Bye`).
+    pub fn set_req(&mut self, new: RequestId) {
+        use ClientFrame::*;
+        match self {
+            Register { req, .. }
+            | Login { req, .. }
+            | CreateRoom { req, .. }
+            | Join { req, .. }
+            | Leave { req, .. }
+            | Invite { req, .. }
+            | ListRooms { req }
+            | Members { req, .. }
+            | OpenDm { req, .. }
+            | Send { req, .. }
+            | History { req, .. }
+            | Ping { req } => *req = new,
+            Hello { .. } | Bye => {}
+        }
+    }
+}
+
+impl ServerFrame {
+    /// The request a reply answers; 0 for unsolicited frames.
+    pub fn req(&self) -> RequestId {
+        use ServerFrame::*;
+        match self {
+            LoggedIn { req, .. }
+            | Joined { req, .. }
+            | Left { req, .. }
+            | Done { req }
+            | Rooms { req, .. }
+            | Members { req, .. }
+            | Ack { req, .. }
+            | HistoryPage { req, .. }
+            | Pong { req }
+            | Error { req, .. } => *req,
+            Welcome { .. } | Message(_) | Presence(_) | Lagged { .. } | Shutdown { .. } => 0,
+        }
+    }
+}
+
 /// QUIC application close codes the relay uses.
 pub mod close {
     /// Normal close (`Bye`, logout).

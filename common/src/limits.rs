@@ -44,3 +44,18 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client keep-alive: well under the idle timeout, so one lost keep-alive
 /// packet never ends a healthy connection.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(3);
+
+/// Checks a message body: not empty or only whitespace, at most
+/// [`MAX_BODY`] bytes. The error says what is wrong, for people.
+pub fn check_body(body: &str) -> Result<(), String> {
+    if body.len() > MAX_BODY {
+        return Err(format!(
+            "message is {} bytes; the limit is {MAX_BODY}",
+            body.len()
+        ));
+    }
+    if body.trim().is_empty() {
+        return Err("message is empty".into());
+    }
+    Ok(())
+}

@@ -2,7 +2,6 @@
 //! writer that drains the session's queue, and the orderly close.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::codec::{self, FrameError};
@@ -225,7 +224,7 @@ async fn login<S: Store>(
                 } else {
                     "the first frame must be Hello"
                 };
-                write(send, &error(request_id(&other), ErrorCode::Unexpected, msg)).await;
+                write(send, &error(other.req(), ErrorCode::Unexpected, msg)).await;
                 return Err(Exit::Protocol);
             }
         }
@@ -361,26 +360,6 @@ pub fn frame_error(e: &FrameError) -> ServerFrame {
     }
 }
 
-/// The request id a frame carries, 0 if none.
-pub fn request_id(frame: &ClientFrame) -> RequestId {
-    use ClientFrame::*;
-    match frame {
-        Register { req, .. }
-        | Login { req, .. }
-        | CreateRoom { req, .. }
-        | Join { req, .. }
-        | Leave { req, .. }
-        | Invite { req, .. }
-        | ListRooms { req }
-        | Members { req, .. }
-        | OpenDm { req, .. }
-        | Send { req, .. }
-        | History { req, .. }
-        | Ping { req } => *req,
-        Hello { .. } | Bye => 0,
-    }
-}
-
 async fn write(send: &mut SendStream, frame: &ServerFrame) {
     let _ = send.write_all(&codec::encode(frame)).await;
 }
@@ -419,6 +398,3 @@ async fn write_loop(mut send: SendStream, mut rx: mpsc::Receiver<Bytes>, lags: A
     }
     drain(&mut send).await;
 }
-
-/// Waits no longer than this for a history page to be written.
-pub const BULK_WRITE_TIMEOUT: Duration = Duration::from_secs(30);

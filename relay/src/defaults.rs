@@ -52,6 +52,10 @@ pub const FAILURE_DELAY: Duration = Duration::from_millis(250);
 /// Cap on that delay: slow enough for guessing, short enough for people.
 pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(4);
 
+/// Time a history page may take to reach a client before it is dropped:
+/// a reader that slow reconnects and pages again anyway.
+pub const BULK_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Time a closing connection gets to flush what is queued for it.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -10,14 +10,14 @@ use common::codec;
 use common::frame::{
     ClientFrame, ErrorCode, Member, Page, RequestId, RoomInfo, RoomKind, ServerFrame,
 };
-use common::limits::{MAX_BODY, MAX_CONTROL_FRAME, MAX_PAGE};
+use common::limits::{MAX_CONTROL_FRAME, MAX_PAGE};
 use common::names::{self, LOBBY};
 use quinn::{Connection, RecvStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::conn::{error, frame_error, store_refusal, Exit, BULK_WRITE_TIMEOUT};
-use crate::defaults::MAX_IN_FLIGHT;
+use crate::conn::{error, frame_error, store_refusal, Exit};
+use crate::defaults::{BULK_WRITE_TIMEOUT, MAX_IN_FLIGHT};
 use crate::hub::Outbox;
 use crate::rate::SendGate;
 use crate::server::Relay;
@@ -80,7 +80,7 @@ impl<S: Store> Session<S> {
     }
 
     async fn handle(&mut self, frame: ClientFrame) {
-        let req = crate::conn::request_id(&frame);
+        let req = frame.req();
         let reply = match frame {
             ClientFrame::Send {
                 req,
@@ -114,13 +114,8 @@ impl<S: Store> Session<S> {
     }
 
     async fn send(&mut self, req: RequestId, room: String, id: common::frame::MsgId, body: String) {
-        let refusal = if body.len() > MAX_BODY {
-            Some((
-                ErrorCode::BadBody,
-                format!("message is {} bytes; the limit is {MAX_BODY}", body.len()),
-            ))
-        } else if body.trim().is_empty() {
-            Some((ErrorCode::BadBody, "message is empty".into()))
+        let refusal = if let Err(msg) = common::limits::check_body(&body) {
+            Some((ErrorCode::BadBody, msg))
         } else if !self.relay.hub.is_subscribed(self.outbox.id, &room) {
             Some(self.not_member(&room).await)
         } else if !self.gate.admit(id, Instant::now()) {

@@ -266,3 +266,53 @@ async fn history_pages_back_to_the_first_message() {
     assert_eq!(bodies, expected, "in order, complete, once each");
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
 }
+
+/// A client that vanishes without a goodbye (killed, unplugged) is noticed
+/// by the idle timeout, and the others hear that it left.
+#[tokio::test]
+async fn a_vanished_client_is_noticed_within_seconds() {
+    let relay = Relay::start();
+    relay.register("ghost").await.client.close().await;
+    let mut alice = relay.register("alice").await;
+    alice.joined("lobby").await;
+
+    let mut ghost = std::process::Command::new(confab_tests::bin("client-cli"))
+        .args([
+            "--server",
+            &relay.server(),
+            "--user",
+            "ghost",
+            "--interactive",
+            "--ca",
+        ])
+        .arg(relay.cert())
+        .env("CONFAB_PASSWORD", confab_tests::PASSWORD)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start client-cli");
+    alice
+        .wait_for("ghost online", |e| match e {
+            Event::Presence(p) if p.user == "ghost" && p.kind == PresenceKind::Online => Some(()),
+            _ => None,
+        })
+        .await;
+    // SIGKILL: the process sends nothing more, not even a QUIC close.
+    ghost.kill().unwrap();
+    ghost.wait().unwrap();
+    let killed = std::time::Instant::now();
+    alice
+        .wait_for("ghost offline", |e| match e {
+            Event::Presence(p) if p.user == "ghost" && p.kind == PresenceKind::Offline => Some(()),
+            _ => None,
+        })
+        .await;
+    let noticed = killed.elapsed();
+    assert!(
+        noticed >= common::limits::IDLE_TIMEOUT / 2
+            && noticed < common::limits::IDLE_TIMEOUT + Duration::from_secs(4),
+        "noticed after {noticed:?}; the idle timeout is {:?}",
+        common::limits::IDLE_TIMEOUT
+    );
+}

@@ -133,7 +133,7 @@ impl Worker {
                     }
                     Some(Command::Request { mut frame, reply }) => {
                         let req = self.req();
-                        set_req(&mut frame, req);
+                        frame.set_req(req);
                         self.waiting.insert(req, Waiting::App(reply));
                         write(&mut link, &frame).await
                     }
@@ -327,7 +327,7 @@ impl Worker {
             }
             ServerFrame::Shutdown { reason } => return Err(reason),
             reply => {
-                let req = reply_req(&reply);
+                let req = reply.req();
                 let membership = match &reply {
                     ServerFrame::Joined { room, .. } => self.sync.joined(&room.name),
                     ServerFrame::Left { room, .. } => self.sync.left(room),
@@ -477,41 +477,5 @@ fn close_reason(link: &Link, fallback: String) -> String {
         Some(quinn::ConnectionError::TimedOut) => "the relay stopped answering".into(),
         Some(other) => other.to_string(),
         None => fallback,
-    }
-}
-
-fn set_req(frame: &mut ClientFrame, new: RequestId) {
-    use ClientFrame::*;
-    match frame {
-        Register { req, .. }
-        | Login { req, .. }
-        | CreateRoom { req, .. }
-        | Join { req, .. }
-        | Leave { req, .. }
-        | Invite { req, .. }
-        | ListRooms { req }
-        | Members { req, .. }
-        | OpenDm { req, .. }
-        | Send { req, .. }
-        | History { req, .. }
-        | Ping { req } => *req = new,
-        Hello { .. } | Bye => {}
-    }
-}
-
-fn reply_req(frame: &ServerFrame) -> RequestId {
-    use ServerFrame::*;
-    match frame {
-        LoggedIn { req, .. }
-        | Joined { req, .. }
-        | Left { req, .. }
-        | Done { req }
-        | Rooms { req, .. }
-        | Members { req, .. }
-        | Ack { req, .. }
-        | HistoryPage { req, .. }
-        | Pong { req }
-        | Error { req, .. } => *req,
-        Welcome { .. } | Message(_) | Presence(_) | Lagged { .. } | Shutdown { .. } => 0,
     }
 }
