@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: certificates if missing, the relay on ./data in the background,
-# and an interactive client in the foreground. The relay stops with the client.
+# and a client in the foreground: the window when there is a display, the
+# terminal client otherwise. The relay stops with the client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CERTS=${CERTS:-certs}
@@ -25,6 +26,12 @@ cat "$DATA/relay.out"
 echo "relay log: $DATA/relay.log"
 
 user=${CONFAB_USER:-${USER:-me}}
+# A window where there is a display; the terminal client otherwise.
+if { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; } && [ -x "$BIN/client-gui" ]; then
+  echo "opening the confab window; tick \"Create account\" the first time"
+  "$BIN/client-gui" --server "$LISTEN" --ca "$CERTS/cert.pem" --user "$user"
+  exit
+fi
 if [ -z "${CONFAB_PASSWORD:-}" ]; then
   read -r -s -p "password for $user: " CONFAB_PASSWORD; echo
   export CONFAB_PASSWORD

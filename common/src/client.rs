@@ -357,8 +357,8 @@ impl Client {
     }
 
     /// Says goodbye to the relay and ends the session. Unacknowledged sends
-    /// fail with [`RequestError::Closed`].
-    pub async fn close(self) {
+    /// fail with [`RequestError::Closed`], and so does everything after.
+    pub async fn close(&self) {
         let (done, rx) = oneshot::channel();
         if self.commands.send(Command::Close { done }).is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;

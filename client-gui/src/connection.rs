@@ -1,0 +1,221 @@
+//! The network side of the window: a subscription that runs one `common`
+//! client session and talks to the UI only through messages. The session's
+//! own task does the reconnecting and buffering, so a busy UI never stalls
+//! the network; requests run in tasks of their own so a slow one never
+//! holds up the event stream.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use common::client::{Acked, Client, Config, ConnectError, Event as SessionEvent, RequestError};
+use common::frame::{Member, Message, Page, RoomInfo, Seq};
+use common::trust::TrustMode;
+use iced::futures::{SinkExt, Stream};
+use tokio::sync::mpsc;
+
+/// Page size when scrolling back.
+pub const OLDER_PAGE: u16 = 50;
+
+/// Everything needed to log in. The password takes no part in the
+/// subscription's identity; `attempt` makes each try a new subscription.
+#[derive(Clone)]
+pub struct Params {
+    pub server: String,
+    pub user: String,
+    pub password: String,
+    pub register: bool,
+    pub trust: TrustMode,
+    pub attempt: u64,
+}
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Params")
+            .field("server", &self.server)
+            .field("user", &self.user)
+            .field("register", &self.register)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hash for Params {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (&self.server, &self.user, self.register, self.attempt).hash(state);
+    }
+}
+
+impl Params {
+    fn config(&self) -> Config {
+        let mut cfg = Config::new(&self.server, self.trust.clone(), &self.user, &self.password);
+        cfg.register = self.register;
+        cfg.client_name = concat!("client-gui/", env!("CARGO_PKG_VERSION")).into();
+        cfg
+    }
+}
+
+/// What the UI asks the session to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Send {
+        local: u64,
+        room: String,
+        body: String,
+    },
+    Join(String),
+    Create {
+        room: String,
+        private: bool,
+    },
+    Leave(String),
+    OpenDm(String),
+    Older {
+        room: String,
+        before: Seq,
+    },
+    Members(String),
+    Logout,
+}
+
+/// What the session tells the UI.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Logged in; commands go through the handle.
+    Connected {
+        user: String,
+        handle: Handle,
+    },
+    /// The first connection failed; nothing more follows.
+    Failed(ConnectError),
+    /// Something happened in the session.
+    Session(SessionEvent),
+    /// A send finished (stored, or refused).
+    Sent {
+        local: u64,
+        room: String,
+        result: Result<Acked, RequestError>,
+    },
+    /// A join, create or DM succeeded.
+    Opened(RoomInfo),
+    /// Older messages of a room, oldest first.
+    Older {
+        room: String,
+        messages: Vec<Message>,
+        more: bool,
+    },
+    Members {
+        room: String,
+        members: Vec<Member>,
+    },
+    /// A request failed; the text says what to do.
+    Refused(String),
+    /// The session ended after a logout.
+    LoggedOut,
+}
+
+/// The UI's end of the command channel.
+#[derive(Debug, Clone)]
+pub struct Handle(mpsc::UnboundedSender<Command>);
+
+impl Handle {
+    /// Queues a command; a closed session ignores it.
+    pub fn send(&self, command: Command) {
+        let _ = self.0.send(command);
+    }
+}
+
+/// The subscription's stream: connect, then relay events and commands.
+pub fn run(params: &Params) -> impl Stream<Item = Event> + use<> {
+    let params = params.clone();
+    iced::stream::channel(
+        256,
+        async move |mut output: iced::futures::channel::mpsc::Sender<Event>| {
+            let (client, mut events) = match Client::connect(params.config()).await {
+                Ok(connected) => connected,
+                Err(e) => {
+                    let _ = output.send(Event::Failed(e)).await;
+                    return;
+                }
+            };
+            let client = Arc::new(client);
+            let (commands_tx, mut commands) = mpsc::unbounded_channel();
+            let (results_tx, mut results) = mpsc::unbounded_channel();
+            let connected = Event::Connected {
+                user: client.user().to_owned(),
+                handle: Handle(commands_tx),
+            };
+            if output.send(connected).await.is_err() {
+                return;
+            }
+            loop {
+                let event = tokio::select! {
+                    event = events.recv() => match event {
+                        Some(e) => Event::Session(e),
+                        None => break,
+                    },
+                    Some(result) = results.recv() => result,
+                    command = commands.recv() => match command {
+                        None | Some(Command::Logout) => {
+                            client.close().await;
+                            let _ = output.send(Event::LoggedOut).await;
+                            return;
+                        }
+                        Some(command) => {
+                            tokio::spawn(perform(client.clone(), command, results_tx.clone()));
+                            continue;
+                        }
+                    },
+                };
+                if output.send(event).await.is_err() {
+                    // The window dropped the subscription: log out politely.
+                    client.close().await;
+                    return;
+                }
+            }
+        },
+    )
+}
+
+async fn perform(client: Arc<Client>, command: Command, results: mpsc::UnboundedSender<Event>) {
+    let refused = |e: RequestError| Event::Refused(e.to_string());
+    let event = match command {
+        Command::Send { local, room, body } => {
+            let result = client.send(&room, &body).await;
+            Event::Sent {
+                local,
+                room,
+                result,
+            }
+        }
+        Command::Join(room) => client.join(&room).await.map_or_else(refused, Event::Opened),
+        Command::Create { room, private } => client
+            .create_room(&room, private)
+            .await
+            .map_or_else(refused, Event::Opened),
+        Command::OpenDm(user) => client
+            .open_dm(&user)
+            .await
+            .map_or_else(refused, Event::Opened),
+        Command::Leave(room) => match client.leave(&room).await {
+            Ok(()) => return,
+            Err(e) => refused(e),
+        },
+        Command::Older { room, before } => match client
+            .history(&room, Page::Before(before), OLDER_PAGE)
+            .await
+        {
+            Ok((messages, more)) => Event::Older {
+                room,
+                messages,
+                more,
+            },
+            Err(e) => refused(e),
+        },
+        Command::Members(room) => match client.members(&room).await {
+            Ok(members) => Event::Members { room, members },
+            Err(e) => refused(e),
+        },
+        Command::Logout => return,
+    };
+    let _ = results.send(event);
+}

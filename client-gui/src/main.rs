@@ -1,0 +1,62 @@
+//! `client-gui`: the confab desktop client.
+
+mod app;
+mod connection;
+mod screen;
+mod settings;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// confab desktop client: log in to a relay, chat in rooms and DMs.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Relay address, host:port (default: the last one used, else 127.0.0.1:4433).
+    #[arg(long, env = "CONFAB_SERVER")]
+    server: Option<String>,
+    /// User name to fill in (default: the last one used).
+    #[arg(long, env = "CONFAB_USER")]
+    user: Option<String>,
+    /// Trust exactly this certificate (or CA) file instead of asking on first use.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Known-relays file for trust on first use (shared with client-cli).
+    #[arg(long, env = "CONFAB_KNOWN_RELAYS", value_name = "FILE")]
+    known_relays: Option<PathBuf>,
+}
+
+fn main() -> iced::Result {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let options = app::Options {
+        ca: args.ca,
+        known_relays: args
+            .known_relays
+            .unwrap_or_else(common::trust::default_known_relays),
+        server: args.server,
+        user: args.user,
+    };
+    let settings = settings::Settings::load();
+    iced::application(
+        move || {
+            (
+                app::App::new(options.clone(), settings.clone()),
+                iced::Task::none(),
+            )
+        },
+        app::App::update,
+        app::App::view,
+    )
+    .title(app::App::title)
+    .theme(app::App::theme)
+    .subscription(app::App::subscription)
+    .window_size((1000.0, 680.0))
+    .run()
+}

@@ -1,0 +1,568 @@
+//! The chat screen: rooms and DMs in a sidebar, the conversation, the
+//! composer, the member list and the connection state. `update` is pure:
+//! it returns what the app must do (commands for the session, scrolling)
+//! instead of doing it, so every rule here is tested without a window.
+
+pub mod view;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use common::client::{Acked, Event as SessionEvent, RequestError};
+use common::frame::{Member, Message as ChatMessage, PresenceKind, RoomKind, Seq};
+use common::names::{self, LOBBY};
+use iced::widget::{scrollable, text_editor};
+
+use crate::connection::{Command, Event as NetEvent};
+
+/// What the user did on this screen.
+#[derive(Debug, Clone)]
+pub enum Message {
+    Composer(text_editor::Action),
+    Send,
+    SelectRoom(String),
+    JoinInput(String),
+    Join,
+    Create,
+    Leave(String),
+    ToggleMembers,
+    OpenDm(String),
+    Scrolled(scrollable::Viewport),
+    JumpToBottom,
+    DismissNotice,
+    ToggleTheme,
+    Logout,
+}
+
+/// What the app must do after an update.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// Commands for the session.
+    pub commands: Vec<Command>,
+    /// Scroll the conversation to its end.
+    pub follow: bool,
+    /// Leave this screen.
+    pub logout: bool,
+    /// Switch between light and dark.
+    pub toggle_theme: bool,
+}
+
+impl Outcome {
+    fn command(command: Command) -> Self {
+        Outcome {
+            commands: vec![command],
+            ..Outcome::default()
+        }
+    }
+}
+
+/// The state of the connection, always shown.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    Connected,
+    Reconnecting {
+        attempt: u32,
+        retry_at: Instant,
+        reason: String,
+    },
+    Offline(String),
+}
+
+/// One line of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    /// A stored message.
+    Message(ChatMessage),
+    /// Sent by this user and not acknowledged yet; `failed` once refused.
+    Pending {
+        local: u64,
+        body: String,
+        failed: Option<String>,
+    },
+    /// Presence and other events, at the local time they were seen.
+    Notice { ts: i64, text: String },
+}
+
+/// One room as shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Room {
+    pub lines: Vec<Line>,
+    pub unread: u32,
+    /// Older messages exist before the first one shown.
+    pub more_before: bool,
+    pub loading_older: bool,
+    /// The view is scrolled to the end, so new lines are followed.
+    pub at_bottom: bool,
+    /// New lines arrived while scrolled up.
+    pub new_below: bool,
+}
+
+impl Default for Room {
+    fn default() -> Self {
+        Room {
+            lines: Vec::new(),
+            unread: 0,
+            more_before: false,
+            loading_older: false,
+            at_bottom: true,
+            new_below: false,
+        }
+    }
+}
+
+impl Room {
+    fn first_seq(&self) -> Option<Seq> {
+        self.lines.iter().find_map(|l| {
+            if let Line::Message(m) = l {
+                Some(m.seq)
+            } else {
+                None
+            }
+        })
+    }
+
+    fn has_seq(&self, seq: Seq) -> bool {
+        self.lines
+            .iter()
+            .any(|l| matches!(l, Line::Message(m) if m.seq == seq))
+    }
+
+    /// Inserts a message in sequence order, before pending lines; false if
+    /// it was already there.
+    fn insert(&mut self, msg: ChatMessage) -> bool {
+        if self.has_seq(msg.seq) {
+            return false;
+        }
+        let at = self
+            .lines
+            .iter()
+            .rposition(|l| match l {
+                Line::Message(m) => m.seq < msg.seq,
+                Line::Notice { .. } => true,
+                Line::Pending { .. } => false,
+            })
+            .map_or(0, |i| i + 1);
+        self.lines.insert(at, Line::Message(msg));
+        true
+    }
+
+    fn notice(&mut self, ts: i64, text: String) {
+        let at = self
+            .lines
+            .iter()
+            .position(|l| matches!(l, Line::Pending { .. }))
+            .unwrap_or(self.lines.len());
+        self.lines.insert(at, Line::Notice { ts, text });
+    }
+}
+
+/// The chat screen.
+pub struct Chat {
+    pub user: String,
+    pub server: String,
+    pub rooms: BTreeMap<String, Room>,
+    pub current: String,
+    pub composer: text_editor::Content,
+    /// Why the composer refused the last send.
+    pub hint: Option<String>,
+    pub join_input: String,
+    pub status: Status,
+    pub members: HashMap<String, Vec<Member>>,
+    pub show_members: bool,
+    /// A refusal or problem to show until dismissed.
+    pub notice: Option<String>,
+    /// The time the view counts down against; updated by ticks.
+    pub now: Instant,
+    next_local: u64,
+}
+
+impl Chat {
+    /// The screen right after logging in as `user`.
+    pub fn new(user: String, server: String) -> Self {
+        let mut rooms = BTreeMap::new();
+        rooms.insert(LOBBY.to_owned(), Room::default());
+        Chat {
+            user,
+            server,
+            rooms,
+            current: LOBBY.to_owned(),
+            composer: text_editor::Content::new(),
+            hint: None,
+            join_input: String::new(),
+            status: Status::Connected,
+            members: HashMap::new(),
+            show_members: true,
+            notice: None,
+            now: Instant::now(),
+            next_local: 1,
+        }
+    }
+
+    /// Unread messages over every room: shown in the window title.
+    pub fn unread_total(&self) -> u32 {
+        self.rooms.values().map(|r| r.unread).sum()
+    }
+
+    /// The room being shown.
+    pub fn room(&self) -> Option<&Room> {
+        self.rooms.get(&self.current)
+    }
+
+    /// How a room is named in the sidebar: DMs by the other person.
+    pub fn display_name(&self, room: &str) -> String {
+        match names::dm_users(room) {
+            Some((a, b)) => format!("@{}", if a == self.user { b } else { a }),
+            None => format!("#{room}"),
+        }
+    }
+
+    /// Commands to send when the screen opens.
+    pub fn opened(&self) -> Vec<Command> {
+        vec![Command::Members(self.current.clone())]
+    }
+
+    /// Handles what the user did.
+    pub fn update(&mut self, message: Message) -> Outcome {
+        match message {
+            Message::Composer(action) => {
+                let edit = action.is_edit();
+                self.composer.perform(action);
+                if edit {
+                    self.hint = None;
+                }
+                Outcome::default()
+            }
+            Message::Send => self.send(),
+            Message::SelectRoom(room) => self.select(room),
+            Message::JoinInput(text) => {
+                self.join_input = text;
+                Outcome::default()
+            }
+            Message::Join | Message::Create => {
+                let room = self.join_input.trim().to_lowercase();
+                if let Err(e) = names::check_room(&room) {
+                    self.notice = Some(format!("Room names: {e}."));
+                    return Outcome::default();
+                }
+                self.join_input.clear();
+                Outcome::command(if matches!(message, Message::Join) {
+                    Command::Join(room)
+                } else {
+                    Command::Create {
+                        room,
+                        private: false,
+                    }
+                })
+            }
+            Message::Leave(room) => Outcome::command(Command::Leave(room)),
+            Message::ToggleMembers => {
+                self.show_members = !self.show_members;
+                if self.show_members {
+                    return Outcome::command(Command::Members(self.current.clone()));
+                }
+                Outcome::default()
+            }
+            Message::OpenDm(user) => Outcome::command(Command::OpenDm(user)),
+            Message::Scrolled(viewport) => self.scrolled(
+                viewport.relative_offset().y,
+                viewport.bounds().height < viewport.content_bounds().height,
+            ),
+            Message::JumpToBottom => {
+                if let Some(room) = self.rooms.get_mut(&self.current) {
+                    room.new_below = false;
+                    room.at_bottom = true;
+                }
+                Outcome {
+                    follow: true,
+                    ..Outcome::default()
+                }
+            }
+            Message::DismissNotice => {
+                self.notice = None;
+                Outcome::default()
+            }
+            Message::ToggleTheme => Outcome {
+                toggle_theme: true,
+                ..Outcome::default()
+            },
+            Message::Logout => Outcome {
+                commands: vec![Command::Logout],
+                logout: true,
+                ..Outcome::default()
+            },
+        }
+    }
+
+    fn send(&mut self) -> Outcome {
+        let text = self.composer.text();
+        let body = text.trim_end_matches('\n');
+        if body.trim().is_empty() {
+            self.hint = Some("Type a message first.".into());
+            return Outcome::default();
+        }
+        if let Err(e) = common::limits::check_body(body) {
+            self.hint = Some(format!(
+                "Too long to send: {e}. Split it into several messages."
+            ));
+            return Outcome::default();
+        }
+        let local = self.next_local;
+        self.next_local += 1;
+        let body = body.to_owned();
+        let room = self.current.clone();
+        let r = self.rooms.entry(room.clone()).or_default();
+        r.lines.push(Line::Pending {
+            local,
+            body: body.clone(),
+            failed: None,
+        });
+        r.at_bottom = true;
+        self.composer = text_editor::Content::new();
+        self.hint = None;
+        Outcome {
+            commands: vec![Command::Send { local, room, body }],
+            follow: true,
+            ..Outcome::default()
+        }
+    }
+
+    fn select(&mut self, room: String) -> Outcome {
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return Outcome::default();
+        };
+        r.unread = 0;
+        r.new_below = false;
+        r.at_bottom = true;
+        self.current = room.clone();
+        let mut out = Outcome {
+            follow: true,
+            ..Outcome::default()
+        };
+        if self.show_members {
+            out.commands.push(Command::Members(room));
+        }
+        out
+    }
+
+    fn scrolled(&mut self, y: f32, overflows: bool) -> Outcome {
+        let Some(room) = self.rooms.get_mut(&self.current) else {
+            return Outcome::default();
+        };
+        room.at_bottom = !overflows || y >= 0.995;
+        if room.at_bottom {
+            room.new_below = false;
+        }
+        let at_top = overflows && y <= 0.005;
+        if (at_top || !overflows) && room.more_before && !room.loading_older {
+            if let Some(before) = room.first_seq() {
+                room.loading_older = true;
+                return Outcome::command(Command::Older {
+                    room: self.current.clone(),
+                    before,
+                });
+            }
+        }
+        Outcome::default()
+    }
+
+    /// Handles what the session said.
+    pub fn on_event(&mut self, event: NetEvent) -> Outcome {
+        match event {
+            NetEvent::Session(e) => self.on_session(e),
+            NetEvent::Sent {
+                local,
+                room,
+                result,
+            } => self.sent(local, &room, result),
+            NetEvent::Opened(info) => {
+                self.rooms.entry(info.name.clone()).or_default();
+                self.select(info.name)
+            }
+            NetEvent::Older {
+                room,
+                messages,
+                more,
+            } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.loading_older = false;
+                    r.more_before = more;
+                    for m in messages {
+                        r.insert(m);
+                    }
+                }
+                Outcome::default()
+            }
+            NetEvent::Members { room, members } => {
+                self.members.insert(room, members);
+                Outcome::default()
+            }
+            NetEvent::Refused(text) => {
+                self.notice = Some(text);
+                Outcome::default()
+            }
+            NetEvent::Connected { .. } | NetEvent::Failed(_) | NetEvent::LoggedOut => {
+                Outcome::default()
+            }
+        }
+    }
+
+    fn on_session(&mut self, event: SessionEvent) -> Outcome {
+        match event {
+            SessionEvent::Connected { .. } => {
+                self.status = Status::Connected;
+                Outcome::command(Command::Members(self.current.clone()))
+            }
+            SessionEvent::Reconnecting {
+                attempt,
+                delay,
+                reason,
+            } => {
+                self.status = Status::Reconnecting {
+                    attempt,
+                    retry_at: self.now + delay,
+                    reason,
+                };
+                Outcome::default()
+            }
+            SessionEvent::Failed(e) => {
+                self.status = Status::Offline(crate::screen::login::describe(&e));
+                Outcome::default()
+            }
+            SessionEvent::Joined { room, recent, more } => {
+                let r = self.rooms.entry(room.clone()).or_default();
+                r.more_before = more;
+                for m in recent {
+                    r.insert(m);
+                }
+                Outcome {
+                    follow: room == self.current,
+                    ..Outcome::default()
+                }
+            }
+            SessionEvent::Left { room } => {
+                self.rooms.remove(&room);
+                if self.current == room {
+                    return self.select(LOBBY.to_owned());
+                }
+                Outcome::default()
+            }
+            SessionEvent::Message(m) => self.message(m),
+            SessionEvent::Presence(p) => {
+                let now = chrono::Utc::now().timestamp_millis();
+                let what = match p.kind {
+                    PresenceKind::Joined => "joined",
+                    PresenceKind::Left => "left",
+                    PresenceKind::Online => "is online",
+                    PresenceKind::Offline => "has left the chat",
+                };
+                let text = format!("{} {what}", p.user);
+                for list in self.members.values_mut() {
+                    for m in list.iter_mut().filter(|m| m.user == p.user) {
+                        match p.kind {
+                            PresenceKind::Online => m.online = true,
+                            PresenceKind::Offline => m.online = false,
+                            _ => {}
+                        }
+                    }
+                }
+                let room = p.room.clone().unwrap_or_else(|| LOBBY.to_owned());
+                let mut out = Outcome::default();
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.notice(now, text);
+                    out.follow = room == self.current && r.at_bottom;
+                }
+                if room == self.current
+                    && matches!(p.kind, PresenceKind::Joined | PresenceKind::Left)
+                    && self.show_members
+                {
+                    out.commands.push(Command::Members(room));
+                }
+                out
+            }
+        }
+    }
+
+    fn message(&mut self, m: ChatMessage) -> Outcome {
+        let own = m.from == self.user;
+        let room_name = m.room.clone();
+        let is_current = room_name == self.current;
+        let r = self.rooms.entry(room_name).or_default();
+        if !r.insert(m) {
+            return Outcome::default();
+        }
+        if !is_current {
+            if !own {
+                r.unread += 1;
+            }
+            return Outcome::default();
+        }
+        if r.at_bottom || own {
+            Outcome {
+                follow: true,
+                ..Outcome::default()
+            }
+        } else {
+            r.new_below = true;
+            Outcome::default()
+        }
+    }
+
+    fn sent(&mut self, local: u64, room: &str, result: Result<Acked, RequestError>) -> Outcome {
+        let user = self.user.clone();
+        let Some(r) = self.rooms.get_mut(room) else {
+            return Outcome::default();
+        };
+        let Some(at) = r
+            .lines
+            .iter()
+            .position(|l| matches!(l, Line::Pending { local: l, .. } if *l == local))
+        else {
+            return Outcome::default();
+        };
+        match result {
+            Ok(acked) => {
+                let Line::Pending { body, .. } = r.lines.remove(at) else {
+                    unreachable!()
+                };
+                // The echo of the message may come before or after its ack:
+                // whichever is first puts it in place, the other is a no-op.
+                r.insert(ChatMessage {
+                    room: room.to_owned(),
+                    seq: acked.seq,
+                    id: [0; 16],
+                    ts: acked.ts,
+                    from: user,
+                    body,
+                });
+            }
+            Err(e) => {
+                if let Line::Pending { failed, .. } = &mut r.lines[at] {
+                    *failed = Some(e.to_string());
+                }
+            }
+        }
+        Outcome::default()
+    }
+
+    /// Seconds until the next reconnect attempt, for the status line.
+    pub fn retry_in(&self) -> Option<Duration> {
+        match &self.status {
+            Status::Reconnecting { retry_at, .. } => {
+                Some(retry_at.saturating_duration_since(self.now))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a room is a DM or a channel, for grouping the sidebar.
+    pub fn kind(room: &str) -> RoomKind {
+        if room.starts_with(names::DM_PREFIX) {
+            RoomKind::Direct
+        } else {
+            RoomKind::Public
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

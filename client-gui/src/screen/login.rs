@@ -1,0 +1,172 @@
+//! The login screen: server, user, password, "create account", connect.
+
+use common::client::ConnectError;
+use common::frame::ErrorCode;
+use iced::widget::{button, center, checkbox, column, container, row, text, text_input};
+use iced::{Center, Element, Fill};
+
+/// What the user did.
+#[derive(Debug, Clone)]
+pub enum Message {
+    Server(String),
+    User(String),
+    Password(String),
+    Register(bool),
+    Submit,
+}
+
+/// What the app must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Connect {
+        server: String,
+        user: String,
+        password: String,
+        register: bool,
+    },
+}
+
+/// The login form.
+#[derive(Debug, Default)]
+pub struct Login {
+    pub server: String,
+    pub user: String,
+    pub password: String,
+    pub register: bool,
+    pub connecting: bool,
+    pub error: Option<String>,
+}
+
+impl Login {
+    /// A form filled with what was used last time.
+    pub fn new(server: String, user: String) -> Self {
+        Login {
+            server,
+            user,
+            ..Login::default()
+        }
+    }
+
+    pub fn update(&mut self, message: Message) -> Option<Event> {
+        match message {
+            Message::Server(s) => self.server = s,
+            Message::User(u) => self.user = u,
+            Message::Password(p) => self.password = p,
+            Message::Register(r) => self.register = r,
+            Message::Submit => {
+                if self.connecting {
+                    return None;
+                }
+                let server = self.server.trim().to_owned();
+                let user = self.user.trim().to_owned();
+                self.error = if server.is_empty() {
+                    Some("Enter the relay's address, e.g. 127.0.0.1:4433.".into())
+                } else if let Err(e) = common::names::check_user(&user) {
+                    Some(format!("User name: {e}."))
+                } else if self.password.is_empty() {
+                    Some("Enter your password.".into())
+                } else if self.register && self.password.len() < common::limits::MIN_PASSWORD {
+                    Some(format!(
+                        "Choose a password of at least {} characters.",
+                        common::limits::MIN_PASSWORD
+                    ))
+                } else {
+                    None
+                };
+                if self.error.is_some() {
+                    return None;
+                }
+                self.connecting = true;
+                return Some(Event::Connect {
+                    server,
+                    user,
+                    password: self.password.clone(),
+                    register: self.register,
+                });
+            }
+        }
+        None
+    }
+
+    /// The attempt ended without a session.
+    pub fn failed(&mut self, error: String) {
+        self.connecting = false;
+        self.error = Some(error);
+    }
+
+    pub fn view(&self) -> Element<'_, Message> {
+        let field = |label: &'static str, input: iced::widget::TextInput<'static, Message>| {
+            column![text(label).size(14), input.padding(8)].spacing(4)
+        };
+        let mut server = text_input("127.0.0.1:4433", &self.server).id("server");
+        let mut user = text_input("your name", &self.user).id("user");
+        let mut password = text_input("password", &self.password)
+            .secure(true)
+            .id("password");
+        let mut register = checkbox(self.register).label("Create account");
+        let mut connect = button(text(if self.connecting {
+            "Connecting…"
+        } else {
+            "Connect"
+        }))
+        .padding([8, 24]);
+        if !self.connecting {
+            server = server.on_input(Message::Server).on_submit(Message::Submit);
+            user = user.on_input(Message::User).on_submit(Message::Submit);
+            password = password
+                .on_input(Message::Password)
+                .on_submit(Message::Submit);
+            register = register.on_toggle(Message::Register);
+            connect = connect.on_press(Message::Submit);
+        }
+        let error = self
+            .error
+            .as_deref()
+            .map(|e| text(e.to_owned()).style(text::danger));
+        let form = column![
+            text("confab").size(32),
+            field("Relay", server),
+            field("User", user),
+            field("Password", password),
+            register,
+            row![connect].align_y(Center),
+        ]
+        .push(error)
+        .spacing(14)
+        .max_width(380);
+        center(
+            container(form)
+                .padding(24)
+                .max_width(430)
+                .style(container::rounded_box),
+        )
+        .width(Fill)
+        .height(Fill)
+        .into()
+    }
+}
+
+/// Says in words what went wrong and what to do about it.
+pub fn describe(e: &ConnectError) -> String {
+    match e {
+        ConnectError::Unreachable(why) => format!("Cannot reach the relay: {why}"),
+        ConnectError::Auth { code: ErrorCode::BadCredentials, .. } => {
+            "Wrong user name or password. Check both, or tick \"Create account\" if you are new here.".into()
+        }
+        ConnectError::Auth { code: ErrorCode::NameTaken, .. } => {
+            "That name is taken. Choose another, or untick \"Create account\" to log in.".into()
+        }
+        ConnectError::Auth { code: ErrorCode::RegistrationClosed, .. } => {
+            "This relay does not take new accounts. Ask its operator for one.".into()
+        }
+        ConnectError::Auth { message, .. } => format!("{message}."),
+        ConnectError::Version(_) => {
+            "This relay speaks another protocol version. Update confab (or ask the operator to).".into()
+        }
+        ConnectError::Trust(f) => f.to_string(),
+        ConnectError::Tls(why) => format!("Secure connection failed: {why}"),
+        ConnectError::Closed(why) => format!("The relay closed the connection: {why}. Try again in a moment."),
+        ConnectError::Protocol(why) => format!("The relay answered something unexpected ({why}). Update confab."),
+        ConnectError::Config(why) => why.clone(),
+    }
+}

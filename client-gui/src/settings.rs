@@ -1,0 +1,67 @@
+//! What the window remembers between runs: the last server and user, and
+//! the theme. Never the password.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Env var naming the settings file (tests point it at a temp folder).
+pub const SETTINGS_ENV: &str = "CONFAB_GUI_SETTINGS";
+
+/// The light/dark choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ThemeChoice {
+    /// Follow the system.
+    #[default]
+    System,
+    Light,
+    Dark,
+}
+
+/// Remembered settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub server: String,
+    pub user: String,
+    #[serde(default)]
+    pub theme: ThemeChoice,
+}
+
+impl Settings {
+    /// Where the settings live: `CONFAB_GUI_SETTINGS`, else the user's
+    /// config folder.
+    pub fn path() -> Option<PathBuf> {
+        if let Some(p) = std::env::var_os(SETTINGS_ENV) {
+            return Some(PathBuf::from(p));
+        }
+        dirs::config_dir().map(|d| d.join("confab").join("gui.json"))
+    }
+
+    /// The saved settings, or defaults when there are none or they are damaged.
+    pub fn load() -> Settings {
+        Self::path()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Saves, logging (not failing) when the folder is not writable: losing
+    /// the remembered server is no reason to stop the user chatting.
+    pub fn save(&self) {
+        let Some(path) = Self::path() else { return };
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(
+                &tmp,
+                serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+            )?;
+            std::fs::rename(tmp, &path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!("cannot save settings to {}: {e}", path.display());
+        }
+    }
+}
