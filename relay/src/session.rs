@@ -59,6 +59,10 @@ impl<S: Store> Session<S> {
     pub async fn run(mut self, recv: &mut RecvStream) -> Exit {
         let mut shutdown = self.relay.shutdown_signal();
         let exit = loop {
+            // Finished tasks are reaped here rather than in the select:
+            // `read_frame` is not cancel-safe, and dropping it half-way
+            // through a frame would lose bytes and desync the stream.
+            while self.tasks.try_join_next().is_some() {}
             tokio::select! {
                 frame = codec::read_frame::<ClientFrame, _>(recv, MAX_CONTROL_FRAME) => match frame {
                     Ok(Some(ClientFrame::Bye)) | Ok(None) => break Exit::Normal,
@@ -70,7 +74,7 @@ impl<S: Store> Session<S> {
                         break Exit::Protocol;
                     }
                 },
-                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+                // Shutdown may drop a half-read frame: the connection ends anyway.
                 _ = crate::server::until_shutdown(&mut shutdown) => break Exit::Shutdown,
             }
         };
