@@ -28,10 +28,17 @@ certs: $(CERTS)/cert.pem
 $(CERTS)/cert.pem:
 	$(CARGO) run --quiet --release --bin relay -- gen-cert --out $(CERTS)
 
+# A Python with aioquic for the independent client in tests/interop.
+INTEROP := .venv-interop
+
+$(INTEROP)/bin/python:
+	python3 -m venv $(INTEROP)
+	$(INTEROP)/bin/pip install --quiet --disable-pip-version-check aioquic
+
 # The binaries first: the integration tests start them as real processes.
-test:
+test: $(INTEROP)/bin/python
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace
+	CONFAB_INTEROP_PYTHON=$(CURDIR)/$(INTEROP)/bin/python $(CARGO) test --workspace
 
 lint:
 	$(CARGO) fmt --all -- --check

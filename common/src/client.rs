@@ -87,13 +87,18 @@ pub enum ConnectError {
 impl ConnectError {
     /// Whether retrying cannot help without the user changing something.
     pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
+        match self {
+            // A lockout ends by itself: keep trying, with backoff.
+            ConnectError::Auth {
+                code: ErrorCode::Throttled,
+                ..
+            } => false,
             ConnectError::Trust(_)
-                | ConnectError::Auth { .. }
-                | ConnectError::Version(_)
-                | ConnectError::Config(_)
-        )
+            | ConnectError::Auth { .. }
+            | ConnectError::Version(_)
+            | ConnectError::Config(_) => true,
+            _ => false,
+        }
     }
 }
 

@@ -244,6 +244,7 @@ mod tests {
             }),
             any::<u32>().prop_map(|req| Ping { req }),
             Just(Bye),
+            (any::<u32>(), name()).prop_map(|(req, room)| Resume { req, room }),
         ]
     }
 

@@ -80,6 +80,9 @@ pub enum ClientFrame {
     Ping { req: RequestId },
     /// 13. Polite goodbye before closing.
     Bye,
+    /// 14. After `Lagged`: resumes live delivery of a room to this session
+    ///     (it never changes membership). Answered with `Done`.
+    Resume { req: RequestId, room: String },
 }
 
 /// Which part of a room's history a `History` request wants.
@@ -283,7 +286,8 @@ impl ClientFrame {
             | OpenDm { req, .. }
             | Send { req, .. }
             | History { req, .. }
-            | Ping { req } => *req,
+            | Ping { req }
+            | Resume { req, .. } => *req,
             Hello { .. } | Bye => 0,
         }
     }
@@ -303,7 +307,8 @@ impl ClientFrame {
             | OpenDm { req, .. }
             | Send { req, .. }
             | History { req, .. }
-            | Ping { req } => *req = new,
+            | Ping { req }
+            | Resume { req, .. } => *req = new,
             Hello { .. } | Bye => {}
         }
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::frame::ALPN;
-use common::trust::{fingerprint, idle_timeout};
+use common::trust::fingerprint;
 use quinn::crypto::rustls::QuicServerConfig;
 use rcgen::{
     date_time_ymd, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -365,9 +365,7 @@ pub fn load_server_config(
 
     let quic = QuicServerConfig::try_from(tls).map_err(|e| CertError::Tls(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    let mut transport = quinn::TransportConfig::default();
-    transport.max_idle_timeout(Some(idle_timeout()));
-    config.transport_config(Arc::new(transport));
+    config.transport_config(Arc::new(crate::defaults::transport()));
     Ok((config, leaf_fingerprint))
 }
 

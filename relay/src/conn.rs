@@ -65,7 +65,14 @@ pub async fn serve<S: Store>(
             return;
         }
     };
-    let user = match login(&relay, &conn, &mut send, &mut recv, deadline).await {
+    // The deadline covers the whole exchange, writes included: a client
+    // that stops reading must not hold a pre-login slot past it.
+    let login = timeout_at(
+        deadline,
+        login(&relay, &conn, &mut send, &mut recv, deadline),
+    )
+    .await;
+    let user = match login.unwrap_or(Err(Exit::LoginTimeout)) {
         Ok(user) => user,
         Err(exit) => {
             drain(&mut send).await;
@@ -78,24 +85,34 @@ pub async fn serve<S: Store>(
 
     let id = relay.next_session_id();
     let (outbox, rx) = Outbox::new(id, user.clone(), relay.cfg.queue_depth);
-    let rooms = match relay.store.rooms_of(&user).await {
-        Ok(rooms) => rooms.into_iter().map(|r| r.name).collect::<Vec<_>>(),
-        Err(e) => {
-            tracing::error!(%user, "cannot load rooms: {e}");
-            let frame = error(
-                0,
-                ErrorCode::Unavailable,
-                "the relay cannot read its store; try again later",
-            );
-            let _ = send.write_all(&codec::encode(&frame)).await;
-            drain(&mut send).await;
-            conn.close(close::NORMAL.into(), b"store unavailable");
-            return;
+    // Attached before the rooms are read, so a join or leave on another
+    // device meanwhile reaches this session; the epoch catches a stale read.
+    let mut epoch = relay.hub.attach(outbox.clone());
+    loop {
+        let rooms = match relay.store.rooms_of(&user).await {
+            Ok(rooms) => rooms.into_iter().map(|r| r.name).collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::error!(%user, "cannot load rooms: {e}");
+                relay.hub.detach(id);
+                let frame = error(
+                    0,
+                    ErrorCode::Unavailable,
+                    "the relay cannot read its store; try again later",
+                );
+                let _ = send.write_all(&codec::encode(&frame)).await;
+                drain(&mut send).await;
+                conn.close(close::NORMAL.into(), b"store unavailable");
+                return;
+            }
+        };
+        // Subscribed before the first reply: anything committed from here
+        // on arrives live, anything before is in history.
+        match relay.hub.subscribe_all(id, &rooms, epoch) {
+            Ok(()) => break,
+            Err(now) => epoch = now,
         }
-    };
-    // Subscribe before the first reply: anything committed from here on
-    // arrives live, anything before is in history.
-    relay.hub.attach(outbox.clone(), &rooms);
+    }
+    relay.hub.announce_online(id);
     let writer = tokio::spawn(write_loop(send, rx, outbox.lags.clone()));
     tracing::info!(%user, session = id, addr = %conn.remote_address(), "logged in");
 

@@ -26,6 +26,11 @@ pub const RATE_LIMIT: u32 = 50;
 /// the commit latency; the cap bounds memory per session.
 pub const MAX_IN_FLIGHT: usize = 256;
 
+/// Bulk replies (history pages, room and member lists) of one session
+/// being read or written at once. A catch-up pages one room at a time; the
+/// cap stops a client from making the relay hold hundreds of pages.
+pub const MAX_BULK_IN_FLIGHT: usize = 4;
+
 /// Connections that have not logged in yet. The handshake and argon2 cost
 /// us more than them; past this cap new ones are refused before TLS.
 pub const MAX_UNAUTHENTICATED: usize = 256;
@@ -61,3 +66,31 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Name the relay gives in `Welcome`.
 pub const SERVER_NAME: &str = concat!("confab-relay/", env!("CARGO_PKG_VERSION"));
+
+/// Bytes a client may have in flight on its control stream. A control
+/// frame is at most 64 KiB; four of them cover pipelined sends without
+/// letting one connection park megabytes in the relay.
+pub const STREAM_RECEIVE_WINDOW: u32 = 256 * 1024;
+
+/// Bytes a client may have in flight on the whole connection: it opens one
+/// stream, so a little over that stream's window.
+pub const CONNECTION_RECEIVE_WINDOW: u32 = 320 * 1024;
+
+/// Bytes the relay keeps unacknowledged per connection: a full history page
+/// (1 MiB) and then some, not quinn's 10 MB default times every client.
+pub const SEND_WINDOW: u64 = 2 * 1024 * 1024;
+
+/// The QUIC transport every relay connection uses. Clients open exactly one
+/// bidirectional stream and no unidirectional ones (PROTOCOL.md §2), so
+/// anything more is refused by flow control instead of being buffered.
+pub fn transport() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(common::trust::idle_timeout()))
+        .max_concurrent_bidi_streams(1u32.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .stream_receive_window(STREAM_RECEIVE_WINDOW.into())
+        .receive_window(CONNECTION_RECEIVE_WINDOW.into())
+        .send_window(SEND_WINDOW)
+        .datagram_receive_buffer_size(None);
+    t
+}

@@ -137,6 +137,9 @@ struct State {
     by_user: HashMap<String, HashSet<SessionId>>,
     rooms: HashMap<String, HashSet<SessionId>>,
     subs: HashMap<SessionId, HashSet<String>>,
+    /// Bumped on every membership change of a user, so a login that read
+    /// the user's rooms from the store can tell whether they went stale.
+    epochs: HashMap<String, u64>,
 }
 
 impl State {
@@ -196,19 +199,44 @@ impl State {
 }
 
 impl Hub {
-    /// Registers a logged-in session subscribed to `rooms`. The user's first
-    /// session announces them online to everyone sharing a room.
-    pub fn attach(&self, outbox: Arc<Outbox>, rooms: &[String]) {
+    /// Registers a logged-in session, not yet subscribed to anything, so
+    /// that membership changes from now on reach it. Returns the user's
+    /// membership epoch for [`Hub::subscribe_all`].
+    pub fn attach(&self, outbox: Arc<Outbox>) -> u64 {
         let mut st = self.state.lock().expect("hub lock");
         let (id, user) = (outbox.id, outbox.user.clone());
-        let first = st.by_user.get(&user).is_none_or(|s| s.is_empty());
         st.sessions.insert(id, outbox);
         st.by_user.entry(user.clone()).or_default().insert(id);
         st.subs.entry(id).or_default();
+        st.epochs.get(&user).copied().unwrap_or(0)
+    }
+
+    /// Subscribes a session to the rooms its user was in at `epoch`. Fails
+    /// (subscribing nothing) when the membership changed since: read the
+    /// rooms again and retry.
+    pub fn subscribe_all(&self, id: SessionId, rooms: &[String], epoch: u64) -> Result<(), u64> {
+        let mut st = self.state.lock().expect("hub lock");
+        let Some(user) = st.sessions.get(&id).map(|s| s.user.clone()) else {
+            return Ok(());
+        };
+        let now = st.epochs.get(&user).copied().unwrap_or(0);
+        if now != epoch {
+            return Err(now);
+        }
         for room in rooms {
             st.subscribe(id, room);
         }
-        if first {
+        Ok(())
+    }
+
+    /// Announces a user online to everyone sharing a room, if this session
+    /// is their only one.
+    pub fn announce_online(&self, id: SessionId) {
+        let st = self.state.lock().expect("hub lock");
+        let Some(user) = st.sessions.get(&id).map(|s| s.user.clone()) else {
+            return;
+        };
+        if st.by_user.get(&user).is_some_and(|s| s.len() == 1) {
             let peers = st.peers(&user);
             st.presence_to(
                 peers,
@@ -218,6 +246,14 @@ impl Hub {
                     kind: PresenceKind::Online,
                 },
             );
+        }
+    }
+
+    /// Subscribes one session to a room its user is a member of.
+    pub fn subscribe(&self, id: SessionId, room: &str) {
+        let mut st = self.state.lock().expect("hub lock");
+        if st.sessions.contains_key(&id) {
+            st.subscribe(id, room);
         }
     }
 
@@ -261,6 +297,7 @@ impl Hub {
     /// tells the room (the user's own sessions included).
     pub fn joined(&self, user: &str, room: &str) {
         let mut st = self.state.lock().expect("hub lock");
+        *st.epochs.entry(user.to_owned()).or_default() += 1;
         let own: Vec<SessionId> = st.user_sessions(user).map(|s| s.id).collect();
         for id in own {
             st.subscribe(id, room);
@@ -288,9 +325,12 @@ impl Hub {
                 kind: PresenceKind::Left,
             },
         );
-        let own: Vec<SessionId> = st.user_sessions(user).map(|s| s.id).collect();
-        for id in own {
-            st.unsubscribe(id, room);
+        *st.epochs.entry(user.to_owned()).or_default() += 1;
+        let own: Vec<Arc<Outbox>> = st.user_sessions(user).cloned().collect();
+        for session in own {
+            st.unsubscribe(session.id, room);
+            // A lag in a room left behind must not outlive the membership.
+            session.lags.resubscribed(room);
         }
     }
 
@@ -339,6 +379,28 @@ impl Hub {
 mod tests {
     use super::*;
 
+    fn attach(hub: &Hub, outbox: Arc<Outbox>, rooms: &[&str]) {
+        let id = outbox.id;
+        let epoch = hub.attach(outbox);
+        let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
+        hub.subscribe_all(id, &rooms, epoch).unwrap();
+        hub.announce_online(id);
+    }
+
+    #[test]
+    fn a_membership_change_during_login_is_not_missed() {
+        let hub = Hub::default();
+        let (s, _rx) = Outbox::new(1, "alice".into(), 16);
+        let epoch = hub.attach(s);
+        // The rooms were read from the store here; then another device joins.
+        hub.joined("alice", "dev");
+        assert!(hub.is_subscribed(1, "dev"), "the attached session hears it");
+        assert!(
+            hub.subscribe_all(1, &["lobby".to_string()], epoch).is_err(),
+            "stale room list refused"
+        );
+    }
+
     fn decode(b: Bytes) -> ServerFrame {
         codec::decode(&b[4..]).unwrap()
     }
@@ -368,10 +430,10 @@ mod tests {
         let (a, mut ra) = Outbox::new(1, "alice".into(), 16);
         let (b, mut rb) = Outbox::new(2, "bob".into(), 16);
         let (a2, mut ra2) = Outbox::new(3, "alice".into(), 16);
-        hub.attach(a, &["lobby".into(), "dev".into()]);
-        hub.attach(b, &["lobby".into()]);
+        attach(&hub, a, &["lobby", "dev"]);
+        attach(&hub, b, &["lobby"]);
         assert_eq!(drain(&mut ra).len(), 1, "alice hears bob come online");
-        hub.attach(a2, &["lobby".into(), "dev".into()]);
+        attach(&hub, a2, &["lobby", "dev"]);
         assert!(drain(&mut rb).is_empty(), "a second device is not news");
 
         hub.publish(&msg("dev", 1));
@@ -417,7 +479,7 @@ mod tests {
     async fn a_full_queue_lags_that_room_until_resubscribed() {
         let hub = Hub::default();
         let (slow, mut rx) = Outbox::new(1, "slow".into(), 2);
-        hub.attach(slow.clone(), &["lobby".into()]);
+        attach(&hub, slow.clone(), &["lobby"]);
         for seq in 1..=5 {
             hub.publish(&msg("lobby", seq));
         }

@@ -10,14 +10,14 @@ use common::codec;
 use common::frame::{
     ClientFrame, ErrorCode, Member, Page, RequestId, RoomInfo, RoomKind, ServerFrame,
 };
-use common::limits::{MAX_CONTROL_FRAME, MAX_PAGE};
+use common::limits::{MAX_BULK_FRAME, MAX_CONTROL_FRAME, MAX_PAGE};
 use common::names::{self, LOBBY};
 use quinn::{Connection, RecvStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::conn::{error, frame_error, store_refusal, Exit};
-use crate::defaults::{BULK_WRITE_TIMEOUT, MAX_IN_FLIGHT};
+use crate::defaults::{BULK_WRITE_TIMEOUT, MAX_BULK_IN_FLIGHT, MAX_IN_FLIGHT};
 use crate::hub::Outbox;
 use crate::rate::SendGate;
 use crate::server::Relay;
@@ -32,6 +32,7 @@ pub struct Session<S: Store> {
     conn: Connection,
     gate: SendGate,
     in_flight: Arc<Semaphore>,
+    bulk: Arc<Semaphore>,
     // Owned here so that they end with the session: no orphan tasks.
     tasks: JoinSet<()>,
 }
@@ -46,6 +47,7 @@ impl<S: Store> Session<S> {
             conn,
             gate,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            bulk: Arc::new(Semaphore::new(MAX_BULK_IN_FLIGHT)),
             tasks: JoinSet::new(),
         }
     }
@@ -105,9 +107,10 @@ impl<S: Store> Session<S> {
             ClientFrame::Join { req, room } => self.join(req, &room).await,
             ClientFrame::Leave { req, room } => self.leave(req, &room).await,
             ClientFrame::Invite { req, room, user } => self.invite(req, &room, &user).await,
-            ClientFrame::ListRooms { req } => self.list_rooms(req).await,
-            ClientFrame::Members { req, room } => self.members(req, &room).await,
+            ClientFrame::ListRooms { req } => return self.list_rooms(req).await,
+            ClientFrame::Members { req, room } => return self.members(req, room).await,
             ClientFrame::OpenDm { req, user } => self.open_dm(req, &user).await,
+            ClientFrame::Resume { req, room } => self.resume(req, &room).await,
             ClientFrame::Hello { .. }
             | ClientFrame::Register { .. }
             | ClientFrame::Login { .. } => Err((ErrorCode::Unexpected, "already logged in".into())),
@@ -184,26 +187,57 @@ impl<S: Store> Session<S> {
             return;
         }
         let relay = self.relay.clone();
+        self.send_bulk(req, async move {
+            let (messages, more) = relay
+                .store
+                .history(&room, page, limit)
+                .await
+                .map_err(store_refusal)?;
+            Ok(ServerFrame::HistoryPage {
+                req,
+                room,
+                messages,
+                more,
+            })
+        })
+        .await;
+    }
+
+    /// Answers on a bulk stream of its own, in a task, so a big reply never
+    /// holds up chat lines. At most [`MAX_BULK_IN_FLIGHT`] per session: past
+    /// that, the reader waits, and so does a client that asks faster than it
+    /// reads. Every request gets an answer: a reply that cannot be delivered
+    /// becomes an `Unavailable` error on the control stream.
+    async fn send_bulk<F>(&mut self, req: RequestId, reply: F)
+    where
+        F: std::future::Future<Output = Reply> + Send + 'static,
+    {
+        let permit = self
+            .bulk
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
         let outbox = self.outbox.clone();
         let conn = self.conn.clone();
-        // On its own stream and task, so a big page never holds up chat lines.
         self.tasks.spawn(async move {
-            let frame = match relay.store.history(&room, page, limit).await {
-                Ok((messages, more)) => ServerFrame::HistoryPage {
-                    req,
-                    room,
-                    messages,
-                    more,
-                },
-                Err(e) => {
-                    let (code, msg) = store_refusal(e);
+            let _permit = permit;
+            let frame = match reply.await {
+                Ok(frame) => frame,
+                Err((code, msg)) => {
                     outbox.reply(&error(req, code, &msg)).await;
                     return;
                 }
             };
+            let bytes = codec::encode(&frame);
+            if bytes.len() - 4 > MAX_BULK_FRAME {
+                let msg = "the reply is too large to send; narrow the request";
+                outbox.reply(&error(req, ErrorCode::Unavailable, msg)).await;
+                return;
+            }
             let write = async {
                 let mut stream = conn.open_uni().await.ok()?;
-                stream.write_all(&codec::encode(&frame)).await.ok()?;
+                stream.write_all(&bytes).await.ok()?;
                 stream.finish().ok()
             };
             if tokio::time::timeout(BULK_WRITE_TIMEOUT, write)
@@ -212,7 +246,8 @@ impl<S: Store> Session<S> {
                 .flatten()
                 .is_none()
             {
-                tracing::debug!("history page not delivered: connection gone");
+                let msg = "the reply could not be delivered in time; ask again";
+                outbox.reply(&error(req, ErrorCode::Unavailable, msg)).await;
             }
         });
     }
@@ -309,6 +344,8 @@ impl<S: Store> Session<S> {
                 .map_err(store_refusal)?;
             self.relay.hub.joined(&user, room);
         }
+        // Heals a subscription a concurrent login may have missed.
+        self.relay.hub.subscribe(self.outbox.id, room);
         self.outbox.lags.resubscribed(room);
         let row = self.room_or_refuse(room).await?;
         Ok(ServerFrame::Joined {
@@ -371,52 +408,69 @@ impl<S: Store> Session<S> {
         Ok(ServerFrame::Done { req })
     }
 
-    async fn list_rooms(&mut self, req: RequestId) -> Reply {
-        let joined = self
-            .relay
-            .store
-            .rooms_of(self.user())
-            .await
-            .map_err(store_refusal)?;
-        let public = self
-            .relay
-            .store
-            .public_rooms()
-            .await
-            .map_err(store_refusal)?;
-        Ok(ServerFrame::Rooms {
-            req,
-            joined: joined.iter().map(info).collect(),
-            public: public.iter().map(info).collect(),
+    async fn list_rooms(&mut self, req: RequestId) {
+        let relay = self.relay.clone();
+        let user = self.user().to_owned();
+        self.send_bulk(req, async move {
+            let joined = relay.store.rooms_of(&user).await.map_err(store_refusal)?;
+            let public = relay.store.public_rooms().await.map_err(store_refusal)?;
+            Ok(ServerFrame::Rooms {
+                req,
+                joined: joined.iter().map(info).collect(),
+                public: public.iter().map(info).collect(),
+            })
         })
+        .await;
     }
 
-    async fn members(&mut self, req: RequestId, room: &str) -> Reply {
-        let row = self.room_or_refuse(room).await?;
-        if row.kind != RoomKind::Public && !self.relay.hub.is_subscribed(self.outbox.id, room) {
-            return Err((
-                ErrorCode::NotMember,
-                format!("only members can see who is in {room}"),
-            ));
+    async fn members(&mut self, req: RequestId, room: String) {
+        let allowed = match self.room_or_refuse(&room).await {
+            Ok(row)
+                if row.kind != RoomKind::Public
+                    && !self.relay.hub.is_subscribed(self.outbox.id, &room) =>
+            {
+                Err((
+                    ErrorCode::NotMember,
+                    format!("only members can see who is in {room}"),
+                ))
+            }
+            Ok(_) => Ok(()),
+            Err(refusal) => Err(refusal),
+        };
+        if let Err((code, msg)) = allowed {
+            self.outbox.reply(&error(req, code, &msg)).await;
+            return;
         }
-        let names = self
+        let relay = self.relay.clone();
+        self.send_bulk(req, async move {
+            let names = relay.store.members(&room).await.map_err(store_refusal)?;
+            let members = names
+                .into_iter()
+                .map(|user| Member {
+                    online: relay.hub.is_online(&user),
+                    user,
+                })
+                .collect();
+            Ok(ServerFrame::Members { req, room, members })
+        })
+        .await;
+    }
+
+    /// Live delivery of a room again after `Lagged`. Never changes
+    /// membership: a room left on another device stays left.
+    async fn resume(&mut self, req: RequestId, room: &str) -> Reply {
+        if !self
             .relay
             .store
-            .members(room)
+            .is_member(room, self.user())
             .await
-            .map_err(store_refusal)?;
-        let members = names
-            .into_iter()
-            .map(|user| Member {
-                online: self.relay.hub.is_online(&user),
-                user,
-            })
-            .collect();
-        Ok(ServerFrame::Members {
-            req,
-            room: room.to_owned(),
-            members,
-        })
+            .map_err(store_refusal)?
+        {
+            return Err(self.not_member(room).await);
+        }
+        self.relay.hub.subscribe(self.outbox.id, room);
+        self.outbox.lags.resubscribed(room);
+        Ok(ServerFrame::Done { req })
     }
 
     async fn open_dm(&mut self, req: RequestId, user: &str) -> Reply {

@@ -554,12 +554,19 @@ class Client:
         )
         cfg.load_verify_locations(cafile=self.cafile)  # pin the relay cert
         self.closed = asyncio.get_running_loop().create_future()
+
+        def make_protocol(*args: Any, **kwargs: Any) -> ConfabProtocol:
+            proto = ConfabProtocol(*args, **kwargs)
+            proto.owner = self  # sees ConnectionTerminated during the handshake too
+            return proto
+
         cm = connect(self.host, self.port, configuration=cfg,
-                     create_protocol=ConfabProtocol, wait_connected=True)
-        # No stream data can arrive before we send Hello, so attaching the
-        # event handler after the handshake loses nothing.
-        self.proto = await asyncio.wait_for(self.stack.enter_async_context(cm), 5)
-        self.proto.owner = self
+                     create_protocol=make_protocol, wait_connected=True)
+        try:
+            self.proto = await asyncio.wait_for(self.stack.enter_async_context(cm), 5)
+        except (ConnectionError, asyncio.TimeoutError) as e:
+            why = self.close_info[2] if self.close_info else (type(e).__name__ or "timeout")
+            raise StepFail(f"QUIC/TLS handshake failed: {why}") from None
         self.control_id = self.proto._quic.get_next_available_stream_id(
             is_unidirectional=False)
         if self.control_id != 0:
@@ -620,9 +627,12 @@ class Client:
         except CodecError as e:
             self.violations.append(f"stream {sid}: undecodable frame {payload[:40].hex()}: {e}")
             return
-        if sid == self.control_id and f["t"] == "HistoryPage":
-            self.violations.append("HistoryPage arrived on the control stream")
-        if sid != self.control_id and f["t"] != "HistoryPage":
+        # §2: replies that can grow (history pages, room and member lists)
+        # travel on bulk streams; everything else on the control stream.
+        bulk = ("HistoryPage", "Rooms", "Members")
+        if sid == self.control_id and f["t"] in bulk:
+            self.violations.append(f"{f['t']} arrived on the control stream")
+        if sid != self.control_id and f["t"] not in bulk:
             self.violations.append(f"{f['t']} arrived on bulk stream {sid}")
         self._deliver(f, sid)
 

@@ -131,6 +131,23 @@ impl Relay {
         self.child = Some(child);
     }
 
+    /// The relay process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("relay running").id()
+    }
+
+    /// The relay's resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
+    }
+
     /// The relay's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("relay.log")).unwrap_or_default()

@@ -111,3 +111,132 @@ async fn pipelined_large_sends_keep_the_stream_in_sync() {
     assert_eq!(outcome.expect("in time"), Ok(()), "acks so far: {acks}");
     assert!(!relay.log().contains("bad frame"));
 }
+
+/// A client that stops reading before login still loses its connection at
+/// the login deadline: writes are under the deadline too.
+#[tokio::test]
+async fn a_client_that_never_reads_is_still_cut_off_at_the_login_deadline() {
+    let relay = Relay::start_with(&["--login-timeout", "2"], &[]);
+    let mut transport = quinn::TransportConfig::default();
+    // A 4-byte window: the relay's Welcome can never be delivered.
+    transport
+        .stream_receive_window(4u32.into())
+        .keep_alive_interval(Some(Duration::from_secs(1)));
+    let (_endpoint, conn) = connect_with(&relay, transport).await;
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    send.write_all(&encode(&ClientFrame::Hello {
+        version: PROTOCOL_VERSION,
+        client: "t".into(),
+    }))
+    .await
+    .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(8), conn.closed()).await;
+    assert!(
+        closed.is_ok(),
+        "still connected 8 s after a 2 s login deadline"
+    );
+}
+
+/// Clients get one control stream: more streams are refused by flow
+/// control, not buffered by the relay.
+#[tokio::test]
+async fn extra_streams_are_refused_not_buffered() {
+    let relay = Relay::start();
+    let before = relay.rss_kib();
+    let (_endpoint, conn) = connect_with(&relay, quinn::TransportConfig::default()).await;
+    let (mut ctl, _ctl_recv) = conn.open_bi().await.unwrap();
+    ctl.write_all(&encode(&ClientFrame::Hello {
+        version: PROTOCOL_VERSION,
+        client: "t".into(),
+    }))
+    .await
+    .unwrap();
+    let uni = tokio::time::timeout(Duration::from_secs(1), conn.open_uni()).await;
+    assert!(uni.is_err(), "a unidirectional stream must not be allowed");
+    let bi = tokio::time::timeout(Duration::from_secs(1), conn.open_bi()).await;
+    assert!(
+        bi.is_err(),
+        "a second bidirectional stream must not be allowed"
+    );
+    // What the one stream may carry is bounded by its window.
+    let junk = vec![0u8; 2_000_000];
+    let _ = tokio::time::timeout(Duration::from_secs(2), ctl.write_all(&junk)).await;
+    let grown = relay.rss_kib().saturating_sub(before);
+    assert!(
+        grown < 20 * 1024,
+        "relay grew by {grown} KiB for one connection"
+    );
+}
+
+/// A client asking for history faster than it reads cannot make the relay
+/// hold page after page in memory.
+#[tokio::test]
+async fn a_history_flood_is_bounded() {
+    let relay = Relay::start_with(&["--rate-limit", "100000"], &[]);
+    let writer = relay.register("w").await;
+    let body = "z".repeat(4000);
+    let sends: Vec<_> = (0..200)
+        .map(|_| writer.client.send("lobby", &body))
+        .collect();
+    for s in sends {
+        s.await.unwrap();
+    }
+    let mut transport = quinn::TransportConfig::default();
+    // Accepts no bulk streams: every page the relay makes is stuck.
+    transport
+        .max_concurrent_uni_streams(0u32.into())
+        .keep_alive_interval(Some(Duration::from_secs(1)));
+    let (_endpoint, conn) = connect_with(&relay, transport).await;
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    login(&mut send, &mut recv, "w").await;
+    let before = relay.rss_kib();
+    let mut flood = Vec::new();
+    for i in 0..20_000u32 {
+        let frame = ClientFrame::History {
+            req: i + 2,
+            room: "lobby".into(),
+            page: Page::Latest,
+            limit: 200,
+        };
+        flood.extend_from_slice(&encode(&frame));
+    }
+    // The relay stops reading once its few bulk slots are taken.
+    let _ = tokio::time::timeout(Duration::from_secs(4), send.write_all(&flood)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let grown = relay.rss_kib().saturating_sub(before);
+    assert!(
+        grown < 40 * 1024,
+        "relay grew by {grown} KiB serving one history flood"
+    );
+    // Everyone else is served meanwhile.
+    writer.client.send("lobby", "still here").await.unwrap();
+}
+
+/// Replies that can grow with the relay (room and member lists) travel on
+/// bulk streams, so a relay with many rooms does not break its clients.
+#[tokio::test]
+async fn a_room_list_bigger_than_a_control_frame_still_arrives() {
+    let relay = Relay::start();
+    let a = relay.register("a").await;
+    let creates: Vec<_> = (0..1600)
+        .map(|i| {
+            let client = &a.client;
+            async move { client.create_room(&format!("room-{i:026}"), false).await }
+        })
+        .collect();
+    for c in creates {
+        c.await.unwrap();
+    }
+    let mut v = relay.register("victim").await;
+    v.joined("lobby").await;
+    let (_, public) = v.client.rooms().await.unwrap();
+    assert_eq!(public.len(), 1601);
+    v.client.send("lobby", "hello").await.unwrap();
+    let events = v.drain(Duration::from_millis(300)).await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, common::client::Event::Reconnecting { .. })),
+        "{events:?}"
+    );
+}

@@ -18,6 +18,10 @@ use crate::frame::{ClientFrame, ErrorCode, MsgId, Page, PresenceKind, RequestId,
 /// Wait before resending a message the relay refused as over the rate limit.
 const RATE_LIMIT_RETRY: Duration = Duration::from_secs(1);
 
+/// A connection up this long counts as healthy: the next loss starts the
+/// backoff from the beginning again.
+const STABLE: Duration = Duration::from_secs(30);
+
 struct PendingSend {
     order: u64,
     room: String,
@@ -76,14 +80,21 @@ impl Worker {
 
     pub(crate) async fn run(mut self, first: Link) {
         let mut link = first;
+        let mut attempt = 0;
         loop {
+            let up = Instant::now();
             let reason = match self.serve(link).await {
                 Flow::Close => return,
                 Flow::Lost(reason) => reason,
             };
             tracing::info!("connection lost: {reason}");
             self.connection_lost();
-            link = match self.reconnect(reason).await {
+            // A connection that dies right after login must not make the
+            // backoff start over, or a broken relay gets hammered.
+            if up.elapsed() >= STABLE {
+                attempt = 0;
+            }
+            link = match self.reconnect(reason, &mut attempt).await {
                 Some(l) => l,
                 None => return,
             };
@@ -262,7 +273,9 @@ impl Worker {
                     let steps = self.sync.left(&room);
                     self.apply(link, steps).await?;
                 }
-                Some(_) => tracing::warn!(?code, "relay refused a catch-up request: {message}"),
+                // Without this answer a room would stay held back forever:
+                // start over on a fresh connection instead.
+                Some(_) => return Err(format!("catch-up failed ({code:?}: {message})")),
                 None => {}
             },
             ServerFrame::Message(msg) => {
@@ -355,7 +368,7 @@ impl Worker {
                     let req = self.req();
                     self.waiting
                         .insert(req, Waiting::Rejoin { room: room.clone() });
-                    write(link, &ClientFrame::Join { req, room }).await?;
+                    write(link, &ClientFrame::Resume { req, room }).await?;
                 }
             }
         }
@@ -399,13 +412,12 @@ impl Worker {
 
     /// Retries with backoff until connected (`Some`), or until the session
     /// is closed or a retry cannot help (`None`).
-    async fn reconnect(&mut self, mut reason: String) -> Option<Link> {
-        let mut attempt = 0u32;
+    async fn reconnect(&mut self, mut reason: String, attempt: &mut u32) -> Option<Link> {
         loop {
-            attempt += 1;
-            let delay = backoff(&self.cfg, attempt);
+            *attempt += 1;
+            let delay = backoff(&self.cfg, *attempt);
             self.emit(Event::Reconnecting {
-                attempt,
+                attempt: *attempt,
                 delay,
                 reason: reason.clone(),
             });
