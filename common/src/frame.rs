@@ -46,7 +46,7 @@ pub enum ClientFrame {
         room: String,
         private: bool,
     },
-    /// 4. Joins a channel (idempotent; also re-subscribes after `Lagged`).
+    /// 4. Joins a channel (idempotent for members).
     Join { req: RequestId, room: String },
     /// 5. Leaves a room.
     Leave { req: RequestId, room: String },
@@ -96,8 +96,9 @@ pub enum Page {
     After(Seq),
 }
 
-/// Frames the relay sends: on the control stream, except `HistoryPage`,
-/// which travels alone on a unidirectional bulk stream.
+/// Frames the relay sends: on the control stream, except the replies that
+/// can grow large (`HistoryPage`, `Rooms`, `Members`), which each travel
+/// alone on a unidirectional bulk stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerFrame {
     /// 0. Reply to `Hello`.
@@ -146,7 +147,7 @@ pub enum ServerFrame {
     /// 10. Someone joined, left, came online or went offline.
     Presence(Presence),
     /// 11. The session fell behind in a room: live messages from `from` on
-    ///     were not sent. Re-`Join` and page `After` the last seen sequence.
+    ///     were not sent. Send `Resume` and page `After` the last seen sequence.
     Lagged { room: String, from: Seq },
     /// 12. Reply to `Ping`.
     Pong { req: RequestId },
@@ -217,7 +218,7 @@ pub enum PresenceKind {
     Joined,
     /// 1.
     Left,
-    /// 2. The user's first device connected.
+    /// 2. The user's first device logged in.
     Online,
     /// 3. The user's last device disconnected.
     Offline,

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 /// Largest control-stream frame, payload only (the 4-byte prefix excluded).
-/// A chat line is at most 4 KiB; 64 KiB leaves room for member lists and
-/// room lists while keeping a hostile peer from making us allocate much.
+/// A chat line is at most 4 KiB; 64 KiB leaves room to spare while keeping a
+/// hostile peer from making us allocate much. Replies that grow with the
+/// relay (history, room and member lists) go on bulk streams instead.
 pub const MAX_CONTROL_FRAME: usize = 64 * 1024;
 
 /// Largest frame on a bulk stream (history pages). A full page of

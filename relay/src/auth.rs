@@ -65,40 +65,44 @@ pub enum Gate {
 }
 
 impl Throttle {
-    /// Whether `user` from `addr` may try to log in at `now`.
-    pub fn check(&self, user: &str, addr: IpAddr, now: Instant) -> Gate {
-        let map = self.failures.lock().expect("throttle lock");
-        match map.get(&key(user, addr)).and_then(|f| f.locked_until) {
-            Some(until) if until > now => Gate::Locked(until - now),
-            _ => Gate::Open,
-        }
-    }
-
-    /// Records a failure and returns how long to wait before answering.
-    pub fn failed(&self, user: &str, addr: IpAddr, now: Instant) -> Duration {
+    /// Counts a login attempt of `user` from `addr` before its password is
+    /// checked, and says whether it may go ahead. Counting up front means
+    /// parallel attempts cannot outrun the lockout: an attempt is a failure
+    /// until [`Throttle::succeeded`] says otherwise.
+    pub fn begin(&self, user: &str, addr: IpAddr, now: Instant) -> Gate {
         let mut map = self.failures.lock().expect("throttle lock");
-        // Expired entries would otherwise accumulate for every name tried.
-        map.retain(|_, f| {
-            now.duration_since(f.first) < FAILURE_WINDOW || f.locked_until.is_some_and(|u| u > now)
-        });
-        let f = map.entry(key(user, addr)).or_insert(Failures {
+        // Expired entries would otherwise pile up for every name tried.
+        if map.len() > PRUNE_AT {
+            map.retain(|_, f| {
+                now.duration_since(f.first) < FAILURE_WINDOW
+                    || f.locked_until.is_some_and(|u| u > now)
+            });
+        }
+        let fresh = Failures {
             count: 0,
             first: now,
             locked_until: None,
-        });
-        if f.locked_until.is_some_and(|u| u <= now) {
-            *f = Failures {
-                count: 0,
-                first: now,
-                locked_until: None,
-            };
+        };
+        let f = map.entry(key(user, addr)).or_insert(fresh);
+        match f.locked_until {
+            Some(until) if until > now => return Gate::Locked(until - now),
+            Some(_) => *f = fresh,
+            None if now.duration_since(f.first) >= FAILURE_WINDOW => *f = fresh,
+            None => {}
         }
         f.count += 1;
         if f.count >= LOCK_AFTER {
             f.locked_until = Some(now + LOCKOUT);
-            tracing::warn!(user, %addr, failures = f.count, "login locked for {}s after repeated failures", LOCKOUT.as_secs());
+            tracing::warn!(user, %addr, attempts = f.count, "login locked for {}s after repeated failures", LOCKOUT.as_secs());
         }
-        delay_for(f.count)
+        Gate::Open
+    }
+
+    /// The attempt failed: how long to wait before answering.
+    pub fn failed(&self, user: &str, addr: IpAddr) -> Duration {
+        let map = self.failures.lock().expect("throttle lock");
+        map.get(&key(user, addr))
+            .map_or(Duration::ZERO, |f| delay_for(f.count))
     }
 
     /// Forgets the failures of a pair after a good login.
@@ -109,6 +113,9 @@ impl Throttle {
             .remove(&key(user, addr));
     }
 }
+
+/// Entries tracked before expired ones are pruned (on the next attempt).
+const PRUNE_AT: usize = 10_000;
 
 fn key(user: &str, addr: IpAddr) -> (String, IpAddr) {
     (user.to_ascii_lowercase(), addr)
@@ -142,25 +149,38 @@ mod tests {
         let t = Throttle::default();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let now = Instant::now();
+        let fail = |user: &str| {
+            assert_eq!(t.begin(user, ip, now), Gate::Open);
+            t.failed(user, ip)
+        };
         for _ in 0..FREE_FAILURES {
-            assert_eq!(t.failed("Alice", ip, now), Duration::ZERO);
+            assert_eq!(fail("Alice"), Duration::ZERO);
         }
-        assert_eq!(t.failed("alice", ip, now), FAILURE_DELAY);
-        assert_eq!(t.check("ALICE", ip, now), Gate::Open);
-        for _ in FREE_FAILURES + 1..LOCK_AFTER - 1 {
-            assert!(t.failed("alice", ip, now) <= MAX_FAILURE_DELAY);
+        assert_eq!(fail("alice"), FAILURE_DELAY);
+        for _ in FREE_FAILURES + 1..LOCK_AFTER {
+            assert!(fail("alice") <= MAX_FAILURE_DELAY);
         }
-        assert_eq!(t.check("alice", ip, now), Gate::Open);
-        t.failed("alice", ip, now);
-        assert_eq!(t.check("alice", ip, now), Gate::Locked(LOCKOUT));
+        assert_eq!(t.begin("ALICE", ip, now), Gate::Locked(LOCKOUT));
         let other: IpAddr = "127.0.0.2".parse().unwrap();
-        assert_eq!(t.check("alice", other, now), Gate::Open, "per address");
+        assert_eq!(t.begin("alice", other, now), Gate::Open, "per address");
         assert_eq!(
-            t.check("alice", ip, now + LOCKOUT),
+            t.begin("alice", ip, now + LOCKOUT),
             Gate::Open,
             "lock expires"
         );
         t.succeeded("alice", ip);
-        assert_eq!(t.check("alice", ip, now), Gate::Open);
+        assert_eq!(t.begin("alice", ip, now), Gate::Open);
+    }
+
+    #[test]
+    fn parallel_attempts_cannot_outrun_the_lockout() {
+        let t = Throttle::default();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let now = Instant::now();
+        // Many attempts begin before any of them has failed.
+        let admitted = (0..100)
+            .filter(|_| t.begin("bob", ip, now) == Gate::Open)
+            .count();
+        assert_eq!(admitted as u32, LOCK_AFTER);
     }
 }

@@ -13,6 +13,8 @@ pub struct Config {
     pub registration_open: bool,
     /// Sustained sends per second per session; bursts reach twice this.
     pub rate_limit: u32,
+    /// Room changes per second per session; bursts reach twice this.
+    pub request_rate: u32,
     /// Live frames queued per session before it lags.
     pub queue_depth: usize,
     /// Connections not yet logged in.
@@ -27,6 +29,7 @@ impl Default for Config {
             login_timeout: common::limits::LOGIN_DEADLINE,
             registration_open: true,
             rate_limit: defaults::RATE_LIMIT,
+            request_rate: defaults::REQUEST_RATE,
             queue_depth: defaults::QUEUE_DEPTH,
             max_unauthenticated: defaults::MAX_UNAUTHENTICATED,
             max_connections: defaults::MAX_CONNECTIONS,

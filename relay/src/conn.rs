@@ -264,10 +264,24 @@ async fn register<S: Store>(relay: &Relay<S>, user: &str, password: &str) -> Res
         )
     })?;
     check_password(password)?;
-    let password = password.to_owned();
-    let phc = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+    // Cheap refusal first: NameTaken says as much as the hash would time.
+    if relay
+        .store
+        .user(user)
         .await
-        .map_err(|_| {
+        .map_err(store_refusal)?
+        .is_some()
+    {
+        return Err((
+            ErrorCode::NameTaken,
+            format!("the name {user:?} is taken; choose another"),
+        ));
+    }
+    let password = password.to_owned();
+    let phc = relay
+        .hash(move || auth::hash_password(&password))
+        .await
+        .ok_or_else(|| {
             (
                 ErrorCode::Unavailable,
                 "password hashing failed; try again".to_owned(),
@@ -303,9 +317,19 @@ async fn authenticate<S: Store>(
     user: &str,
     password: &str,
 ) -> Result<String, Refusal> {
+    let wrong = || {
+        (
+            ErrorCode::BadCredentials,
+            "wrong user name or password".to_owned(),
+        )
+    };
+    // No account can have an invalid name: refuse without any work, and
+    // without filling the throttle's table with junk keys.
+    if names::check_user(user).is_err() || password.len() > MAX_PASSWORD {
+        return Err(wrong());
+    }
     let addr = conn.remote_address().ip();
-    let now = std::time::Instant::now();
-    if let Gate::Locked(wait) = relay.throttle.check(user, addr, now) {
+    if let Gate::Locked(wait) = relay.throttle.begin(user, addr, std::time::Instant::now()) {
         return Err((
             ErrorCode::Throttled,
             format!(
@@ -320,20 +344,18 @@ async fn authenticate<S: Store>(
         None => (user.to_owned(), auth::dummy_hash().to_owned()),
     };
     let password = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&phc, &password))
+    let ok = relay
+        .hash(move || auth::verify_password(&phc, &password))
         .await
         .unwrap_or(false);
     if ok && found.is_some() {
         relay.throttle.succeeded(user, addr);
         return Ok(name);
     }
-    let delay = relay.throttle.failed(user, addr, now);
+    let delay = relay.throttle.failed(user, addr);
     tracing::info!(user, %addr, "failed login");
     tokio::time::sleep(delay).await;
-    Err((
-        ErrorCode::BadCredentials,
-        "wrong user name or password".into(),
-    ))
+    Err(wrong())
 }
 
 /// Maps a storage failure to what the client is told.

@@ -22,6 +22,11 @@ pub const WRITE_BATCH: usize = 64;
 /// this. Generous for people and bots, a cap on floods.
 pub const RATE_LIMIT: u32 = 50;
 
+/// Room changes (create, join, leave, invite, open a DM) per second per
+/// session, bursts of twice this: plenty for people, a cap on scripts that
+/// would fill the store with rooms.
+pub const REQUEST_RATE: u32 = 10;
+
 /// Sends of one session waiting for their commit at once. Pipelining hides
 /// the commit latency; the cap bounds memory per session.
 pub const MAX_IN_FLIGHT: usize = 256;

@@ -69,6 +69,9 @@ struct Serve {
     /// Sustained messages per second per session (bursts reach twice this).
     #[arg(long, default_value_t = defaults::RATE_LIMIT)]
     rate_limit: u32,
+    /// Room changes (create, join, leave, invite, DM) per second per session.
+    #[arg(long, default_value_t = defaults::REQUEST_RATE)]
+    request_rate: u32,
     /// Live frames queued per session before it counts as lagging and
     /// catches up from history instead.
     #[arg(long, default_value_t = defaults::QUEUE_DEPTH)]
@@ -183,6 +186,7 @@ async fn serve(args: Serve) -> Result<()> {
         login_timeout: std::time::Duration::from_secs_f64(args.login_timeout),
         registration_open: matches!(args.registration, Registration::Open),
         rate_limit: args.rate_limit,
+        request_rate: args.request_rate,
         queue_depth: args.queue_depth.max(1),
         max_unauthenticated: args.max_unauthenticated,
         max_connections: args.max_connections,

@@ -25,6 +25,7 @@ pub struct Relay<S> {
     pub cfg: Config,
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
+    hash_slots: Semaphore,
 }
 
 impl<S> Relay<S> {
@@ -36,6 +37,19 @@ impl<S> Relay<S> {
     /// Becomes true when the relay starts shutting down.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+}
+
+impl<S> Relay<S> {
+    /// Runs argon2 work off the async threads, a few at a time: logins and
+    /// registrations queue for a slot instead of taking every core and
+    /// ~19 MiB each at once.
+    pub async fn hash<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let _slot = self.hash_slots.acquire().await.ok()?;
+        tokio::task::spawn_blocking(work).await.ok()
     }
 }
 
@@ -65,7 +79,11 @@ pub async fn serve<S: Store>(
         cfg,
         next_id: AtomicU64::new(1),
         shutdown: watch::channel(false).0,
+        hash_slots: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
     });
+    // Made now, not by the first login with an unknown name, whose slower
+    // answer would tell that the name does not exist.
+    let _ = tokio::task::spawn_blocking(crate::auth::dummy_hash).await;
     let fanout = {
         let relay = relay.clone();
         tokio::spawn(async move {

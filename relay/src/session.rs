@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use crate::conn::{error, frame_error, store_refusal, Exit};
 use crate::defaults::{BULK_WRITE_TIMEOUT, MAX_BULK_IN_FLIGHT, MAX_IN_FLIGHT};
 use crate::hub::Outbox;
-use crate::rate::SendGate;
+use crate::rate::{SendGate, TokenBucket};
 use crate::server::Relay;
 use crate::store::{NewMessage, RoomRow, Store, StoreError};
 
@@ -31,6 +31,7 @@ pub struct Session<S: Store> {
     outbox: Arc<Outbox>,
     conn: Connection,
     gate: SendGate,
+    requests: TokenBucket,
     in_flight: Arc<Semaphore>,
     bulk: Arc<Semaphore>,
     // Owned here so that they end with the session: no orphan tasks.
@@ -41,11 +42,13 @@ impl<S: Store> Session<S> {
     /// A session for a user who just logged in.
     pub fn new(relay: Arc<Relay<S>>, outbox: Arc<Outbox>, conn: Connection) -> Self {
         let gate = SendGate::new(relay.cfg.rate_limit, Instant::now());
+        let requests = TokenBucket::new(relay.cfg.request_rate, Instant::now());
         Session {
             relay,
             outbox,
             conn,
             gate,
+            requests,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             bulk: Arc::new(Semaphore::new(MAX_BULK_IN_FLIGHT)),
             tasks: JoinSet::new(),
@@ -87,6 +90,25 @@ impl<S: Store> Session<S> {
 
     async fn handle(&mut self, frame: ClientFrame) {
         let req = frame.req();
+        let changes_membership = matches!(
+            frame,
+            ClientFrame::CreateRoom { .. }
+                | ClientFrame::Join { .. }
+                | ClientFrame::Leave { .. }
+                | ClientFrame::Invite { .. }
+                | ClientFrame::OpenDm { .. }
+        );
+        // These write to the store and fan out presence: bounded like sends.
+        if changes_membership && !self.requests.take(Instant::now()) {
+            let msg = format!(
+                "more than {} room changes per second; try again in a moment",
+                self.relay.cfg.request_rate
+            );
+            self.outbox
+                .reply(&error(req, ErrorCode::RateLimited, &msg))
+                .await;
+            return;
+        }
         let reply = match frame {
             ClientFrame::Send {
                 req,

@@ -216,7 +216,7 @@ async fn a_history_flood_is_bounded() {
 /// bulk streams, so a relay with many rooms does not break its clients.
 #[tokio::test]
 async fn a_room_list_bigger_than_a_control_frame_still_arrives() {
-    let relay = Relay::start();
+    let relay = Relay::start_with(&["--request-rate", "100000"], &[]);
     let a = relay.register("a").await;
     let creates: Vec<_> = (0..1600)
         .map(|i| {
@@ -239,4 +239,31 @@ async fn a_room_list_bigger_than_a_control_frame_still_arrives() {
             .any(|e| matches!(e, common::client::Event::Reconnecting { .. })),
         "{events:?}"
     );
+}
+
+/// Room changes are rate limited like sends: a script cannot fill the store
+/// with rooms.
+#[tokio::test]
+async fn room_changes_are_rate_limited() {
+    let relay = Relay::start_with(&["--request-rate", "5"], &[]);
+    let a = relay.register("a").await;
+    let mut limited = 0;
+    for i in 0..30 {
+        match a.client.create_room(&format!("r{i}"), false).await {
+            Ok(_) => {}
+            Err(common::client::RequestError::Refused {
+                code: common::frame::ErrorCode::RateLimited,
+                ..
+            }) => limited += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(
+        (15..=20).contains(&limited),
+        "{limited} of 30 refused at 5/s with bursts of 10"
+    );
+    a.client
+        .send("lobby", "sending is not affected")
+        .await
+        .unwrap();
 }

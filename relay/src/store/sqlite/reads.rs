@@ -118,7 +118,7 @@ pub(super) fn room_row(conn: &Connection, name: &str) -> rusqlite::Result<Option
 
 /// The registered spelling of a user name, if the user exists.
 pub(super) fn canonical_user(conn: &Connection, name: &str) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT name FROM users WHERE name = ?1")?
+    conn.prepare_cached("SELECT name FROM users WHERE name = ?1 AND phc != ''")?
         .query_row([name], |row| row.get(0))
         .optional()
 }
@@ -141,13 +141,15 @@ fn to_user(row: &Row<'_>) -> rusqlite::Result<StoredUser> {
 }
 
 pub(super) fn user(conn: &Connection, name: &str) -> Result<Option<StoredUser>, Fail> {
-    let mut stmt = conn.prepare_cached("SELECT name, phc, created FROM users WHERE name = ?1")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT name, phc, created FROM users WHERE name = ?1 AND phc != ''")?;
     Ok(stmt.query_row([name], to_user).optional()?)
 }
 
 pub(super) fn list_users(conn: &Connection) -> Result<Vec<StoredUser>, Fail> {
-    let mut stmt =
-        conn.prepare_cached("SELECT name, phc, created FROM users ORDER BY name COLLATE BINARY")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, phc, created FROM users WHERE phc != '' ORDER BY name COLLATE BINARY",
+    )?;
     let users = stmt.query_map([], to_user)?.collect::<Result<_, _>>()?;
     Ok(users)
 }

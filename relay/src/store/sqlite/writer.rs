@@ -323,7 +323,7 @@ fn apply_op(
         }
         Op::SetPassword { name, phc } => {
             let changed = conn
-                .prepare_cached("UPDATE users SET phc = ?2 WHERE name = ?1")?
+                .prepare_cached("UPDATE users SET phc = ?2 WHERE name = ?1 AND phc != ''")?
                 .execute([&name, &phc])?;
             if changed == 0 {
                 return Err(Fail::Refused(StoreError::NoSuchUser));
@@ -335,8 +335,11 @@ fn apply_op(
                 .execute([&name])?;
             conn.prepare_cached("DELETE FROM invites WHERE user = ?1")?
                 .execute([&name])?;
+            // The row stays, with no password, as a tombstone: the name can
+            // never be registered again, so nobody inherits the deleted
+            // user's direct messages or is mistaken for them in history.
             let deleted = conn
-                .prepare_cached("DELETE FROM users WHERE name = ?1")?
+                .prepare_cached("UPDATE users SET phc = '' WHERE name = ?1 AND phc != ''")?
                 .execute([&name])?;
             if deleted == 0 {
                 return Err(Fail::Refused(StoreError::NoSuchUser));

@@ -74,8 +74,22 @@ async fn passwords_change_and_users_leave() {
         store.delete_user("alice").await,
         Err(StoreError::NoSuchUser)
     );
-    // The name is free again.
-    store.create_user("alice", "again").await.unwrap();
+    // The name stays taken, so nobody inherits alice's DMs or her history.
+    assert_eq!(store.user("alice").await.unwrap(), None);
+    assert_eq!(
+        store.create_user("ALICE", "again").await,
+        Err(StoreError::NameTaken)
+    );
+    assert_eq!(
+        store.set_password("alice", "x").await,
+        Err(StoreError::NoSuchUser)
+    );
+    assert!(store
+        .list_users()
+        .await
+        .unwrap()
+        .iter()
+        .all(|u| u.name != "alice"));
 }
 
 #[tokio::test]
