@@ -118,6 +118,13 @@ pub enum Event {
 pub struct Handle(mpsc::UnboundedSender<Command>);
 
 impl Handle {
+    /// A handle and the receiving end of its commands, for driving the
+    /// window without a relay (the widget tests do).
+    pub fn pair() -> (Handle, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Handle(tx), rx)
+    }
+
     /// Queues a command; a closed session ignores it.
     pub fn send(&self, command: Command) {
         let _ = self.0.send(command);

@@ -1,10 +1,6 @@
 //! `client-gui`: the confab desktop client.
 
-mod app;
-mod connection;
-mod screen;
-mod settings;
-
+use client_gui::{app, settings};
 use std::path::PathBuf;
 
 use clap::Parser;

@@ -1,0 +1,12 @@
+//! The confab desktop client as a library: `client-gui` is a thin shell
+//! over it, and the widget tests drive its screens headless.
+//!
+//! `app` holds the screens and carries out what they decide; `screen::*`
+//! are the screens, each with its `Message`, `update` and `view`;
+//! `connection` runs the `common` client session in a subscription, the
+//! only place that touches the network.
+
+pub mod app;
+pub mod connection;
+pub mod screen;
+pub mod settings;
