@@ -5,7 +5,7 @@ CERTS ?= certs
 DATA ?= data
 LISTEN ?= 127.0.0.1:4433
 
-.PHONY: all build release run serve certs test lint fmt clean
+.PHONY: all build release run serve certs test screenshot lint fmt clean
 
 all: build
 
@@ -32,13 +32,20 @@ $(CERTS)/cert.pem:
 INTEROP := .venv-interop
 
 $(INTEROP)/bin/python:
+	scripts/test-deps.sh
 	python3 -m venv $(INTEROP)
 	$(INTEROP)/bin/pip install --quiet --disable-pip-version-check aioquic
 
 # The binaries first: the integration tests start them as real processes.
 test: $(INTEROP)/bin/python
+	scripts/test-deps.sh
 	$(CARGO) build --workspace --bins
 	CONFAB_INTEROP_PYTHON=$(CURDIR)/$(INTEROP)/bin/python $(CARGO) test --workspace
+
+# Regenerates docs/screenshot.png from the window test.
+screenshot:
+	$(CARGO) build --workspace --bins
+	CONFAB_SCREENSHOT=$(CURDIR)/docs/screenshot.png $(CARGO) test -p confab-tests --test gui
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -80,6 +80,15 @@ impl App {
         }
     }
 
+    /// The first task: put the cursor where typing should start, the
+    /// password when the name is already known.
+    pub fn boot(&self) -> Task<Message> {
+        match &self.screen {
+            Screen::Login(form) if !form.user.is_empty() => operation::focus("password"),
+            _ => operation::focus("user"),
+        }
+    }
+
     pub fn title(&self) -> String {
         match &self.screen {
             Screen::Chat(chat) => match chat.unread_total() {

@@ -42,10 +42,9 @@ fn main() -> iced::Result {
     let settings = settings::Settings::load();
     iced::application(
         move || {
-            (
-                app::App::new(options.clone(), settings.clone()),
-                iced::Task::none(),
-            )
+            let app = app::App::new(options.clone(), settings.clone());
+            let focus = app.boot();
+            (app, focus)
         },
         app::App::update,
         app::App::view,
