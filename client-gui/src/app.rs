@@ -170,8 +170,10 @@ impl App {
             }
             Message::Net(event) => self.network(event),
             Message::Tick(now) => {
-                if let Screen::Chat(chat) = &mut self.screen {
-                    chat.now = now;
+                match &mut self.screen {
+                    Screen::Chat(chat) => chat.now = now,
+                    Screen::Login(form) => form.spinner = form.spinner.wrapping_add(1),
+                    Screen::Trust(_) => {}
                 }
                 Task::none()
             }
@@ -301,10 +303,13 @@ impl App {
         if let Some(params) = &self.session {
             subs.push(Subscription::run_with(params.clone(), connection::run).map(Message::Net));
         }
-        if let Screen::Chat(chat) = &self.screen {
-            if matches!(chat.status, Status::Reconnecting { .. }) {
-                subs.push(iced::time::every(Duration::from_millis(250)).map(Message::Tick));
-            }
+        let ticking = match &self.screen {
+            Screen::Chat(chat) => matches!(chat.status, Status::Reconnecting { .. }),
+            Screen::Login(form) => form.connecting,
+            Screen::Trust(_) => false,
+        };
+        if ticking {
+            subs.push(iced::time::every(Duration::from_millis(100)).map(Message::Tick));
         }
         Subscription::batch(subs)
     }

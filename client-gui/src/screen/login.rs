@@ -35,6 +35,8 @@ pub struct Login {
     pub register: bool,
     pub connecting: bool,
     pub error: Option<String>,
+    /// Frame of the connecting spinner, advanced by ticks.
+    pub spinner: usize,
 }
 
 impl Login {
@@ -123,13 +125,17 @@ impl Login {
             .error
             .as_deref()
             .map(|e| text(e.to_owned()).style(text::danger));
+        const FRAMES: [&str; 8] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧"];
+        let spinner = self
+            .connecting
+            .then(|| text(FRAMES[self.spinner % FRAMES.len()]).size(20));
         let form = column![
             text("confab").size(32),
             field("Relay", server),
             field("User", user),
             field("Password", password),
             register,
-            row![connect].align_y(Center),
+            row![connect].push(spinner).spacing(12).align_y(Center),
         ]
         .push(error)
         .spacing(14)
