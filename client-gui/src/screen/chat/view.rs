@@ -175,12 +175,14 @@ impl Chat {
                 attempt, reason, ..
             } => {
                 let secs = self.retry_in().map_or(0, |d| d.as_secs_f32().ceil() as u64);
-                text(format!(
-                    "◌ reconnecting in {secs} s (attempt {attempt}): {reason}"
-                ))
-                .size(13)
-                .style(text::warning)
-                .into()
+                let when = match secs {
+                    0 => "reconnecting…".to_owned(),
+                    s => format!("reconnecting in {s} s"),
+                };
+                text(format!("◌ {when} (attempt {attempt}): {reason}"))
+                    .size(13)
+                    .style(text::warning)
+                    .into()
             }
             Status::Offline(why) => text(format!("○ offline: {why}"))
                 .size(13)
