@@ -113,17 +113,18 @@ impl App {
                 let Screen::Login(form) = &mut self.screen else {
                     return Task::none();
                 };
-                if let Some(login::Event::Connect {
-                    server,
-                    user,
-                    password,
-                    register,
-                }) = form.update(m)
-                {
-                    self.settings.server = server.clone();
-                    self.settings.user = user.clone();
-                    self.settings.save();
-                    self.connect(server, user, password, register);
+                match form.update(m) {
+                    Some(login::Event::Connect {
+                        server,
+                        user,
+                        password,
+                        register,
+                    }) => {
+                        self.connect(server, user, password, register);
+                    }
+                    // Dropping the subscription ends the attempt.
+                    Some(login::Event::Cancel) => self.session = None,
+                    None => {}
                 }
                 Task::none()
             }
@@ -214,6 +215,10 @@ impl App {
                     .as_ref()
                     .map(|p| p.server.clone())
                     .unwrap_or_default();
+                // Remembered once it worked, so a mistyped name is not.
+                self.settings.server = server.clone();
+                self.settings.user = user.clone();
+                self.settings.save();
                 // Registration happened; reconnects of this session log in.
                 if let Some(p) = &mut self.session {
                     p.password.clear();

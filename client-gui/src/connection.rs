@@ -184,7 +184,8 @@ pub fn run(params: &Params) -> impl Stream<Item = Event> + use<> {
 }
 
 async fn perform(client: Arc<Client>, command: Command, results: mpsc::UnboundedSender<Event>) {
-    let refused = |e: RequestError| Event::Refused(e.to_string());
+    // A refusal names what failed, so the notice makes sense on its own.
+    let refused = |what: String| move |e: RequestError| Event::Refused(format!("{what}: {e}."));
     let event = match command {
         Command::Send { local, room, body } => {
             let result = client.send(&room, &body).await;
@@ -194,18 +195,21 @@ async fn perform(client: Arc<Client>, command: Command, results: mpsc::Unbounded
                 result,
             }
         }
-        Command::Join(room) => client.join(&room).await.map_or_else(refused, Event::Opened),
+        Command::Join(room) => client
+            .join(&room)
+            .await
+            .map_or_else(refused(format!("Could not join #{room}")), Event::Opened),
         Command::Create { room, private } => client
             .create_room(&room, private)
             .await
-            .map_or_else(refused, Event::Opened),
-        Command::OpenDm(user) => client
-            .open_dm(&user)
-            .await
-            .map_or_else(refused, Event::Opened),
+            .map_or_else(refused(format!("Could not create #{room}")), Event::Opened),
+        Command::OpenDm(user) => client.open_dm(&user).await.map_or_else(
+            refused(format!("Could not open a conversation with {user}")),
+            Event::Opened,
+        ),
         Command::Leave(room) => match client.leave(&room).await {
             Ok(()) => return,
-            Err(e) => refused(e),
+            Err(e) => refused(format!("Could not leave #{room}"))(e),
         },
         Command::Older { room, before } => match client
             .history(&room, Page::Before(before), OLDER_PAGE)
@@ -216,11 +220,11 @@ async fn perform(client: Arc<Client>, command: Command, results: mpsc::Unbounded
                 messages,
                 more,
             },
-            Err(e) => refused(e),
+            Err(e) => refused("Could not load older messages".into())(e),
         },
         Command::Members(room) => match client.members(&room).await {
             Ok(members) => Event::Members { room, members },
-            Err(e) => refused(e),
+            Err(e) => refused("Could not load the member list".into())(e),
         },
         Command::Logout => return,
     };

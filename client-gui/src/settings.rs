@@ -53,7 +53,8 @@ impl Settings {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let tmp = path.with_extension("json.tmp");
+            // Per process, so two windows saving at once do not collide.
+            let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
             std::fs::write(
                 &tmp,
                 serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,

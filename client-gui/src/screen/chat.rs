@@ -30,6 +30,8 @@ pub enum Message {
     Scrolled(scrollable::Viewport),
     JumpToBottom,
     DismissNotice,
+    /// Send a refused line again.
+    Retry(u64),
     ToggleTheme,
     Logout,
 }
@@ -277,6 +279,7 @@ impl Chat {
                     ..Outcome::default()
                 }
             }
+            Message::Retry(local) => self.retry(local),
             Message::DismissNotice => {
                 self.notice = None;
                 Outcome::default()
@@ -324,6 +327,26 @@ impl Chat {
             follow: true,
             ..Outcome::default()
         }
+    }
+
+    fn retry(&mut self, local: u64) -> Outcome {
+        let room = self.current.clone();
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return Outcome::default();
+        };
+        let Some(line) = r
+            .lines
+            .iter_mut()
+            .find(|l| matches!(l, Line::Pending { local: l, failed: Some(_), .. } if *l == local))
+        else {
+            return Outcome::default();
+        };
+        let Line::Pending { body, failed, .. } = line else {
+            return Outcome::default();
+        };
+        *failed = None;
+        let body = body.clone();
+        Outcome::command(Command::Send { local, room, body })
     }
 
     fn select(&mut self, room: String) -> Outcome {
@@ -425,7 +448,7 @@ impl Chat {
                 Outcome::default()
             }
             SessionEvent::Failed(e) => {
-                self.status = Status::Offline(crate::screen::login::describe(&e));
+                self.status = Status::Offline(offline(&e));
                 Outcome::default()
             }
             SessionEvent::Joined { room, recent, more } => {
@@ -561,6 +584,18 @@ impl Chat {
         } else {
             RoomKind::Public
         }
+    }
+}
+
+/// Why the session stopped, said for someone in the middle of a chat.
+fn offline(e: &common::client::ConnectError) -> String {
+    use common::client::ConnectError;
+    match e {
+        ConnectError::Auth { .. } => {
+            "the relay no longer accepts your login (password changed or account removed). Log out and log in again.".into()
+        }
+        ConnectError::Trust(_) => "the relay's certificate changed, so confab stopped. Log out to see the details.".into(),
+        other => format!("{}. Log out and log in again.", crate::screen::login::describe(other).trim_end_matches('.')),
     }
 }
 

@@ -13,11 +13,14 @@ pub enum Message {
     Password(String),
     Register(bool),
     Submit,
+    Cancel,
 }
 
 /// What the app must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// Stop the attempt under way.
+    Cancel,
     Connect {
         server: String,
         user: String,
@@ -55,6 +58,10 @@ impl Login {
             Message::User(u) => self.user = u,
             Message::Password(p) => self.password = p,
             Message::Register(r) => self.register = r,
+            Message::Cancel => {
+                self.connecting = false;
+                return Some(Event::Cancel);
+            }
             Message::Submit => {
                 if self.connecting {
                     return None;
@@ -135,7 +142,16 @@ impl Login {
             field("User", user),
             field("Password", password),
             register,
-            row![connect].push(spinner).spacing(12).align_y(Center),
+            row![connect]
+                .push(spinner)
+                .push(self.connecting.then(|| {
+                    button(text("Cancel"))
+                        .on_press(Message::Cancel)
+                        .padding([8, 16])
+                        .style(button::secondary)
+                }))
+                .spacing(12)
+                .align_y(Center),
         ]
         .push(error)
         .spacing(14)
@@ -174,5 +190,39 @@ pub fn describe(e: &ConnectError) -> String {
         ConnectError::Closed(why) => format!("The relay closed the connection: {why}. Try again in a moment."),
         ConnectError::Protocol(why) => format!("The relay answered something unexpected ({why}). Update confab."),
         ConnectError::Config(why) => why.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connect_attempt_can_be_cancelled() {
+        let mut form = Login::new("127.0.0.1:4433".into(), "alice".into());
+        form.update(Message::Password("secret-pass".into()));
+        assert!(matches!(
+            form.update(Message::Submit),
+            Some(Event::Connect { .. })
+        ));
+        assert!(
+            form.update(Message::Submit).is_none(),
+            "one attempt at a time"
+        );
+        assert_eq!(form.update(Message::Cancel), Some(Event::Cancel));
+        assert!(!form.connecting);
+        assert_eq!(form.password, "secret-pass", "kept for the next try");
+    }
+
+    #[test]
+    fn the_form_says_what_is_missing() {
+        let mut form = Login::new(String::new(), "alice".into());
+        form.update(Message::Password("x".into()));
+        assert!(form.update(Message::Submit).is_none());
+        assert!(form.error.as_deref().unwrap().contains("relay's address"));
+        form.update(Message::Server("127.0.0.1:4433".into()));
+        form.update(Message::Register(true));
+        assert!(form.update(Message::Submit).is_none());
+        assert!(form.error.as_deref().unwrap().contains("at least 8"));
     }
 }

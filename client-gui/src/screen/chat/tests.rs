@@ -328,3 +328,36 @@ fn dms_are_named_after_the_other_person() {
     assert_eq!(c.display_name("@alice+zed"), "@zed");
     assert_eq!(c.display_name("lobby"), "#lobby");
 }
+
+#[test]
+fn a_refused_line_can_be_retried_as_it_was() {
+    let mut c = chat();
+    type_text(&mut c, "try me");
+    c.update(Message::Send);
+    c.on_event(NetEvent::Sent {
+        local: 1,
+        room: "lobby".into(),
+        result: Err(RequestError::NotConnected),
+    });
+    let out = c.update(Message::Retry(1));
+    assert_eq!(
+        out.commands,
+        vec![Command::Send {
+            local: 1,
+            room: "lobby".into(),
+            body: "try me".into()
+        }]
+    );
+    assert!(matches!(
+        c.rooms["lobby"].lines.last(),
+        Some(Line::Pending {
+            local: 1,
+            failed: None,
+            ..
+        })
+    ));
+    assert!(
+        c.update(Message::Retry(1)).commands.is_empty(),
+        "only refused lines are retried"
+    );
+}

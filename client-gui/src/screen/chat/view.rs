@@ -276,20 +276,33 @@ impl Chat {
                     c.into()
                 }
             }
-            Line::Pending { body, failed, .. } => {
-                let status = match failed {
-                    Some(why) => text(format!("not sent: {why}"))
-                        .size(12)
-                        .style(text::danger),
-                    None => text("sending…").size(12).style(text::secondary),
+            Line::Pending {
+                local,
+                body,
+                failed,
+            } => {
+                let status: Element<'a, Message> = match failed {
+                    Some(why) => row![
+                        text(format!("not sent: {why}"))
+                            .size(12)
+                            .style(text::danger),
+                        button(text("Retry").size(12))
+                            .on_press(Message::Retry(*local))
+                            .padding([1, 8]),
+                    ]
+                    .spacing(6)
+                    .align_y(Center)
+                    .into(),
+                    None => text("sending…").size(12).style(text::secondary).into(),
                 };
                 container(
                     row![
-                        status.width(Length::Shrink),
+                        status,
                         text(self.user.as_str()),
                         text(body.as_str()).width(Fill).style(text::secondary)
                     ]
-                    .spacing(8),
+                    .spacing(8)
+                    .align_y(Center),
                 )
                 .padding([3, 6])
                 .width(Fill)

@@ -1,0 +1,549 @@
+//! The window driven headless: clicks and keystrokes go through the real
+//! widgets (`iced_test`), and the network is played by the test, which
+//! feeds `connection::Event`s into the app and reads the commands it sends.
+//! Every check is on what the screen shows, plus the commands and files
+//! that result.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use client_gui::app::{self, App, Options, Screen};
+use client_gui::connection::{Command, Event as NetEvent, Handle};
+use client_gui::screen::chat;
+use client_gui::settings::{Settings, SETTINGS_ENV};
+use common::client::{Acked, ConnectError, Event as SessionEvent, RequestError};
+use common::frame::{ErrorCode, Message as ChatMessage};
+use common::trust::TrustFailure;
+use iced::keyboard::{key::Named, Key};
+use iced::widget::text_editor::{Action, Edit};
+use iced_test::selector::{self, Candidate, Target};
+use iced_test::{simulator, Simulator};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const SERVER: &str = "127.0.0.1:4433";
+const PASSWORD: &str = "correct horse";
+
+type Ui<'a> = Simulator<'a, app::Message>;
+
+/// The settings file of this test process. Env vars are process-wide and
+/// the tests run on parallel threads, so it is set once, before any test
+/// can read it, and never points at the user's real config folder.
+fn settings_file() -> &'static Path {
+    static FILE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_dir, file) = FILE.get_or_init(|| {
+        // Under the target folder: statics are never dropped, so whatever
+        // is left goes away with `cargo clean`.
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+        let file = dir.path().join("gui.json");
+        std::env::set_var(SETTINGS_ENV, &file);
+        (dir, file)
+    });
+    file
+}
+
+/// Every test saves to the same settings file (through the same temporary
+/// name), so saves and the one read of it take turns.
+static SETTINGS_LOCK: Mutex<()> = Mutex::new(());
+
+fn settings_turn() -> std::sync::MutexGuard<'static, ()> {
+    SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A window at its first screen, with its own known-relays file.
+struct Window {
+    app: App,
+    known_relays: PathBuf,
+    _dir: tempfile::TempDir,
+    commands: Option<UnboundedReceiver<Command>>,
+}
+
+impl Window {
+    fn new() -> Self {
+        settings_file();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let known_relays = dir.path().join("known_relays");
+        let options = Options {
+            ca: None,
+            known_relays: known_relays.clone(),
+            server: Some(SERVER.into()),
+            user: Some("alice".into()),
+        };
+        Window {
+            app: App::new(options, Settings::default()),
+            known_relays,
+            _dir: dir,
+            commands: None,
+        }
+    }
+
+    /// A window already on the chat screen, with the opening commands read.
+    fn chatting() -> Self {
+        let mut w = Window::new();
+        w.log_in();
+        w.connected();
+        w.take_commands();
+        w
+    }
+
+    fn update(&mut self, message: app::Message) {
+        let _turn = settings_turn();
+        // The returned tasks only move focus or scroll, which a headless
+        // simulator rebuilt from each view has no use for.
+        let _ = self.app.update(message);
+    }
+
+    fn net(&mut self, event: NetEvent) {
+        self.update(app::Message::Net(event));
+    }
+
+    fn session(&mut self, event: SessionEvent) {
+        self.net(NetEvent::Session(event));
+    }
+
+    /// Acts on the current view, then hands what the widgets produced to
+    /// the app, as the runtime would.
+    fn interact(&mut self, act: impl FnOnce(&mut Ui<'_>)) {
+        let messages: Vec<app::Message> = {
+            let mut ui = simulator(self.app.view());
+            act(&mut ui);
+            ui.into_messages().collect()
+        };
+        for m in messages {
+            self.update(m);
+        }
+    }
+
+    fn click(&mut self, label: &str) {
+        self.interact(|ui| {
+            ui.click(label)
+                .unwrap_or_else(|e| panic!("cannot click {label:?}: {e}"));
+        });
+    }
+
+    /// Types the password into the form and presses the Connect button.
+    fn log_in(&mut self) {
+        self.interact(|ui| {
+            ui.click("password").expect("the password field");
+            let _ = ui.typewrite(PASSWORD);
+            ui.click("Connect").expect("the Connect button");
+        });
+    }
+
+    /// The relay accepted the login.
+    fn connected(&mut self) {
+        let (handle, commands) = Handle::pair();
+        self.commands = Some(commands);
+        self.net(NetEvent::Connected {
+            user: "alice".into(),
+            handle,
+        });
+    }
+
+    /// Commands sent since the last call.
+    fn take_commands(&mut self) -> Vec<Command> {
+        let rx = self.commands.as_mut().expect("connected");
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    fn shows(&self, text: &str) -> bool {
+        simulator(self.app.view()).find(text).is_ok()
+    }
+
+    /// Whether some text on screen contains `part` (sentences that embed
+    /// an address or a reason are matched by their fixed words).
+    fn shows_part(&self, part: &str) -> bool {
+        self.texts().iter().any(|t| t.contains(part))
+    }
+
+    /// How many text widgets read exactly `text`.
+    fn count(&self, text: &str) -> usize {
+        self.texts().iter().filter(|t| *t == text).count()
+    }
+
+    /// Every text on screen, in widget order.
+    fn texts(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut ui = simulator(self.app.view());
+        // The selector never matches, so the search walks the whole tree.
+        let _ = ui.find(|candidate: Candidate<'_>| -> Option<()> {
+            if let Candidate::Text { content, .. } = candidate {
+                seen.push(content.to_owned());
+            }
+            None
+        });
+        seen
+    }
+
+    /// What an input holds (or its placeholder, when empty).
+    fn input(&self, id: &'static str) -> String {
+        match simulator(self.app.view()).find(selector::id(id)) {
+            Ok(Target::TextInput { content, .. }) => content,
+            other => panic!("no text input {id:?}: {other:?}"),
+        }
+    }
+
+    fn chat(&self) -> &chat::Chat {
+        match &self.app.screen {
+            Screen::Chat(c) => c,
+            _ => panic!("not on the chat screen"),
+        }
+    }
+}
+
+fn message(room: &str, seq: u64, from: &str, body: &str) -> ChatMessage {
+    ChatMessage {
+        room: room.into(),
+        seq,
+        id: [seq as u8; 16],
+        ts: chrono::Utc::now().timestamp_millis(),
+        from: from.into(),
+        body: body.into(),
+    }
+}
+
+fn fingerprint(seed: u8) -> String {
+    let bytes: Vec<String> = (0..32u8)
+        .map(|i| format!("{:02X}", i.wrapping_mul(7).wrapping_add(seed)))
+        .collect();
+    format!("SHA256:{}", bytes.join(":"))
+}
+
+#[test]
+fn logging_in_shows_connecting_then_the_lobby_and_remembers_all_but_the_password() {
+    let mut w = Window::new();
+    assert!(w.shows("Connect"));
+    assert_eq!(w.input("server"), SERVER);
+    assert_eq!(w.input("user"), "alice");
+
+    w.log_in();
+    assert!(w.shows("Connecting…"), "texts: {:?}", w.texts());
+    assert!(!w.shows("Connect"));
+
+    w.connected();
+    assert!(w.shows("#lobby"), "texts: {:?}", w.texts());
+    assert!(w.shows("● connected"));
+    assert!(w.shows_part("alice @ 127.0.0.1:4433"));
+    // A text editor reports neither its text nor its placeholder to
+    // selectors, so "Message #lobby" cannot be looked for: the composer is
+    // found by its id, and the name its placeholder is built from is checked.
+    assert!(simulator(w.app.view())
+        .find(selector::id(chat::view::COMPOSER))
+        .is_ok());
+    assert_eq!(w.chat().display_name(&w.chat().current), "#lobby");
+    assert_eq!(w.chat().current, "lobby");
+    assert_eq!(w.app.title(), "confab — alice");
+    assert_eq!(w.take_commands(), vec![Command::Members("lobby".into())]);
+
+    let saved = {
+        let _turn = settings_turn();
+        std::fs::read_to_string(settings_file()).expect("settings saved")
+    };
+    let json: serde_json::Value = serde_json::from_str(&saved).expect("settings are JSON");
+    assert_eq!(json["server"], SERVER);
+    assert_eq!(json["user"], "alice");
+    assert!(
+        !saved.contains(PASSWORD) && json.get("password").is_none(),
+        "the password was saved: {saved}"
+    );
+}
+
+#[test]
+fn login_problems_are_said_in_words_and_the_form_comes_back() {
+    let mut w = Window::new();
+    w.click("Connect");
+    assert!(w.shows("Enter your password."), "texts: {:?}", w.texts());
+    assert!(w.shows("Connect"), "nothing to wait for yet");
+
+    w.log_in();
+    assert!(w.shows("Connecting…"));
+    assert!(!w.shows("Enter your password."), "an old error stays up");
+    w.net(NetEvent::Failed(ConnectError::Auth {
+        code: ErrorCode::BadCredentials,
+        message: "bad credentials".into(),
+    }));
+    assert!(
+        w.shows_part("Wrong user name or password"),
+        "texts: {:?}",
+        w.texts()
+    );
+    assert!(w.shows("Connect"), "the button is back");
+    assert!(!w.shows("Connecting…"));
+    assert_eq!(w.input("user"), "alice", "the form is kept");
+    match &w.app.screen {
+        Screen::Login(form) => assert_eq!(form.password, PASSWORD, "typed key by key"),
+        _ => panic!("not on the login screen"),
+    }
+
+    w.click("Connect");
+    assert!(w.shows("Connecting…"), "a retry needs no retyping");
+    w.net(NetEvent::Failed(ConnectError::Unreachable(
+        "no answer from 127.0.0.1:4433".into(),
+    )));
+    assert!(
+        w.shows_part("Cannot reach the relay"),
+        "texts: {:?}",
+        w.texts()
+    );
+    assert!(!w.shows_part("Wrong user name or password"));
+    assert!(w.shows("Connect"));
+}
+
+#[test]
+fn a_new_relay_asks_for_trust_and_cancel_goes_back_to_the_form() {
+    let mut w = Window::new();
+    w.log_in();
+    let unknown = TrustFailure::Unknown {
+        server: SERVER.into(),
+        fingerprint: fingerprint(1),
+        file: w.known_relays.clone(),
+    };
+    w.net(NetEvent::Failed(ConnectError::Trust(unknown.clone())));
+    assert!(w.shows("New relay"), "texts: {:?}", w.texts());
+    assert!(w.shows("Trust"));
+    assert!(w.shows("Cancel"));
+    assert!(w.shows_part("first time you connect to 127.0.0.1:4433"));
+
+    w.click("Cancel");
+    assert!(w.shows("Connect"), "texts: {:?}", w.texts());
+    assert!(!w.shows("New relay"));
+    assert_eq!(w.input("user"), "alice");
+    assert!(!w.known_relays.exists(), "nothing was remembered");
+
+    // Trusting remembers the fingerprint and connects again by itself.
+    w.log_in();
+    w.net(NetEvent::Failed(ConnectError::Trust(unknown)));
+    w.click("Trust");
+    assert!(w.shows("Connecting…"), "texts: {:?}", w.texts());
+    let known = std::fs::read_to_string(&w.known_relays).expect("remembered");
+    assert!(
+        known.contains(&format!("{SERVER} {}", fingerprint(1))),
+        "{known}"
+    );
+}
+
+#[test]
+fn a_changed_certificate_is_refused_without_a_trust_button() {
+    let mut w = Window::new();
+    w.log_in();
+    w.net(NetEvent::Failed(ConnectError::Trust(
+        TrustFailure::Changed {
+            server: SERVER.into(),
+            known: fingerprint(1),
+            presented: fingerprint(2),
+            file: w.known_relays.clone(),
+        },
+    )));
+    assert!(
+        w.shows("Connection refused: the relay's certificate changed"),
+        "texts: {:?}",
+        w.texts()
+    );
+    assert!(!w.shows("Trust"));
+    assert!(w.shows_part(&fingerprint(1)));
+    assert!(w.shows_part(&fingerprint(2)));
+    assert!(w.shows_part(&w.known_relays.display().to_string()));
+
+    w.click("Back");
+    assert!(w.shows("Connect"));
+}
+
+#[test]
+fn a_sent_line_shows_as_sending_then_once_when_stored() {
+    let mut w = Window::chatting();
+    w.interact(|ui| {
+        ui.click(selector::id(chat::view::COMPOSER))
+            .expect("the composer");
+        let _ = ui.typewrite("hello");
+        let _ = ui.tap_key(Key::Named(Named::Enter));
+    });
+    assert_eq!(
+        w.take_commands(),
+        vec![Command::Send {
+            local: 1,
+            room: "lobby".into(),
+            body: "hello".into()
+        }]
+    );
+    assert!(w.shows("sending…"), "texts: {:?}", w.texts());
+    assert_eq!(w.count("hello"), 1);
+    assert_eq!(
+        w.chat().composer.text().trim(),
+        "",
+        "the composer is cleared"
+    );
+
+    w.net(NetEvent::Sent {
+        local: 1,
+        room: "lobby".into(),
+        result: Ok(Acked {
+            seq: 7,
+            ts: chrono::Utc::now().timestamp_millis(),
+        }),
+    });
+    w.session(SessionEvent::Message(message("lobby", 7, "alice", "hello")));
+    assert_eq!(w.count("hello"), 1, "texts: {:?}", w.texts());
+    assert!(!w.shows("sending…"));
+
+    // The Send button does the same as Enter.
+    w.interact(|ui| {
+        ui.click(selector::id(chat::view::COMPOSER))
+            .expect("the composer");
+        let _ = ui.typewrite("again");
+        ui.click("Send").expect("the Send button");
+    });
+    assert_eq!(
+        w.take_commands(),
+        vec![Command::Send {
+            local: 2,
+            room: "lobby".into(),
+            body: "again".into()
+        }]
+    );
+    assert!(w.shows("again"));
+}
+
+#[test]
+fn unread_messages_are_counted_until_the_room_is_opened() {
+    let mut w = Window::chatting();
+    w.session(SessionEvent::Joined {
+        room: "dev".into(),
+        recent: vec![],
+        more: false,
+    });
+    w.session(SessionEvent::Message(message(
+        "dev",
+        1,
+        "bob",
+        "first from bob",
+    )));
+    w.session(SessionEvent::Message(message(
+        "dev",
+        2,
+        "bob",
+        "second from bob",
+    )));
+    assert!(w.shows("#dev"), "texts: {:?}", w.texts());
+    assert!(w.shows("2"), "the badge: {:?}", w.texts());
+    assert!(w.app.title().starts_with("(2)"), "title: {}", w.app.title());
+    assert!(!w.shows("first from bob"), "another room's lines show");
+
+    w.click("#dev");
+    assert_eq!(w.chat().current, "dev");
+    assert!(w.shows("first from bob"), "texts: {:?}", w.texts());
+    assert!(w.shows("second from bob"));
+    assert!(w.shows("bob"));
+    assert!(!w.shows("2"), "the badge stays: {:?}", w.texts());
+    assert!(!w.app.title().contains("(2)"), "title: {}", w.app.title());
+    assert_eq!(w.take_commands(), vec![Command::Members("dev".into())]);
+}
+
+#[test]
+fn composer_and_request_problems_are_shown_in_the_chat() {
+    let mut w = Window::chatting();
+    w.click("Send");
+    assert!(w.shows("Type a message first."), "texts: {:?}", w.texts());
+    assert!(w.take_commands().is_empty());
+
+    // Typing clears the hint.
+    w.interact(|ui| {
+        ui.click(selector::id(chat::view::COMPOSER))
+            .expect("the composer");
+        let _ = ui.typewrite("x");
+    });
+    assert!(!w.shows("Type a message first."));
+
+    // Pasted rather than typed: 5000 keystrokes add nothing to the check.
+    w.update(app::Message::Chat(chat::Message::Composer(Action::Edit(
+        Edit::Paste(Arc::new("y".repeat(5000))),
+    ))));
+    w.click("Send");
+    assert!(w.shows_part("4096"), "texts: {:?}", w.texts());
+    assert!(w.shows_part("Too long to send"));
+    assert!(w.take_commands().is_empty());
+
+    // A send the relay refuses stays on screen with the reason.
+    w.update(app::Message::Chat(chat::Message::Composer(
+        Action::SelectAll,
+    )));
+    w.update(app::Message::Chat(chat::Message::Composer(Action::Edit(
+        Edit::Paste(Arc::new("spam".into())),
+    ))));
+    w.click("Send");
+    let [Command::Send { local, room, .. }] = &w.take_commands()[..] else {
+        panic!("one send expected");
+    };
+    w.net(NetEvent::Sent {
+        local: *local,
+        room: room.clone(),
+        result: Err(RequestError::Refused {
+            code: ErrorCode::RateLimited,
+            message: "sending too fast; wait a moment".into(),
+        }),
+    });
+    assert!(
+        w.shows("not sent: sending too fast; wait a moment"),
+        "texts: {:?}",
+        w.texts()
+    );
+    assert!(w.shows("spam"));
+
+    w.net(NetEvent::Refused("no such room".into()));
+    assert!(w.shows("no such room"), "texts: {:?}", w.texts());
+    assert!(w.shows("Dismiss"));
+    w.click("Dismiss");
+    assert!(!w.shows("no such room"));
+    assert!(!w.shows("Dismiss"));
+}
+
+#[test]
+fn the_connection_state_is_always_on_screen() {
+    let mut w = Window::chatting();
+    assert!(w.shows("● connected"));
+    w.session(SessionEvent::Reconnecting {
+        attempt: 1,
+        delay: Duration::from_secs(5),
+        reason: "relay shutting down".into(),
+    });
+    assert!(w.shows_part("reconnecting in"), "texts: {:?}", w.texts());
+    assert!(w.shows("◌ reconnecting in 5 s (attempt 1): relay shutting down"));
+    assert!(!w.shows("● connected"));
+
+    w.session(SessionEvent::Connected {
+        user: "alice".into(),
+    });
+    assert!(w.shows("● connected"), "texts: {:?}", w.texts());
+    assert!(!w.shows_part("reconnecting in"));
+    assert_eq!(w.take_commands(), vec![Command::Members("lobby".into())]);
+
+    w.session(SessionEvent::Failed(ConnectError::Auth {
+        code: ErrorCode::BadCredentials,
+        message: "bad credentials".into(),
+    }));
+    assert!(
+        w.shows_part("offline: the relay no longer accepts your login")
+            && w.shows_part("Log out and log in again"),
+        "texts: {:?}",
+        w.texts()
+    );
+}
+
+#[test]
+fn logging_out_returns_to_a_filled_in_form() {
+    let mut w = Window::chatting();
+    w.click("Log out");
+    assert!(w.shows("Connect"), "texts: {:?}", w.texts());
+    assert!(!w.shows("#lobby"));
+    assert_eq!(w.take_commands(), vec![Command::Logout]);
+    match &w.app.screen {
+        Screen::Login(form) => {
+            assert_eq!(form.server, SERVER);
+            assert_eq!(form.user, "alice");
+            assert!(form.password.is_empty(), "the password is forgotten");
+        }
+        _ => panic!("not on the login screen"),
+    }
+    assert_eq!(w.input("user"), "alice");
+    assert_eq!(w.input("password"), "password", "only the placeholder");
+    assert_eq!(w.app.title(), "confab");
+}
