@@ -239,6 +239,17 @@ impl Relay {
         &self,
         alpn: &[u8],
     ) -> Result<quinn::Connection, quinn::ConnectionError> {
+        self.raw_connection_with(alpn, quinn::TransportConfig::default())
+            .await
+    }
+
+    /// A raw QUIC connection with a transport configuration of the test's
+    /// choosing (tiny windows, no streams accepted, ...).
+    pub async fn raw_connection_with(
+        &self,
+        alpn: &[u8],
+        transport: quinn::TransportConfig,
+    ) -> Result<quinn::Connection, quinn::ConnectionError> {
         let mut roots = rustls::RootCertStore::empty();
         let pem = std::fs::read(self.cert()).expect("cert");
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
@@ -252,13 +263,11 @@ impl Relay {
             .with_no_client_auth();
         tls.alpn_protocols = vec![alpn.to_vec()];
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic config");
+        let mut config = quinn::ClientConfig::new(Arc::new(quic));
+        config.transport_config(Arc::new(transport));
         let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("endpoint");
         let conn = endpoint
-            .connect_with(
-                quinn::ClientConfig::new(Arc::new(quic)),
-                self.addr,
-                "localhost",
-            )
+            .connect_with(config, self.addr, "localhost")
             .expect("connect")
             .await;
         // The endpoint must outlive the connection; tests are short.

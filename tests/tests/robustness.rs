@@ -1,43 +1,12 @@
 //! Regression tests for resource and framing defects: each drives the real
 //! relay the way an attacker or an unlucky network would.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::codec::{encode, read_frame};
 use common::frame::{ClientFrame, Page, ServerFrame, PROTOCOL_VERSION};
 use common::limits::MAX_CONTROL_FRAME;
 use confab_tests::{Relay, GOOD_ALPN, PASSWORD};
-use rustls::pki_types::pem::PemObject;
-
-/// A raw QUIC connection with a chosen transport configuration.
-async fn connect_with(
-    relay: &Relay,
-    transport: quinn::TransportConfig,
-) -> (quinn::Endpoint, quinn::Connection) {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(relay.cert()).unwrap();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![GOOD_ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    cfg.transport_config(Arc::new(transport));
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let conn = endpoint
-        .connect_with(cfg, relay.addr, "localhost")
-        .unwrap()
-        .await
-        .unwrap();
-    (endpoint, conn)
-}
 
 async fn login(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, user: &str) {
     send.write_all(&encode(&ClientFrame::Hello {
@@ -122,7 +91,10 @@ async fn a_client_that_never_reads_is_still_cut_off_at_the_login_deadline() {
     transport
         .stream_receive_window(4u32.into())
         .keep_alive_interval(Some(Duration::from_secs(1)));
-    let (_endpoint, conn) = connect_with(&relay, transport).await;
+    let conn = relay
+        .raw_connection_with(GOOD_ALPN, transport)
+        .await
+        .unwrap();
     let (mut send, _recv) = conn.open_bi().await.unwrap();
     send.write_all(&encode(&ClientFrame::Hello {
         version: PROTOCOL_VERSION,
@@ -143,7 +115,7 @@ async fn a_client_that_never_reads_is_still_cut_off_at_the_login_deadline() {
 async fn extra_streams_are_refused_not_buffered() {
     let relay = Relay::start();
     let before = relay.rss_kib();
-    let (_endpoint, conn) = connect_with(&relay, quinn::TransportConfig::default()).await;
+    let conn = relay.raw_connection(GOOD_ALPN).await.unwrap();
     let (mut ctl, _ctl_recv) = conn.open_bi().await.unwrap();
     ctl.write_all(&encode(&ClientFrame::Hello {
         version: PROTOCOL_VERSION,
@@ -186,7 +158,10 @@ async fn a_history_flood_is_bounded() {
     transport
         .max_concurrent_uni_streams(0u32.into())
         .keep_alive_interval(Some(Duration::from_secs(1)));
-    let (_endpoint, conn) = connect_with(&relay, transport).await;
+    let conn = relay
+        .raw_connection_with(GOOD_ALPN, transport)
+        .await
+        .unwrap();
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     login(&mut send, &mut recv, "w").await;
     let before = relay.rss_kib();
