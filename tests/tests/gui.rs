@@ -167,6 +167,7 @@ async fn a_person_logs_in_in_the_window_and_chats_with_a_terminal_user() {
         .env("XDG_CACHE_HOME", home.path())
         .env("CONFAB_GUI_SETTINGS", home.path().join("gui.json"))
         .env("CONFAB_KNOWN_RELAYS", home.path().join("known_relays"))
+        .env("RUST_LOG", "warn,client_gui=debug")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()

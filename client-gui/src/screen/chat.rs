@@ -509,10 +509,13 @@ impl Chat {
         let own = m.from == self.user;
         let room_name = m.room.clone();
         let is_current = room_name == self.current;
-        let r = self.rooms.entry(room_name).or_default();
+        let (seq, from) = (m.seq, m.from.clone());
+        let r = self.rooms.entry(room_name.clone()).or_default();
         if !r.insert(m) {
             return Outcome::default();
         }
+        // Lets an end-to-end test (and a curious user) see what reached the view.
+        tracing::debug!(room = %room_name, seq, from = %from, "message shown");
         if !is_current {
             if !own {
                 r.unread += 1;
