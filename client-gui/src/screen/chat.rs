@@ -494,11 +494,19 @@ impl Chat {
                     r.notice(now, text);
                     out.follow = room == self.current && r.at_bottom;
                 }
-                if room == self.current
-                    && matches!(p.kind, PresenceKind::Joined | PresenceKind::Left)
-                    && self.show_members
-                {
-                    out.commands.push(Command::Members(room));
+                // The list shown is stale if someone joined or left, or came
+                // online without being on it (a newly registered user).
+                let unlisted = self
+                    .members
+                    .get(&self.current)
+                    .is_some_and(|list| list.iter().all(|m| m.user != p.user));
+                let stale = match p.kind {
+                    PresenceKind::Joined | PresenceKind::Left => room == self.current,
+                    PresenceKind::Online => unlisted,
+                    PresenceKind::Offline => false,
+                };
+                if stale && self.show_members {
+                    out.commands.push(Command::Members(self.current.clone()));
                 }
                 out
             }

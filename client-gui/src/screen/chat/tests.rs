@@ -361,3 +361,30 @@ fn a_refused_line_can_be_retried_as_it_was() {
         "only refused lines are retried"
     );
 }
+
+#[test]
+fn someone_new_coming_online_refreshes_the_member_list() {
+    let mut c = chat();
+    c.on_event(NetEvent::Members {
+        room: "lobby".into(),
+        members: vec![common::frame::Member {
+            user: "alice".into(),
+            online: true,
+        }],
+    });
+    let online = |user: &str| {
+        NetEvent::Session(SessionEvent::Presence(Presence {
+            room: None,
+            user: user.into(),
+            kind: PresenceKind::Online,
+        }))
+    };
+    assert_eq!(
+        c.on_event(online("dave")).commands,
+        vec![Command::Members("lobby".into())]
+    );
+    assert!(
+        c.on_event(online("alice")).commands.is_empty(),
+        "already listed: updated in place"
+    );
+}
