@@ -298,7 +298,11 @@ impl App {
             return Task::none();
         }
         if outcome.follow {
-            return operation::snap_to_end(chat::view::CONVERSATION);
+            // Anchored at the bottom: the start of its offsets is the newest line.
+            return operation::snap_to(
+                chat::view::CONVERSATION,
+                iced::widget::scrollable::RelativeOffset::START,
+            );
         }
         Task::none()
     }

@@ -265,8 +265,11 @@ impl Chat {
                 Outcome::default()
             }
             Message::OpenDm(user) => Outcome::command(Command::OpenDm(user)),
+            // The conversation is anchored at the bottom (older pages grow
+            // it upwards without moving what is read), so its offsets count
+            // from the newest line: turn them into 0 = top, 1 = bottom.
             Message::Scrolled(viewport) => self.scrolled(
-                viewport.relative_offset().y,
+                1.0 - viewport.relative_offset().y,
                 viewport.bounds().height < viewport.content_bounds().height,
             ),
             Message::JumpToBottom => {

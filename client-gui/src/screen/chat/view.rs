@@ -245,6 +245,7 @@ impl Chat {
         }
         scrollable(lines)
             .id(CONVERSATION)
+            .anchor_bottom()
             .on_scroll(Message::Scrolled)
             .height(Fill)
             .width(Fill)
