@@ -5,7 +5,7 @@ CERTS ?= certs
 DATA ?= data
 LISTEN ?= 127.0.0.1:4433
 
-.PHONY: all build release run serve certs test screenshot lint fmt clean
+.PHONY: all build release run serve certs test bench screenshot lint fmt clean
 
 all: build
 
@@ -41,6 +41,10 @@ test: $(INTEROP)/bin/python
 	scripts/test-deps.sh
 	$(CARGO) build --workspace --bins
 	CONFAB_INTEROP_PYTHON=$(CURDIR)/$(INTEROP)/bin/python $(CARGO) test --workspace
+
+# Benchmarks (release build): writes docs/BENCH.md and bench/results/.
+bench:
+	bench/run.sh
 
 # Regenerates docs/screenshot.png from the window test.
 screenshot:

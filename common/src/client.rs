@@ -22,8 +22,8 @@ use crate::frame::{
 };
 use crate::trust::{TrustFailure, TrustMode};
 
-/// How to reach and log in to a relay.
-#[derive(Debug, Clone)]
+/// How to reach and log in to a relay. Its `Debug` leaves the password out.
+#[derive(Clone)]
 pub struct Config {
     /// `host:port` (port 4433 when left out).
     pub server: String,
@@ -37,6 +37,17 @@ pub struct Config {
     /// First reconnect delay; doubles up to `reconnect_max`.
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("trust", &self.trust)
+            .field("user", &self.user)
+            .field("register", &self.register)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {

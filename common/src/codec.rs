@@ -208,12 +208,12 @@ mod tests {
             (any::<u32>(), name(), text()).prop_map(|(req, user, password)| Register {
                 req,
                 user,
-                password
+                password: password.into()
             }),
             (any::<u32>(), name(), text()).prop_map(|(req, user, password)| Login {
                 req,
                 user,
-                password
+                password: password.into()
             }),
             (any::<u32>(), name(), any::<bool>()).prop_map(|(req, room, private)| CreateRoom {
                 req,
@@ -423,6 +423,23 @@ mod tests {
             read_payload(&mut short, 10).await,
             Err(FrameError::Truncated)
         ));
+    }
+
+    #[test]
+    fn passwords_never_show_in_debug_output() {
+        let f = ClientFrame::Login {
+            req: 1,
+            user: "alice".into(),
+            password: "hunter22".into(),
+        };
+        let shown = format!("{f:?}");
+        assert!(!shown.contains("hunter22"), "{shown}");
+        assert!(shown.contains("Password(***)"));
+        // The wire still carries it as a plain string.
+        let back: ClientFrame = decode(&encode(&f)[4..]).unwrap();
+        assert!(
+            matches!(back, ClientFrame::Login { password, .. } if password.expose() == "hunter22")
+        );
     }
 
     #[test]

@@ -23,6 +23,37 @@ pub type Seq = u64;
 /// acknowledged again but stored once.
 pub type MsgId = [u8; 16];
 
+/// A password as it travels in `Register` and `Login`. On the wire it is a
+/// plain string; its `Debug` never shows it, so a logged frame cannot leak it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// The password itself, for checking or hashing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+impl From<&str> for Password {
+    fn from(s: &str) -> Self {
+        Password(s.to_owned())
+    }
+}
+
+impl From<String> for Password {
+    fn from(s: String) -> Self {
+        Password(s)
+    }
+}
+
 /// Frames a client sends on its control stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientFrame {
@@ -32,13 +63,13 @@ pub enum ClientFrame {
     Register {
         req: RequestId,
         user: String,
-        password: String,
+        password: Password,
     },
     /// 2. Logs in to an existing account.
     Login {
         req: RequestId,
         user: String,
-        password: String,
+        password: Password,
     },
     /// 3. Creates a channel; the creator becomes its first member.
     CreateRoom {

@@ -119,6 +119,15 @@ pub enum CertError {
         /// The I/O error.
         error: io::Error,
     },
+    /// Other users may read the key file: whoever can read it can pose as
+    /// this relay.
+    #[error("the private key {} can be read by other users (mode {mode:o}); run `chmod 600 {}` and start again", path.display(), path.display())]
+    KeyExposed {
+        /// The file given with `--key`.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The certificate file is not PEM or has no certificate in it.
     #[error("no certificate found in {}{}; expected PEM `-----BEGIN CERTIFICATE-----` blocks, the relay's own certificate first", path.display(), detail(reason))]
     NoCert {
@@ -390,8 +399,24 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
     Ok(chain)
 }
 
-/// The first private key of a PEM file.
+/// The first private key of a PEM file, refused if group or others may
+/// read it.
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .map_err(|error| CertError::ReadKey {
+            path: path.to_owned(),
+            error,
+        })?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CertError::KeyExposed {
+            path: path.to_owned(),
+            mode,
+        });
+    }
     let pem_text = fs::read(path).map_err(|error| CertError::ReadKey {
         path: path.to_owned(),
         error,
@@ -613,7 +638,10 @@ mod tests {
         // Key and certificate swapped: neither file has what is expected.
         let err = load_server_config(&a.key_path, &a.cert_path).unwrap_err();
         assert!(matches!(err, CertError::NoCert { .. }), "{err}");
-        let err = load_server_config(&a.cert_path, &a.cert_path).unwrap_err();
+        let not_a_key = dir.path().join("not-a-key.pem");
+        fs::copy(&a.cert_path, &not_a_key).unwrap();
+        restrict(&not_a_key);
+        let err = load_server_config(&a.cert_path, &not_a_key).unwrap_err();
         assert!(matches!(err, CertError::NoKey { .. }), "{err}");
 
         let junk = dir.path().join("junk.pem");
@@ -645,6 +673,7 @@ mod tests {
 
     /// A relay stand-in that completes handshakes and holds connections.
     fn serve(cert: &Path, key: &Path) -> (quinn::Endpoint, SocketAddr) {
+        restrict(key);
         let (config, _) = load_server_config(cert, key).unwrap();
         let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = endpoint.local_addr().unwrap();
@@ -864,5 +893,33 @@ mod tests {
             Some(TrustFailure::Invalid(text)) => assert!(text.contains("--ca"), "{text}"),
             other => panic!("expected Invalid, got {other:?}"),
         }
+    }
+
+    /// Key files written by tests get the mode `relay serve` insists on.
+    fn restrict(path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    #[test]
+    fn a_key_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let made = generate(&GenCert {
+            out: dir.path().to_owned(),
+            sans: vec![],
+            days: 30,
+            force: false,
+        })
+        .unwrap();
+        fs::set_permissions(&made.key_path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_server_config(&made.cert_path, &made.key_path).unwrap_err();
+        assert!(
+            matches!(err, CertError::KeyExposed { mode: 0o644, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        fs::set_permissions(&made.key_path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load_server_config(&made.cert_path, &made.key_path).is_ok());
     }
 }

@@ -19,6 +19,8 @@ pub struct Config {
     pub queue_depth: usize,
     /// Connections not yet logged in.
     pub max_unauthenticated: usize,
+    /// Connections not logged in yet from one address.
+    pub max_unauthenticated_per_addr: usize,
     /// Connections in all.
     pub max_connections: usize,
 }
@@ -32,6 +34,7 @@ impl Default for Config {
             request_rate: defaults::REQUEST_RATE,
             queue_depth: defaults::QUEUE_DEPTH,
             max_unauthenticated: defaults::MAX_UNAUTHENTICATED,
+            max_unauthenticated_per_addr: defaults::MAX_UNAUTHENTICATED_PER_ADDR,
             max_connections: defaults::MAX_CONNECTIONS,
         }
     }

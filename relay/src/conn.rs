@@ -9,7 +9,7 @@ use common::frame::{close, ClientFrame, ErrorCode, RequestId, ServerFrame, PROTO
 use common::limits::{MAX_CLIENT_NAME, MAX_CONTROL_FRAME, MAX_PASSWORD, MIN_PASSWORD};
 use common::names;
 use quinn::{Connection, RecvStream, SendStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
 use crate::auth::{self, Gate};
@@ -52,7 +52,7 @@ pub async fn serve<S: Store>(
     relay: Arc<Relay<S>>,
     conn: Connection,
     deadline: Instant,
-    unauthenticated: OwnedSemaphorePermit,
+    unauthenticated: crate::limits::PreLogin,
 ) {
     let (mut send, mut recv) = match timeout_at(deadline, conn.accept_bi()).await {
         Ok(Ok(streams)) => streams,
@@ -201,7 +201,7 @@ async fn login<S: Store>(
                 req,
                 user,
                 password,
-            } if hello => match register(relay, &user, &password).await {
+            } if hello => match register(relay, &user, password.expose()).await {
                 Ok(()) => {
                     tracing::info!(%user, "registered");
                     write(
@@ -220,7 +220,7 @@ async fn login<S: Store>(
                 req,
                 user,
                 password,
-            } if hello => match authenticate(relay, conn, &user, &password).await {
+            } if hello => match authenticate(relay, conn, &user, password.expose()).await {
                 Ok(name) => {
                     write(
                         send,

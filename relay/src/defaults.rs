@@ -40,6 +40,11 @@ pub const MAX_BULK_IN_FLIGHT: usize = 4;
 /// us more than them; past this cap new ones are refused before TLS.
 pub const MAX_UNAUTHENTICATED: usize = 256;
 
+/// Connections not logged in yet from one address: enough for a household
+/// or office behind one NAT logging in at once, too few for one host to
+/// hold every pre-login place.
+pub const MAX_UNAUTHENTICATED_PER_ADDR: usize = 32;
+
 /// Connections in all.
 pub const MAX_CONNECTIONS: usize = 10_000;
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod defaults;
 pub mod hub;
+pub mod limits;
 pub mod rate;
 pub mod server;
 pub mod session;

@@ -79,6 +79,9 @@ struct Serve {
     /// Connections that have not logged in yet.
     #[arg(long, default_value_t = defaults::MAX_UNAUTHENTICATED)]
     max_unauthenticated: usize,
+    /// Connections not logged in yet from one address.
+    #[arg(long, default_value_t = defaults::MAX_UNAUTHENTICATED_PER_ADDR)]
+    max_unauthenticated_per_addr: usize,
     /// Connections in all.
     #[arg(long, default_value_t = defaults::MAX_CONNECTIONS)]
     max_connections: usize,
@@ -191,6 +194,7 @@ async fn serve(args: Serve) -> Result<()> {
         request_rate: args.request_rate,
         queue_depth: args.queue_depth.max(1),
         max_unauthenticated: args.max_unauthenticated,
+        max_unauthenticated_per_addr: args.max_unauthenticated_per_addr,
         max_connections: args.max_connections,
     };
     relay::server::serve(endpoint, store, rx, cfg, stop_signal()).await;

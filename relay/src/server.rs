@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::conn;
 use crate::defaults::DRAIN_TIMEOUT;
 use crate::hub::{Hub, SessionId};
+use crate::limits::Admission;
 use crate::store::Store;
 
 /// State shared by every connection of a running relay.
@@ -92,8 +93,11 @@ pub async fn serve<S: Store>(
             }
         })
     };
-    let unauthenticated = Arc::new(Semaphore::new(relay.cfg.max_unauthenticated));
-    let total = Arc::new(Semaphore::new(relay.cfg.max_connections));
+    let admission = Admission::new(
+        relay.cfg.max_connections,
+        relay.cfg.max_unauthenticated,
+        relay.cfg.max_unauthenticated_per_addr,
+    );
     let mut conns = JoinSet::new();
     tokio::pin!(stop);
     loop {
@@ -101,8 +105,7 @@ pub async fn serve<S: Store>(
             _ = &mut stop => break,
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let permits = (total.clone().try_acquire_owned(), unauthenticated.clone().try_acquire_owned());
-                let (Ok(slot), Ok(pre_login)) = permits else {
+                let Some((slot, pre_login)) = admission.admit(incoming.remote_address().ip()) else {
                     // Refused before the TLS handshake: costs us one packet.
                     tracing::warn!(addr = %incoming.remote_address(), "connection refused: limit reached");
                     incoming.refuse();

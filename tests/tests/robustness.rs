@@ -242,3 +242,26 @@ async fn room_changes_are_rate_limited() {
         .await
         .unwrap();
 }
+
+/// Connections that have not logged in are capped per address, refused
+/// before the TLS handshake; logging in frees the place.
+#[tokio::test]
+async fn pre_login_connections_are_capped_per_address() {
+    let relay = Relay::start_with(&["--max-unauthenticated-per-addr", "2"], &[]);
+    relay.register("w").await.client.close().await;
+    let first = relay.raw_connection(GOOD_ALPN).await.expect("first");
+    let _second = relay.raw_connection(GOOD_ALPN).await.expect("second");
+    let third = relay.raw_connection(GOOD_ALPN).await;
+    assert!(
+        third.is_err(),
+        "a third pre-login connection from one address must be refused"
+    );
+
+    let (mut send, mut recv) = first.open_bi().await.unwrap();
+    login(&mut send, &mut recv, "w").await;
+    let fourth = relay.raw_connection(GOOD_ALPN).await;
+    assert!(
+        fourth.is_ok(),
+        "a login frees its pre-login place: {fourth:?}"
+    );
+}

@@ -129,13 +129,13 @@ async fn open_inner(cfg: &Config, register: bool) -> Result<Link, ConnectError> 
         ClientFrame::Register {
             req: 1,
             user: cfg.user.clone(),
-            password: cfg.password.clone(),
+            password: cfg.password.as_str().into(),
         }
     } else {
         ClientFrame::Login {
             req: 1,
             user: cfg.user.clone(),
-            password: cfg.password.clone(),
+            password: cfg.password.as_str().into(),
         }
     };
     // Pipelined after Hello: one round trip saved on every reconnect.
