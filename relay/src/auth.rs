@@ -42,6 +42,54 @@ pub fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password("not a real password"))
 }
 
+/// A fixed pool of threads for argon2 work. Fixed on purpose: each thread's
+/// allocator keeps the ~19 MiB a hash needs after it is freed, so tokio's
+/// blocking pool (up to hundreds of threads) left hundreds of MiB behind
+/// after a burst of logins, where a pool the size of the core count keeps
+/// a few dozen. The threads end when the pool is dropped.
+pub struct Hasher {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+impl Hasher {
+    /// Starts `threads` hashing threads.
+    pub fn new(threads: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = std::sync::Arc::new(Mutex::new(queue));
+        for i in 0..threads.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next job.
+                    let job = queue.lock().expect("hasher queue").recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })
+                .expect("spawn a hashing thread");
+        }
+        Hasher { jobs }
+    }
+
+    /// Runs `work` on a hashing thread; `None` if the pool is gone.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(work());
+            }))
+            .ok()?;
+        result.await.ok()
+    }
+}
+
 /// Failed-login bookkeeping per (account, address) pair.
 #[derive(Default)]
 pub struct Throttle {
@@ -132,6 +180,21 @@ fn delay_for(count: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_hasher_runs_work_off_the_async_threads() {
+        let hasher = Hasher::new(2);
+        let name = hasher
+            .run(|| std::thread::current().name().map(str::to_owned))
+            .await
+            .unwrap();
+        assert!(name.unwrap().starts_with("argon2-"));
+        let phc = hasher.run(|| hash_password("correct horse")).await.unwrap();
+        assert!(hasher
+            .run(move || verify_password(&phc, "correct horse"))
+            .await
+            .unwrap());
+    }
 
     #[test]
     fn hashes_verify_and_differ() {

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use common::frame::{close, Message, ServerFrame};
 use quinn::Endpoint;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::auth::Throttle;
+use crate::auth::{Hasher, Throttle};
 use crate::config::Config;
 use crate::conn;
 use crate::defaults::DRAIN_TIMEOUT;
@@ -26,7 +26,7 @@ pub struct Relay<S> {
     pub cfg: Config,
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
-    hash_slots: Semaphore,
+    hasher: Hasher,
 }
 
 impl<S> Relay<S> {
@@ -42,15 +42,13 @@ impl<S> Relay<S> {
 }
 
 impl<S> Relay<S> {
-    /// Runs argon2 work off the async threads, a few at a time: logins and
-    /// registrations queue for a slot instead of taking every core and
-    /// ~19 MiB each at once.
+    /// Runs argon2 work on the relay's hashing threads, a few at a time:
+    /// logins and registrations queue instead of taking every core.
     pub async fn hash<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
-        let _slot = self.hash_slots.acquire().await.ok()?;
-        tokio::task::spawn_blocking(work).await.ok()
+        self.hasher.run(work).await
     }
 }
 
@@ -80,11 +78,11 @@ pub async fn serve<S: Store>(
         cfg,
         next_id: AtomicU64::new(1),
         shutdown: watch::channel(false).0,
-        hash_slots: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        hasher: Hasher::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
     });
     // Made now, not by the first login with an unknown name, whose slower
     // answer would tell that the name does not exist.
-    let _ = tokio::task::spawn_blocking(crate::auth::dummy_hash).await;
+    let _ = relay.hash(|| crate::auth::dummy_hash().len()).await;
     let fanout = {
         let relay = relay.clone();
         tokio::spawn(async move {
