@@ -2,6 +2,8 @@
 //! on a free loopback port with a temporary data folder and certificate,
 //! and connects real clients to it over QUIC/TLS.
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

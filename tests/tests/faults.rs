@@ -148,3 +148,111 @@ async fn repeated_sigkill_under_load_loses_no_acknowledged_message() {
     let stored: Vec<u64> = history.iter().map(|m| m.seq).collect();
     assert_eq!(live, stored, "the reader saw every message once, in order");
 }
+
+/// Registers `user` through `server` (the proxy) with the relay's pinned cert.
+async fn connect_via(relay: &Relay, user: &str, server: &str) -> Session {
+    let mut cfg = relay.config(user);
+    cfg.server = server.to_owned();
+    cfg.register = true;
+    Session::connect(cfg).await
+}
+
+/// 5% loss, 1% duplicates and 20 ms of jitter between the clients and the
+/// relay: every message still arrives exactly once, in sequence order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossy_network_delivers_everything_once_in_order() {
+    use confab_tests::proxy::{Impairment, Proxy};
+    const EACH: usize = 150;
+    let relay = Relay::start_with(&["--rate-limit", "100000"], &[]);
+    let bad = Impairment {
+        drop: 0.05,
+        duplicate: 0.01,
+        jitter: Duration::from_millis(20),
+    };
+    let proxy = Proxy::start(relay.addr, bad).await;
+    let via = proxy.addr.to_string();
+    let mut alice = connect_via(&relay, "alice", &via).await;
+    let mut bob = connect_via(&relay, "bob", &via).await;
+    alice.joined("lobby").await;
+    bob.joined("lobby").await;
+
+    let a = tokio::spawn(send_all(alice, "alice".into(), EACH));
+    let b = tokio::spawn(send_all(bob, "bob".into(), EACH));
+    let (mut alice, _) = tokio::time::timeout(Duration::from_secs(120), a)
+        .await
+        .expect("alice done")
+        .unwrap();
+    let (mut bob, _) = tokio::time::timeout(Duration::from_secs(120), b)
+        .await
+        .expect("bob done")
+        .unwrap();
+
+    for reader in [&mut alice, &mut bob] {
+        let mut seqs = Vec::new();
+        while seqs.len() < 2 * EACH {
+            match tokio::time::timeout(Duration::from_secs(30), reader.events.recv()).await {
+                Ok(Some(Event::Message(m))) => seqs.push(m.seq),
+                Ok(Some(_)) => {}
+                other => panic!(
+                    "{}: stopped after {} messages: {other:?}",
+                    reader.client.user(),
+                    seqs.len()
+                ),
+            }
+        }
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{}: once each, in order",
+            reader.client.user()
+        );
+    }
+    let c = &proxy.counters;
+    let (dropped, duplicated) = (
+        c.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        c.duplicated.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(
+        dropped > 0 && duplicated > 0,
+        "the network really was bad: {dropped} dropped, {duplicated} duplicated"
+    );
+    eprintln!(
+        "lossy network: {} datagrams forwarded, {dropped} dropped, {duplicated} duplicated",
+        c.forwarded.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
+
+/// The client's address changes mid-session (a new network, a NAT
+/// rebinding): the QUIC connection migrates and the session goes on, with
+/// no reconnect and no second login.
+#[tokio::test]
+async fn a_client_that_changes_address_keeps_its_session() {
+    use confab_tests::proxy::{Impairment, Proxy};
+    let relay = Relay::start();
+    let proxy = Proxy::start(relay.addr, Impairment::NONE).await;
+    let mut alice = connect_via(&relay, "alice", &proxy.addr.to_string()).await;
+    let mut bob = relay.register("bob").await;
+    alice.joined("lobby").await;
+    bob.joined("lobby").await;
+    alice.client.send("lobby", "before the move").await.unwrap();
+    assert_eq!(bob.message_in("lobby").await.body, "before the move");
+
+    proxy.move_clients();
+    alice.client.send("lobby", "after the move").await.unwrap();
+    assert_eq!(bob.message_in("lobby").await.body, "after the move");
+    bob.client.send("lobby", "and back").await.unwrap();
+    let back = alice
+        .wait_for("bob's reply", |e| match e {
+            Event::Message(m) if m.body == "and back" => Some(()),
+            Event::Reconnecting { .. } => panic!("alice reconnected instead of migrating"),
+            _ => None,
+        })
+        .await;
+    let _ = back;
+    let logins = relay.log().matches("logged in user=alice").count();
+    assert_eq!(
+        logins,
+        1,
+        "one login for the whole session:\n{}",
+        relay.log()
+    );
+}
