@@ -78,20 +78,15 @@ impl Proxy {
                     let Ok((n, client)) = listen.recv_from(&mut buf).await else {
                         return;
                     };
-                    let upstream = {
-                        let mut map = paths.lock().unwrap();
-                        if !map.contains_key(&client) {
-                            let path = new_path(
-                                client,
-                                listen.clone(),
-                                relay,
-                                impairment,
-                                counters.clone(),
-                            );
-                            map.insert(client, path);
-                        }
-                        map[&client].upstream.clone()
-                    };
+                    let upstream = paths
+                        .lock()
+                        .unwrap()
+                        .entry(client)
+                        .or_insert_with(|| {
+                            new_path(client, listen.clone(), relay, impairment, counters.clone())
+                        })
+                        .upstream
+                        .clone();
                     send_impaired(upstream, relay, buf[..n].to_vec(), impairment, &counters);
                 }
             })
