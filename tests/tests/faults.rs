@@ -240,14 +240,13 @@ async fn a_client_that_changes_address_keeps_its_session() {
     alice.client.send("lobby", "after the move").await.unwrap();
     assert_eq!(bob.message_in("lobby").await.body, "after the move");
     bob.client.send("lobby", "and back").await.unwrap();
-    let back = alice
+    alice
         .wait_for("bob's reply", |e| match e {
             Event::Message(m) if m.body == "and back" => Some(()),
             Event::Reconnecting { .. } => panic!("alice reconnected instead of migrating"),
             _ => None,
         })
         .await;
-    let _ = back;
     let logins = relay.log().matches("logged in user=alice").count();
     assert_eq!(
         logins,
