@@ -54,7 +54,12 @@ impl Relay {
 
     /// Starts a relay with extra `serve` flags and environment.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Relay {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Relay::start_in(tempfile::tempdir().expect("temp dir"), args, env)
+    }
+
+    /// Starts a relay whose certificate and data live in `dir` (a test may
+    /// have mounted something at `dir/data` first).
+    pub fn start_in(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Relay {
         let status = Command::new(bin("relay"))
             .args(["gen-cert", "--out"])
             .arg(dir.path().join("certs"))

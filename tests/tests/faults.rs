@@ -255,3 +255,113 @@ async fn a_client_that_changes_address_keeps_its_session() {
         relay.log()
     );
 }
+
+/// A small filesystem of our own for the relay's data, unmounted at the end.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` at `path`; `None` when not allowed (not root).
+    fn mount(path: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(path.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The disk fills up under the relay: sends get a clear error and no ack,
+/// reads go on, the relay stays up, and it stores again once there is room.
+#[tokio::test]
+async fn a_full_disk_refuses_sends_clearly_and_recovers() {
+    use common::client::RequestError;
+    use common::frame::ErrorCode;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_fs) = Tmpfs::mount(&dir.path().join("data"), "4m") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must be able to mount a tmpfs"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let mut relay = Relay::start_in(dir, &[], &[]);
+    let mut alice = relay.register("alice").await;
+    let mut bob = relay.register("bob").await;
+    alice.joined("lobby").await;
+    bob.joined("lobby").await;
+    alice
+        .client
+        .send("lobby", "while there is room")
+        .await
+        .unwrap();
+
+    // Fill every last byte.
+    let filler = relay.data().join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut refused = None;
+    for i in 0..50 {
+        match alice
+            .client
+            .send("lobby", &format!("disk full {i} {}", "x".repeat(2000)))
+            .await
+        {
+            Err(RequestError::Refused {
+                code: ErrorCode::Unavailable,
+                message,
+            }) => {
+                refused = Some(message);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    let message = refused.expect("a send on a full disk is refused");
+    eprintln!("full disk: {message}");
+    assert!(
+        message.contains("nothing was saved"),
+        "says what happened: {message}"
+    );
+    // Reads still work, and the relay is still there.
+    let (history, _) = bob
+        .client
+        .history("lobby", Page::Latest, 10)
+        .await
+        .expect("reads on a full disk");
+    assert!(history.iter().any(|m| m.body == "while there is room"));
+    assert!(
+        !relay.wait_exit(Duration::from_millis(100)).await,
+        "the relay must stay up"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    alice
+        .client
+        .send("lobby", "room again")
+        .await
+        .expect("stores again once there is room");
+    bob.wait_for("the line after recovery", |e| match e {
+        Event::Message(m) if m.body == "room again" => Some(()),
+        _ => None,
+    })
+    .await;
+    relay.kill();
+}
