@@ -114,49 +114,88 @@ fn report(e: ConnectError) -> u8 {
     }
 }
 
-/// Sends every line, pipelined, and waits for every ack.
-async fn send_all(client: &Client, room: &str, lines: impl IntoIterator<Item = String>) -> u8 {
-    // Bounded so a huge input does not queue everything at once.
-    const WINDOW: usize = 128;
-    let mut in_flight = std::collections::VecDeque::new();
-    let mut code = exit::OK;
-    let mut settle =
-        |r: Result<Result<common::client::Acked, RequestError>, tokio::task::JoinError>| {
-            if let Ok(Err(e)) = r {
-                eprintln!("client-cli: not sent: {e}");
-                code = exit::REFUSED;
-            }
-        };
-    for line in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        in_flight.push_back(tokio::spawn(client.send(room, &line)));
-        if in_flight.len() >= WINDOW {
-            settle(in_flight.pop_front().expect("non-empty").await);
-        }
-    }
-    for handle in in_flight {
-        settle(handle.await);
-    }
-    code
+/// Sends lines in order, pipelined, with a bounded number awaiting their
+/// ack: a huge or endless input never queues everything at once.
+struct Pipeline<'a> {
+    client: &'a Client,
+    room: &'a str,
+    in_flight: std::collections::VecDeque<
+        tokio::task::JoinHandle<Result<common::client::Acked, RequestError>>,
+    >,
+    code: u8,
 }
 
+impl<'a> Pipeline<'a> {
+    const WINDOW: usize = 128;
+
+    fn new(client: &'a Client, room: &'a str) -> Self {
+        Pipeline {
+            client,
+            room,
+            in_flight: Default::default(),
+            code: exit::OK,
+        }
+    }
+
+    /// Queues one line (sent at once), waiting for the oldest ack when the
+    /// window is full.
+    async fn push(&mut self, line: &str) {
+        if line.trim().is_empty() {
+            return;
+        }
+        self.in_flight
+            .push_back(tokio::spawn(self.client.send(self.room, line)));
+        if self.in_flight.len() >= Self::WINDOW {
+            let oldest = self.in_flight.pop_front().expect("non-empty");
+            self.settle(oldest.await);
+        }
+    }
+
+    fn settle(
+        &mut self,
+        r: Result<Result<common::client::Acked, RequestError>, tokio::task::JoinError>,
+    ) {
+        if let Ok(Err(e)) = r {
+            eprintln!("client-cli: not sent: {e}");
+            self.code = exit::REFUSED;
+        }
+    }
+
+    /// Waits for every ack; the exit code says whether all were stored.
+    async fn finish(mut self) -> u8 {
+        while let Some(handle) = self.in_flight.pop_front() {
+            self.settle(handle.await);
+        }
+        self.code
+    }
+}
+
+/// Sends every line and waits for every ack.
+async fn send_all(client: &Client, room: &str, lines: impl IntoIterator<Item = String>) -> u8 {
+    let mut pipeline = Pipeline::new(client, room);
+    for line in lines {
+        pipeline.push(&line).await;
+    }
+    pipeline.finish().await
+}
+
+/// Sends each line of stdin as it arrives (so `tail -f log | client-cli`
+/// works), then waits for every ack once stdin ends.
 async fn piped(client: &Client, room: &str) -> u8 {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let mut all = Vec::new();
-    // Sent as they arrive; the stream is consumed fully before the final wait.
+    let mut pipeline = Pipeline::new(client, room);
     loop {
         match lines.next_line().await {
-            Ok(Some(line)) => all.push(line),
+            Ok(Some(line)) => pipeline.push(&line).await,
             Ok(None) => break,
             Err(e) => {
                 eprintln!("client-cli: cannot read stdin: {e}");
+                let _ = pipeline.finish().await;
                 return exit::USAGE;
             }
         }
     }
-    send_all(client, room, all).await
+    pipeline.finish().await
 }
 
 /// Prints the last `n` messages of a room, oldest first.

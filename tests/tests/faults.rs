@@ -365,3 +365,55 @@ async fn a_full_disk_refuses_sends_clearly_and_recovers() {
     .await;
     relay.kill();
 }
+
+/// A bot pipes lines into client-cli while the relay goes away for a while
+/// and comes back: it exits 0 once every line is stored, each exactly once
+/// and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piped_client_cli_delivers_every_line_once_across_a_relay_outage() {
+    use std::io::Write;
+    let mut relay = Relay::start();
+    relay.register("bot").await.client.close().await;
+    let mut child = std::process::Command::new(confab_tests::bin("client-cli"))
+        .args(["--server", &relay.server(), "--user", "bot", "--ca"])
+        .arg(relay.cert())
+        .env("CONFAB_PASSWORD", confab_tests::PASSWORD)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start client-cli");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut write_lines = |range: std::ops::Range<usize>| {
+        for i in range {
+            writeln!(stdin, "line {i:02}").unwrap();
+        }
+        stdin.flush().unwrap();
+    };
+    write_lines(0..20);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    relay.kill();
+    write_lines(20..40);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    relay.restart();
+    write_lines(40..60);
+    drop(stdin);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client-cli: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let reader = relay.register("reader").await;
+    let bodies: Vec<String> = whole_history(&reader.client, "lobby")
+        .await
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    let expected: Vec<String> = (0..60).map(|i| format!("line {i:02}")).collect();
+    assert_eq!(bodies, expected, "every line once, in order");
+}
