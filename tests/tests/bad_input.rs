@@ -789,3 +789,67 @@ async fn random_frames_after_login_never_hurt_the_relay() {
 
     assert_still_serving(&mut relay, &alice, &mut bob, "random frames after login").await;
 }
+
+/// Guessing passwords gets slower and then locks that account from that
+/// address for a while (and the relay says so in its log); the right
+/// password from the same address is refused too until the lock ends.
+#[tokio::test]
+async fn repeated_wrong_passwords_slow_down_then_lock() {
+    let relay = Relay::start();
+    relay.register("victim").await.client.close().await;
+    let mut cfg = relay.config("victim");
+    cfg.password = "not the password".into();
+    let mut slow = Duration::ZERO;
+    for attempt in 1..=10 {
+        let started = std::time::Instant::now();
+        let err = Client::connect(cfg.clone())
+            .await
+            .err()
+            .expect("wrong password refused");
+        assert!(
+            matches!(
+                err,
+                ConnectError::Auth {
+                    code: ErrorCode::BadCredentials,
+                    ..
+                }
+            ),
+            "attempt {attempt}: {err:?}"
+        );
+        if attempt == 10 {
+            slow = started.elapsed();
+        }
+    }
+    assert!(
+        slow >= Duration::from_secs(2),
+        "the 10th failure is answered slowly: {slow:?}"
+    );
+    let err = Client::connect(cfg.clone()).await.err().expect("locked");
+    assert!(
+        matches!(&err, ConnectError::Auth { code: ErrorCode::Throttled, message } if message.contains("try again in")),
+        "{err:?}"
+    );
+    let err = Client::connect(relay.config("victim"))
+        .await
+        .err()
+        .expect("locked even with the right password");
+    assert!(
+        matches!(
+            err,
+            ConnectError::Auth {
+                code: ErrorCode::Throttled,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(relay.log().contains("login locked"), "the lock is logged");
+    // Others are not affected.
+    relay
+        .register("bystander")
+        .await
+        .client
+        .ping()
+        .await
+        .unwrap();
+}
