@@ -15,6 +15,7 @@ use tokio::time::{timeout_at, Instant};
 use crate::auth::{self, Gate};
 use crate::defaults::{DRAIN_TIMEOUT, SERVER_NAME, WRITE_BATCH};
 use crate::hub::{Lags, Outbox};
+use crate::metrics::inc;
 use crate::server::Relay;
 use crate::session::Session;
 use crate::store::{Store, StoreError};
@@ -165,6 +166,7 @@ async fn login<S: Store>(
             Ok(Ok(Some(frame))) => frame,
             Ok(Ok(None)) => return Err(Exit::Normal),
             Ok(Err(e)) => {
+                inc(&relay.metrics.protocol_errors);
                 write(send, &frame_error(&e)).await;
                 return Err(Exit::Protocol);
             }
@@ -204,6 +206,8 @@ async fn login<S: Store>(
             } if hello => match register(relay, &user, password.expose()).await {
                 Ok(()) => {
                     tracing::info!(%user, "registered");
+                    inc(&relay.metrics.registrations);
+                    inc(&relay.metrics.logins);
                     write(
                         send,
                         &ServerFrame::LoggedIn {
@@ -330,6 +334,7 @@ async fn authenticate<S: Store>(
     }
     let addr = conn.remote_address().ip();
     if let Gate::Locked(wait) = relay.throttle.begin(user, addr, std::time::Instant::now()) {
+        inc(&relay.metrics.login_failures);
         return Err((
             ErrorCode::Throttled,
             format!(
@@ -350,8 +355,10 @@ async fn authenticate<S: Store>(
         .unwrap_or(false);
     if ok && found.is_some() {
         relay.throttle.succeeded(user, addr);
+        inc(&relay.metrics.logins);
         return Ok(name);
     }
+    inc(&relay.metrics.login_failures);
     let delay = relay.throttle.failed(user, addr);
     tracing::info!(user, %addr, "failed login");
     tokio::time::sleep(delay).await;

@@ -50,11 +50,12 @@ impl Outbox {
         self.tx.send(codec::encode(frame)).await.is_ok()
     }
 
-    /// Queues a live message unless the session lags in its room.
-    fn offer_message(&self, room: &str, seq: Seq, frame: &Bytes) {
+    /// Queues a live message unless the session lags in its room. Returns
+    /// whether it was queued, and whether this made the session lag.
+    fn offer_message(&self, room: &str, seq: Seq, frame: &Bytes) -> (bool, bool) {
         let mut marks = self.lags.marks.lock().expect("lag lock");
         if marks.contains_key(room) {
-            return;
+            return (false, false);
         }
         if self.tx.try_send(frame.clone()).is_err() {
             marks.insert(
@@ -66,7 +67,9 @@ impl Outbox {
             );
             drop(marks);
             self.lags.signal.notify_one();
+            return (false, true);
         }
+        (true, false)
     }
 
     /// Queues a frame that may be lost when the queue is full (presence:
@@ -357,12 +360,18 @@ impl Hub {
     /// Delivers a committed message to every session in its room. Called by
     /// the one fan-out task, in commit order, so each room's messages reach
     /// every session in sequence order.
-    pub fn publish(&self, msg: &Message) {
+    ///
+    /// Returns how many sessions it was queued for and how many fell behind.
+    pub fn publish(&self, msg: &Message) -> (u64, u64) {
         let frame = codec::encode(&ServerFrame::Message(msg.clone()));
         let st = self.state.lock().expect("hub lock");
+        let (mut queued, mut lagged) = (0, 0);
         for s in st.room_sessions(&msg.room) {
-            s.offer_message(&msg.room, msg.seq, &frame);
+            let (q, l) = s.offer_message(&msg.room, msg.seq, &frame);
+            queued += u64::from(q);
+            lagged += u64::from(l);
         }
+        (queued, lagged)
     }
 
     /// Queues a frame for every session (shutdown notice).

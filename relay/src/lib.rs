@@ -12,6 +12,7 @@ pub mod conn;
 pub mod defaults;
 pub mod hub;
 pub mod limits;
+pub mod metrics;
 pub mod rate;
 pub mod server;
 pub mod session;

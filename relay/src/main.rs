@@ -72,6 +72,10 @@ struct Serve {
     /// Room changes (create, join, leave, invite, DM) per second per session.
     #[arg(long, default_value_t = defaults::REQUEST_RATE)]
     request_rate: u32,
+    /// Serve Prometheus metrics over HTTP at this address (/metrics); off
+    /// when not given.
+    #[arg(long, env = "CONFAB_METRICS")]
+    metrics: Option<SocketAddr>,
     /// Live frames queued per session before it counts as lagging and
     /// catches up from history instead.
     #[arg(long, default_value_t = defaults::QUEUE_DEPTH)]
@@ -197,7 +201,17 @@ async fn serve(args: Serve) -> Result<()> {
         max_unauthenticated_per_addr: args.max_unauthenticated_per_addr,
         max_connections: args.max_connections,
     };
-    relay::server::serve(endpoint, store, rx, cfg, stop_signal()).await;
+    let metrics = match args.metrics {
+        Some(addr) => {
+            let listener = relay::metrics::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr} (tcp)"))?;
+            println!("metrics at http://{}/metrics", listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
+    relay::server::serve(endpoint, store, rx, cfg, metrics, stop_signal()).await;
     println!("confab relay stopped");
     Ok(())
 }

@@ -16,6 +16,7 @@ use crate::conn;
 use crate::defaults::DRAIN_TIMEOUT;
 use crate::hub::{Hub, SessionId};
 use crate::limits::Admission;
+use crate::metrics::{inc, Metrics};
 use crate::store::Store;
 
 /// State shared by every connection of a running relay.
@@ -27,6 +28,8 @@ pub struct Relay<S> {
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
     hasher: Hasher,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
 }
 
 impl<S> Relay<S> {
@@ -69,6 +72,7 @@ pub async fn serve<S: Store>(
     store: S,
     mut committed: mpsc::UnboundedReceiver<Arc<Message>>,
     cfg: Config,
+    metrics: Option<tokio::net::TcpListener>,
     stop: impl Future<Output = ()>,
 ) {
     let relay = Arc::new(Relay {
@@ -78,16 +82,31 @@ pub async fn serve<S: Store>(
         cfg,
         next_id: AtomicU64::new(1),
         shutdown: watch::channel(false).0,
+        metrics: Metrics::default(),
         hasher: Hasher::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
     });
     // Made now, not by the first login with an unknown name, whose slower
     // answer would tell that the name does not exist.
     let _ = relay.hash(|| crate::auth::dummy_hash().len()).await;
+    // Owned here, so it ends with the relay.
+    let _metrics = metrics.map(|listener| {
+        let relay = relay.clone();
+        let render = std::sync::Arc::new(move || relay.metrics.render(relay.hub.sessions()));
+        AbortOnDrop(tokio::spawn(crate::metrics::serve(listener, render)))
+    });
     let fanout = {
         let relay = relay.clone();
         tokio::spawn(async move {
             while let Some(msg) = committed.recv().await {
-                relay.hub.publish(&msg);
+                let (queued, lagged) = relay.hub.publish(&msg);
+                relay
+                    .metrics
+                    .deliveries
+                    .fetch_add(queued, std::sync::atomic::Ordering::Relaxed);
+                relay
+                    .metrics
+                    .lagged
+                    .fetch_add(lagged, std::sync::atomic::Ordering::Relaxed);
             }
         })
     };
@@ -104,11 +123,13 @@ pub async fn serve<S: Store>(
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
                 let Some((slot, pre_login)) = admission.admit(incoming.remote_address().ip()) else {
+                    inc(&relay.metrics.connections_refused);
                     // Refused before the TLS handshake: costs us one packet.
                     tracing::warn!(addr = %incoming.remote_address(), "connection refused: limit reached");
                     incoming.refuse();
                     continue;
                 };
+                inc(&relay.metrics.connections_accepted);
                 let relay = relay.clone();
                 conns.spawn(async move {
                     let deadline = tokio::time::Instant::now() + relay.cfg.login_timeout;
@@ -143,4 +164,13 @@ pub async fn serve<S: Store>(
     endpoint.close(close::SHUTDOWN.into(), b"relay shutting down");
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, endpoint.wait_idle()).await;
     tracing::info!("stopped");
+}
+
+/// A task that ends when its owner does.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use crate::conn::{error, frame_error, store_refusal, Exit};
 use crate::defaults::{BULK_WRITE_TIMEOUT, MAX_BULK_IN_FLIGHT, MAX_IN_FLIGHT};
 use crate::hub::Outbox;
+use crate::metrics::inc;
 use crate::rate::{SendGate, TokenBucket};
 use crate::server::Relay;
 use crate::store::{NewMessage, RoomRow, Store, StoreError};
@@ -75,6 +76,7 @@ impl<S: Store> Session<S> {
                     Err(common::codec::FrameError::Io(_)) => break Exit::Lost,
                     Err(e) => {
                         tracing::info!(user = %self.user(), "bad frame: {e}");
+                        inc(&self.relay.metrics.protocol_errors);
                         self.outbox.reply(&frame_error(&e)).await;
                         break Exit::Protocol;
                     }
@@ -100,6 +102,7 @@ impl<S: Store> Session<S> {
         );
         // These write to the store and fan out presence: bounded like sends.
         if changes_membership && !self.requests.take(Instant::now()) {
+            inc(&self.relay.metrics.rate_limited);
             let msg = format!(
                 "more than {} room changes per second; try again in a moment",
                 self.relay.cfg.request_rate
@@ -159,6 +162,9 @@ impl<S: Store> Session<S> {
             None
         };
         if let Some((code, msg)) = refusal {
+            if code == ErrorCode::RateLimited {
+                inc(&self.relay.metrics.rate_limited);
+            }
             self.outbox.reply(&error(req, code, &msg)).await;
             return;
         }
@@ -176,15 +182,23 @@ impl<S: Store> Session<S> {
             body,
         });
         let outbox = self.outbox.clone();
+        let relay = self.relay.clone();
         self.tasks.spawn(async move {
             let frame = match appended.await {
-                Ok(a) => ServerFrame::Ack {
-                    req,
-                    room,
-                    id,
-                    seq: a.seq,
-                    ts: a.ts,
-                },
+                Ok(a) => {
+                    inc(if a.duplicate {
+                        &relay.metrics.messages_duplicate
+                    } else {
+                        &relay.metrics.messages_stored
+                    });
+                    ServerFrame::Ack {
+                        req,
+                        room,
+                        id,
+                        seq: a.seq,
+                        ts: a.ts,
+                    }
+                }
                 Err(e) => {
                     let (code, msg) = store_refusal(e);
                     error(req, code, &msg)
