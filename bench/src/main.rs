@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bench::measure::Measurements;
+use bench::nats::NatsTarget;
 use bench::procfs::Proc;
 use bench::report::Report;
 use bench::target::Target;
 use bench::workload::{self, Params, Workload};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::time::Instant;
 
 /// What every run prints, for `--help`.
@@ -20,6 +21,8 @@ macro_rules! output_help {
     () => {
         "Output: exactly one JSON line on stdout; progress and errors go to stderr.
 
+  broker            \"confab\" (the relay), \"nats\" or \"nats-tls\" (--broker nats,
+                    without or with --nats-ca).
   workload          \"fanout\" or \"rate\".
   clients           clients in the lobby, each sending and receiving.
   messages          messages each client sends (rate: --rate x --seconds).
@@ -42,7 +45,8 @@ macro_rules! output_help {
                     receiver's message event, in microseconds. All clients
                     live in this process and share one monotonic clock.
   relay_cpu_s       CPU seconds (user + system, /proc/PID/stat) the relay used
-                    while the clock ran; null when its pid is unknown.
+                    while the clock ran; null when its pid is unknown. With
+                    --broker nats, nats-server's (--nats-pid).
   relay_rss_kib     the relay's peak resident memory (VmRSS in
                     /proc/PID/status) sampled every 100 ms while the clock
                     ran, in KiB; null when its pid is unknown.
@@ -55,7 +59,13 @@ goes to stderr, the JSON line still comes); 2 for bad usage.
 Unless --server is given, every run starts its own relay (`relay serve` on a
 free 127.0.0.1 port with a fresh certificate and data folder, per-session
 rate limits lifted) and kills it at the end; clients pin its certificate and
-register as bench-0, bench-1, ..."
+register as bench-0, bench-1, ...
+
+With --broker nats the same workload runs against the nats-server at
+--nats-url instead, for comparison: one async-nats connection per client,
+each subscribed to one fresh subject and publishing to it. Core NATS does
+not acknowledge or store a publish, so fanout's --window bounds instead the
+publishes that have not yet come back on the publisher's own subscription."
     };
 }
 
@@ -105,7 +115,8 @@ struct FanoutArgs {
     /// Body size in bytes.
     #[arg(long, default_value_t = 100)]
     bytes: usize,
-    /// Sends per client awaiting their ack at most.
+    /// Sends per client awaiting their ack at most (--broker nats: not yet
+    /// received back by their sender).
     #[arg(long, default_value_t = 64)]
     window: usize,
     #[command(flatten)]
@@ -130,8 +141,33 @@ struct RateArgs {
     common: Common,
 }
 
+/// What carries the messages.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Broker {
+    /// confab's relay.
+    Confab,
+    /// A nats-server at --nats-url.
+    Nats,
+}
+
 #[derive(Args)]
 struct Common {
+    /// What to benchmark: confab's relay, or for comparison the
+    /// nats-server at --nats-url.
+    #[arg(long, value_enum, default_value_t = Broker::Confab)]
+    broker: Broker,
+    /// With --broker nats: the server, nats://HOST:PORT (or tls://).
+    #[arg(long, value_name = "URL", required_if_eq("broker", "nats"))]
+    nats_url: Option<String>,
+    /// With --broker nats: the certificate (or CA) the server's TLS
+    /// certificate must chain to; clients then require TLS and the report
+    /// says "nats-tls".
+    #[arg(long, value_name = "FILE", requires = "nats_url")]
+    nats_ca: Option<PathBuf>,
+    /// With --broker nats: nats-server's process id, for relay_cpu_s and
+    /// relay_rss_kib.
+    #[arg(long, value_name = "PID", requires = "nats_url")]
+    nats_pid: Option<u32>,
     /// The relay binary to start [default: `relay` next to loadgen].
     #[arg(long, value_name = "PATH", conflicts_with = "server")]
     relay_bin: Option<PathBuf>,
@@ -160,7 +196,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,quinn=warn".into()),
+                .unwrap_or_else(|_| "info,quinn=warn,async_nats=warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -194,7 +230,17 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let passed = runtime.block_on(run(&params, &common));
+    let passed = match (common.broker, &common.nats_url) {
+        (Broker::Nats, Some(url)) => {
+            let target = NatsTarget {
+                url: url.clone(),
+                ca: common.nats_ca.clone(),
+                pid: common.nats_pid,
+            };
+            runtime.block_on(run_nats(&params, &target, common.timeout))
+        }
+        _ => runtime.block_on(run(&params, &common)),
+    };
     // A task stuck on a dead connection must not hold up the exit.
     runtime.shutdown_background();
     if passed {
@@ -260,6 +306,35 @@ async fn run(params: &Params, common: &Common) -> bool {
         }
     }
     passed
+}
+
+/// One run against nats-server, bounded by `timeout` seconds; prints the
+/// report and says whether it passed.
+async fn run_nats(params: &Params, target: &NatsTarget, timeout: u64) -> bool {
+    bench::stamp::now_ns();
+    let limit = Duration::from_secs(timeout);
+    let m = Arc::new(Measurements::new(
+        params.clients,
+        params.messages(),
+        target.pid.map(Proc::new),
+    ));
+    let mut failed = false;
+    let timed_out = match tokio::time::timeout(limit, bench::nats::run(params, target, &m)).await {
+        Ok(Ok(())) => false,
+        Ok(Err(e)) => {
+            eprintln!("loadgen: {e:#}");
+            failed = true;
+            false
+        }
+        Err(_) => {
+            eprintln!("loadgen: the run did not finish within --timeout {limit:?}");
+            true
+        }
+    };
+    let mut report = Report::new(params, &m, timed_out);
+    report.broker = target.broker();
+    println!("{}", report.to_json());
+    report.ok() && !failed
 }
 
 /// The relay to benchmark: the one given, or a fresh one.

@@ -9,6 +9,8 @@ use crate::workload::{Params, Workload};
 /// A run's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// What carried the messages: `confab`, `nats` or `nats-tls`.
+    pub broker: &'static str,
     /// `fanout` or `rate`.
     pub workload: &'static str,
     /// Clients, each sending and receiving.
@@ -77,6 +79,7 @@ impl Report {
         };
         let h = &totals.latency;
         Report {
+            broker: "confab",
             workload: params.workload.name(),
             clients: params.clients,
             messages: params.messages(),
@@ -147,6 +150,7 @@ mod tests {
         assert_eq!(report.deliveries, 4);
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         for field in [
+            "broker",
             "workload",
             "clients",
             "messages",
@@ -168,6 +172,7 @@ mod tests {
             assert!(json["latency_us"][p].is_u64(), "latency_us.{p}");
         }
         assert_eq!(json["workload"], "fanout");
+        assert_eq!(json["broker"], "confab");
         assert!(json["rate"].is_null());
     }
 

@@ -366,7 +366,7 @@ fn settle(user: &str, result: Result<Acked, RequestError>) -> u64 {
 
 /// Waits until every receiver has every message, or until deliveries
 /// stop for [`DRAIN_QUIET`].
-async fn drain(m: &Measurements) {
+pub(crate) async fn drain(m: &Measurements) {
     let mut seen = m.deliveries();
     let mut since = Instant::now();
     while !m.complete() {
@@ -395,7 +395,7 @@ async fn close_all(clients: Vec<Arc<Client>>) {
 }
 
 /// Samples the relay's memory until it exits, and returns then.
-async fn watch_relay(relay: Proc, m: &Measurements) {
+pub(crate) async fn watch_relay(relay: Proc, m: &Measurements) {
     let mut ticks = tokio::time::interval(POLL);
     while relay.running() {
         m.sample_rss();
@@ -404,7 +404,7 @@ async fn watch_relay(relay: Proc, m: &Measurements) {
 }
 
 /// Deliveries so far, to stderr, now and then.
-async fn progress(m: Arc<Measurements>) {
+pub(crate) async fn progress(m: Arc<Measurements>) {
     let mut ticks = tokio::time::interval(PROGRESS);
     ticks.tick().await;
     loop {
