@@ -7,11 +7,19 @@
 //! they are released, dropping what history already delivered. This works
 //! because the relay subscribes a session before it answers anything, so a
 //! message is either in the pages or arrives live (or both).
+//!
+//! Every page asked for carries a token, and a room accepts only the page
+//! it is waiting for: pages travel on streams of their own, so an answer to
+//! a request that was since superseded (a second lag, a leave and rejoin, a
+//! room list that crossed a join) can arrive late and must not count.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::frame::{Message, Page, RoomInfo, Seq};
 use crate::limits::{DEFAULT_PAGE, MAX_PAGE};
+
+/// Names the page request a room is waiting for.
+pub type Token = u64;
 
 /// What the session must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,14 +35,16 @@ pub enum Step {
     },
     /// The user is no longer in the room.
     Left { room: String },
-    /// Ask for this page of the room's history.
+    /// Ask for this page of the room's history; hand the answer back to
+    /// [`RoomSync::page`] with the token.
     Fetch {
         room: String,
         page: Page,
         limit: u16,
+        token: Token,
     },
-    /// Resubscribe (`Join`): the room lagged. A `Fetch` follows, now or when
-    /// the catch-up under way ends.
+    /// Resubscribe (`Resume`): the room lagged. A `Fetch` follows, now or
+    /// when the catch-up under way ends.
     Resubscribe { room: String },
 }
 
@@ -48,41 +58,54 @@ struct Room {
     /// Lagged again during a catch-up: the pages under way may predate the
     /// new resubscription, so one more pass is needed before releasing.
     relagged: bool,
-}
-
-impl Room {
-    fn fresh(held: Vec<Message>) -> Room {
-        Room {
-            held: Some(held),
-            fresh: true,
-            ..Room::default()
-        }
-    }
+    /// The page request this room is waiting for, if any.
+    waiting: Option<Token>,
+    /// Known before the latest login: the next room list decides whether
+    /// the user is still in it. Rooms heard of since are newer than the list.
+    carried: bool,
 }
 
 /// Sync state of every room of the session.
 #[derive(Debug, Default)]
 pub struct RoomSync {
     rooms: HashMap<String, Room>,
-}
-
-fn fetch_after(room: &str, last: Seq) -> Step {
-    Step::Fetch {
-        room: room.to_owned(),
-        page: Page::After(last),
-        limit: MAX_PAGE,
-    }
-}
-
-fn fetch_latest(room: &str) -> Step {
-    Step::Fetch {
-        room: room.to_owned(),
-        page: Page::Latest,
-        limit: DEFAULT_PAGE,
-    }
+    next_token: Token,
 }
 
 impl RoomSync {
+    fn fetch(&mut self, room: &str, page: Page) -> Step {
+        self.next_token += 1;
+        let token = self.next_token;
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.waiting = Some(token);
+        }
+        let limit = if page == Page::Latest {
+            DEFAULT_PAGE
+        } else {
+            MAX_PAGE
+        };
+        Step::Fetch {
+            room: room.to_owned(),
+            page,
+            limit,
+            token,
+        }
+    }
+
+    /// Starts catching up a room the application has not seen: hold live
+    /// messages and ask for the newest page.
+    fn start_fresh(&mut self, room: &str, held: Vec<Message>) -> Step {
+        self.rooms.insert(
+            room.to_owned(),
+            Room {
+                held: Some(held),
+                fresh: true,
+                ..Room::default()
+            },
+        );
+        self.fetch(room, Page::Latest)
+    }
+
     /// The highest sequence delivered in a room.
     pub fn last_seen(&self, room: &str) -> Option<Seq> {
         self.rooms.get(room).map(|r| r.last)
@@ -94,11 +117,14 @@ impl RoomSync {
     }
 
     /// A (re)login happened: hold every room's live messages until the room
-    /// list says how to catch each up.
+    /// list says how to catch each up. Pages asked for on the old
+    /// connection will never come.
     pub fn logged_in(&mut self) {
         for room in self.rooms.values_mut() {
             room.held = Some(Vec::new());
             room.relagged = false;
+            room.waiting = None;
+            room.carried = true;
         }
     }
 
@@ -106,26 +132,34 @@ impl RoomSync {
     pub fn room_list(&mut self, joined: &[RoomInfo]) -> Vec<Step> {
         let mut steps = Vec::new();
         let names: HashSet<&str> = joined.iter().map(|r| r.name.as_str()).collect();
+        // Only rooms known before the login can be judged by the list: one
+        // joined since may be newer than the list the relay read.
         let gone: Vec<String> = self
             .rooms
-            .keys()
-            .filter(|r| !names.contains(r.as_str()))
-            .cloned()
+            .iter()
+            .filter(|(n, r)| r.carried && !names.contains(n.as_str()))
+            .map(|(n, _)| n.clone())
             .collect();
         for room in gone {
             steps.extend(self.left(&room));
         }
         for info in joined {
-            let room = self
-                .rooms
-                .entry(info.name.clone())
-                .or_insert_with(|| Room::fresh(Vec::new()));
+            let Some(room) = self.rooms.get_mut(&info.name) else {
+                steps.push(self.start_fresh(&info.name, Vec::new()));
+                continue;
+            };
+            room.carried = false;
+            if room.waiting.is_some() {
+                // A catch-up is already under way for it.
+                continue;
+            }
             room.held.get_or_insert_with(Vec::new);
-            steps.push(if room.fresh {
-                fetch_latest(&info.name)
+            let page = if room.fresh {
+                Page::Latest
             } else {
-                fetch_after(&info.name, room.last)
-            });
+                Page::After(room.last)
+            };
+            steps.push(self.fetch(&info.name, page));
         }
         steps
     }
@@ -135,8 +169,7 @@ impl RoomSync {
         if self.rooms.contains_key(room) {
             return Vec::new();
         }
-        self.rooms.insert(room.to_owned(), Room::fresh(Vec::new()));
-        vec![fetch_latest(room)]
+        vec![self.start_fresh(room, Vec::new())]
     }
 
     /// The user left a room.
@@ -151,20 +184,23 @@ impl RoomSync {
 
     /// The relay stopped sending a room's live messages to this session.
     pub fn lagged(&mut self, room: &str) -> Vec<Step> {
-        let Some(r) = self.rooms.get_mut(room) else {
-            return Vec::new();
-        };
         let resubscribe = Step::Resubscribe {
             room: room.to_owned(),
+        };
+        let Some(r) = self.rooms.get_mut(room) else {
+            // A room whose first news (its join, its first message) was
+            // lost to the full queue: catch it up from its newest page.
+            return vec![resubscribe, self.start_fresh(room, Vec::new())];
         };
         if r.held.is_some() {
             r.relagged = true;
             return vec![resubscribe];
         }
         r.held = Some(Vec::new());
-        // Sent after the Join on the same stream, so the relay reads the
+        let last = r.last;
+        // Sent after the Resume on the same stream, so the relay reads the
         // history only once the session is subscribed again.
-        vec![resubscribe, fetch_after(room, r.last)]
+        vec![resubscribe, self.fetch(room, Page::After(last))]
     }
 
     /// A live message.
@@ -172,8 +208,7 @@ impl RoomSync {
         let Some(room) = self.rooms.get_mut(&msg.room) else {
             // A room we were added to without hearing of it yet.
             let name = msg.room.clone();
-            self.rooms.insert(name.clone(), Room::fresh(vec![msg]));
-            return vec![fetch_latest(&name)];
+            return vec![self.start_fresh(&name, vec![msg])];
         };
         match &mut room.held {
             Some(held) => {
@@ -188,10 +223,12 @@ impl RoomSync {
         }
     }
 
-    /// A history page this type asked for.
+    /// The answer to a [`Step::Fetch`]. Answers the room is no longer
+    /// waiting for are ignored.
     pub fn page(
         &mut self,
         room_name: &str,
+        token: Token,
         page: Page,
         messages: Vec<Message>,
         more: bool,
@@ -199,9 +236,10 @@ impl RoomSync {
         let Some(room) = self.rooms.get_mut(room_name) else {
             return Vec::new();
         };
-        if room.held.is_none() {
+        if room.waiting != Some(token) || room.held.is_none() {
             return Vec::new();
         }
+        room.waiting = None;
         let mut steps = Vec::new();
         match page {
             Page::Latest => {
@@ -223,7 +261,8 @@ impl RoomSync {
                     }
                 }
                 if more {
-                    steps.push(fetch_after(room_name, room.last));
+                    let last = room.last;
+                    steps.push(self.fetch(room_name, Page::After(last)));
                     return steps;
                 }
             }
@@ -231,7 +270,8 @@ impl RoomSync {
         }
         if room.relagged {
             room.relagged = false;
-            steps.push(fetch_after(room_name, room.last));
+            let last = room.last;
+            steps.push(self.fetch(room_name, Page::After(last)));
             return steps;
         }
         let mut held = room.held.take().unwrap_or_default();
@@ -261,6 +301,9 @@ mod tests {
             body: format!("{seq}"),
         }
     }
+    fn ms(room: &str, seqs: impl IntoIterator<Item = Seq>) -> Vec<Message> {
+        seqs.into_iter().map(|s| m(room, s)).collect()
+    }
     fn info(name: &str) -> RoomInfo {
         RoomInfo {
             name: name.into(),
@@ -281,29 +324,47 @@ mod tests {
             })
             .collect()
     }
+    /// What the application is shown of a room: `Joined` pages and deliveries.
+    fn shown(steps: &[Step], room: &str) -> Vec<Seq> {
+        let mut out = Vec::new();
+        for s in steps {
+            match s {
+                Step::Joined {
+                    room: r, recent, ..
+                } if r == room => out.extend(recent.iter().map(|m| m.seq)),
+                Step::Deliver(msg) if msg.room == room => out.push(msg.seq),
+                _ => {}
+            }
+        }
+        out
+    }
+    /// The page and token of the fetch for `room` among `steps`.
+    fn fetch(steps: &[Step], room: &str) -> (Page, Token) {
+        steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Fetch {
+                    room: r,
+                    page,
+                    token,
+                    ..
+                } if r == room => Some((*page, *token)),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no fetch for {room} in {steps:?}"))
+    }
 
     #[test]
     fn first_login_shows_latest_then_live_without_doubles() {
         let mut s = RoomSync::default();
         s.logged_in();
         let steps = s.room_list(&[info("lobby")]);
-        assert_eq!(
-            steps,
-            vec![Step::Fetch {
-                room: "lobby".into(),
-                page: Page::Latest,
-                limit: DEFAULT_PAGE
-            }]
-        );
+        let (page, t) = fetch(&steps, "lobby");
+        assert_eq!(page, Page::Latest);
         // Live messages race the page: 5 is in both, 6 only live.
         assert!(s.live(m("lobby", 5)).is_empty());
         assert!(s.live(m("lobby", 6)).is_empty());
-        let steps = s.page(
-            "lobby",
-            Page::Latest,
-            vec![m("lobby", 4), m("lobby", 5)],
-            true,
-        );
+        let steps = s.page("lobby", t, Page::Latest, ms("lobby", [4, 5]), true);
         assert!(matches!(&steps[0], Step::Joined { recent, more: true, .. } if recent.len() == 2));
         assert_eq!(delivered(&steps), vec![6]);
         assert_eq!(delivered(&s.live(m("lobby", 7))), vec![7]);
@@ -315,99 +376,68 @@ mod tests {
     fn reconnect_pages_the_gap_then_releases_held_messages() {
         let mut s = RoomSync::default();
         s.logged_in();
-        s.room_list(&[info("lobby")]);
-        s.page("lobby", Page::Latest, vec![m("lobby", 3)], false);
+        let (_, t) = fetch(&s.room_list(&[info("lobby")]), "lobby");
+        s.page("lobby", t, Page::Latest, ms("lobby", [3]), false);
         // Connection lost; messages 4..=9 committed meanwhile.
         s.logged_in();
         assert!(s.live(m("lobby", 9)).is_empty());
-        let steps = s.room_list(&[info("lobby")]);
-        assert_eq!(
-            steps,
-            vec![Step::Fetch {
-                room: "lobby".into(),
-                page: Page::After(3),
-                limit: MAX_PAGE
-            }]
-        );
-        let steps = s.page(
-            "lobby",
-            Page::After(3),
-            vec![m("lobby", 4), m("lobby", 5)],
-            true,
-        );
+        let (page, t) = fetch(&s.room_list(&[info("lobby")]), "lobby");
+        assert_eq!(page, Page::After(3));
+        let steps = s.page("lobby", t, Page::After(3), ms("lobby", [4, 5]), true);
         assert_eq!(delivered(&steps), vec![4, 5]);
-        assert_eq!(
-            steps.last(),
-            Some(&Step::Fetch {
-                room: "lobby".into(),
-                page: Page::After(5),
-                limit: MAX_PAGE
-            })
-        );
+        let (page, t) = fetch(&steps, "lobby");
+        assert_eq!(page, Page::After(5));
         assert!(s.live(m("lobby", 10)).is_empty(), "still held");
-        let steps = s.page(
-            "lobby",
-            Page::After(5),
-            vec![m("lobby", 7), m("lobby", 9)],
-            false,
-        );
+        let steps = s.page("lobby", t, Page::After(5), ms("lobby", [7, 9]), false);
         assert_eq!(delivered(&steps), vec![7, 9, 10]);
     }
 
     #[test]
     fn rooms_gone_from_the_list_are_left_and_new_ones_joined() {
         let mut s = RoomSync::default();
-        s.joined("dev");
-        s.page("dev", Page::Latest, vec![], false);
+        let (_, t) = fetch(&s.joined("dev"), "dev");
+        s.page("dev", t, Page::Latest, vec![], false);
         s.logged_in();
         let steps = s.room_list(&[info("ops")]);
         assert!(steps.contains(&Step::Left { room: "dev".into() }));
-        assert!(steps.contains(&Step::Fetch {
-            room: "ops".into(),
-            page: Page::Latest,
-            limit: DEFAULT_PAGE
-        }));
+        assert_eq!(fetch(&steps, "ops").0, Page::Latest);
     }
 
     #[test]
-    fn lag_rejoins_from_the_last_delivered() {
+    fn lag_resumes_from_the_last_delivered() {
         let mut s = RoomSync::default();
-        s.joined("r");
-        s.page("r", Page::Latest, vec![m("r", 1)], false);
+        let (_, t) = fetch(&s.joined("r"), "r");
+        s.page("r", t, Page::Latest, ms("r", [1]), false);
         assert_eq!(delivered(&s.live(m("r", 2))), vec![2]);
-        assert_eq!(
-            s.lagged("r"),
-            vec![Step::Resubscribe { room: "r".into() }, fetch_after("r", 2)]
-        );
+        let steps = s.lagged("r");
+        assert_eq!(steps[0], Step::Resubscribe { room: "r".into() });
+        let (page, t) = fetch(&steps, "r");
+        assert_eq!(page, Page::After(2));
         assert!(s.live(m("r", 8)).is_empty());
-        let steps = s.page("r", Page::After(2), vec![m("r", 3), m("r", 8)], false);
+        let steps = s.page("r", t, Page::After(2), ms("r", [3, 8]), false);
         assert_eq!(delivered(&steps), vec![3, 8]);
     }
 
     #[test]
     fn lagging_again_during_catch_up_takes_one_more_pass() {
         let mut s = RoomSync::default();
-        s.joined("r");
-        s.page("r", Page::Latest, vec![m("r", 1)], false);
-        s.lagged("r");
+        let (_, t) = fetch(&s.joined("r"), "r");
+        s.page("r", t, Page::Latest, ms("r", [1]), false);
+        let (_, t) = fetch(&s.lagged("r"), "r");
         // Lagged again before the first pass ended: 6 and 7 were dropped
         // after that pass's page was read.
         assert_eq!(s.lagged("r"), vec![Step::Resubscribe { room: "r".into() }]);
         assert!(s.live(m("r", 5)).is_empty());
-        let steps = s.page("r", Page::After(1), vec![m("r", 2), m("r", 3)], false);
+        let steps = s.page("r", t, Page::After(1), ms("r", [2, 3]), false);
         assert_eq!(
             delivered(&steps),
             vec![2, 3],
             "nothing held is released yet"
         );
-        assert_eq!(steps.last(), Some(&fetch_after("r", 3)));
+        let (page, t) = fetch(&steps, "r");
+        assert_eq!(page, Page::After(3));
         assert!(s.live(m("r", 8)).is_empty());
-        let steps = s.page(
-            "r",
-            Page::After(3),
-            vec![m("r", 4), m("r", 5), m("r", 6), m("r", 7)],
-            false,
-        );
+        let steps = s.page("r", t, Page::After(3), ms("r", [4, 5, 6, 7]), false);
         assert_eq!(delivered(&steps), vec![4, 5, 6, 7, 8]);
     }
 
@@ -415,18 +445,126 @@ mod tests {
     fn a_message_for_an_unknown_room_fetches_it() {
         let mut s = RoomSync::default();
         let steps = s.live(m("@a+b", 1));
-        assert_eq!(
-            steps,
-            vec![Step::Fetch {
-                room: "@a+b".into(),
-                page: Page::Latest,
-                limit: DEFAULT_PAGE
-            }]
-        );
-        let steps = s.page("@a+b", Page::Latest, vec![m("@a+b", 1)], false);
+        let (page, t) = fetch(&steps, "@a+b");
+        assert_eq!(page, Page::Latest);
+        let steps = s.page("@a+b", t, Page::Latest, ms("@a+b", [1]), false);
         assert!(
             matches!(&steps[..], [Step::Joined { .. }]),
             "1 came with the page, not twice"
         );
+    }
+
+    // Found by the room_sync fuzz target (fuzz/): answers to superseded
+    // requests arrive late on their own streams.
+
+    #[test]
+    fn a_second_request_for_the_same_room_is_not_made_while_one_is_under_way() {
+        let mut s = RoomSync::default();
+        s.logged_in();
+        let (_, t) = fetch(&s.live(m("lobby", 1)), "lobby");
+        assert_eq!(
+            s.lagged("lobby"),
+            vec![Step::Resubscribe {
+                room: "lobby".into()
+            }]
+        );
+        assert!(
+            s.room_list(&[info("lobby")]).is_empty(),
+            "the catch-up under way covers it"
+        );
+        let mut all = s.page("lobby", t, Page::Latest, ms("lobby", [1, 3]), false);
+        let (page, t) = fetch(&all, "lobby");
+        assert_eq!(page, Page::After(3), "one more pass for the lag");
+        all.extend(s.page("lobby", t, Page::After(3), ms("lobby", [4]), false));
+        assert_eq!(
+            all.iter()
+                .filter(|s| matches!(s, Step::Joined { .. }))
+                .count(),
+            1
+        );
+        assert_eq!(shown(&all, "lobby"), vec![1, 3, 4]);
+    }
+
+    #[test]
+    fn a_stale_page_does_not_end_the_catch_up_early() {
+        let mut s = RoomSync::default();
+        s.logged_in();
+        let (_, first) = fetch(&s.live(m("lobby", 1)), "lobby");
+        s.lagged("lobby"); // 2..=60 were not sent
+        let mut all = s.page("lobby", first, Page::Latest, ms("lobby", [1]), false);
+        let (page, t) = fetch(&all, "lobby");
+        assert_eq!(page, Page::After(1));
+        // A late answer to an older request for the room changes nothing.
+        assert!(s
+            .page("lobby", first, Page::Latest, ms("lobby", 11..=60), true)
+            .is_empty());
+        all.extend(s.page("lobby", t, Page::After(1), ms("lobby", 2..=60), false));
+        assert_eq!(shown(&all, "lobby"), (1..=60).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_page_from_before_leaving_is_not_delivered_after_rejoining() {
+        let mut s = RoomSync::default();
+        let (_, t) = fetch(&s.joined("dev"), "dev");
+        s.page("dev", t, Page::Latest, ms("dev", [1]), false);
+        let (_, old) = fetch(&s.lagged("dev"), "dev");
+        assert_eq!(s.left("dev"), vec![Step::Left { room: "dev".into() }]);
+        let (_, new) = fetch(&s.joined("dev"), "dev");
+        assert!(
+            s.page("dev", old, Page::After(1), ms("dev", [2]), false)
+                .is_empty(),
+            "stale"
+        );
+        let all = s.page("dev", new, Page::Latest, ms("dev", [1, 2]), false);
+        assert_eq!(shown(&all, "dev"), vec![1, 2]);
+    }
+
+    #[test]
+    fn lagged_for_a_room_not_yet_known_catches_it_up() {
+        let mut s = RoomSync::default();
+        s.logged_in();
+        let (_, t) = fetch(&s.room_list(&[info("lobby")]), "lobby");
+        s.page("lobby", t, Page::Latest, vec![], false);
+        let steps = s.lagged("dev");
+        assert_eq!(steps[0], Step::Resubscribe { room: "dev".into() });
+        let (page, t) = fetch(&steps, "dev");
+        assert_eq!(page, Page::Latest);
+        let steps = s.page("dev", t, Page::Latest, ms("dev", [1, 2]), false);
+        assert_eq!(shown(&steps, "dev"), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_room_list_older_than_a_join_does_not_leave_the_room() {
+        let mut s = RoomSync::default();
+        s.logged_in(); // ListRooms sent; the relay reads ["lobby"]
+        let (_, t) = fetch(&s.joined("dev"), "dev"); // joined since
+        s.lagged("dev");
+        let steps = s.room_list(&[info("lobby")]);
+        assert!(
+            !steps.contains(&Step::Left { room: "dev".into() }),
+            "{steps:?}"
+        );
+        let mut all = s.page("dev", t, Page::Latest, ms("dev", [1]), false);
+        let (_, t) = fetch(&all, "dev");
+        all.extend(s.page("dev", t, Page::After(1), vec![], false));
+        assert_eq!(
+            all.iter()
+                .filter(|s| matches!(s, Step::Joined { .. }))
+                .count(),
+            1
+        );
+        assert_eq!(shown(&all, "dev"), vec![1]);
+    }
+
+    #[test]
+    fn a_room_kept_across_a_login_is_still_left_when_the_list_omits_it() {
+        let mut s = RoomSync::default();
+        let (_, t) = fetch(&s.joined("dev"), "dev");
+        s.page("dev", t, Page::Latest, vec![], false);
+        s.logged_in();
+        s.logged_in(); // a second reconnect before the list came
+        assert!(s
+            .room_list(&[info("lobby")])
+            .contains(&Step::Left { room: "dev".into() }));
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::connect::{self, Incoming, Link};
-use super::sync::{RoomSync, Step};
+use super::sync::{RoomSync, Step, Token};
 use super::{Acked, Command, Config, Event, RequestError};
 use crate::codec;
 use crate::frame::{ClientFrame, ErrorCode, MsgId, Page, PresenceKind, RequestId, ServerFrame};
@@ -35,9 +35,15 @@ struct PendingSend {
 enum Waiting {
     App(oneshot::Sender<Result<ServerFrame, RequestError>>),
     Send(MsgId),
-    Page { room: String, page: Page },
+    Page {
+        room: String,
+        page: Page,
+        token: Token,
+    },
     Rooms,
-    Rejoin { room: String },
+    Rejoin {
+        room: String,
+    },
 }
 
 /// How serving a connection ended.
@@ -296,8 +302,8 @@ impl Worker {
                         more,
                     }));
                 }
-                Some(Waiting::Page { room, page }) => {
-                    let steps = self.sync.page(&room, page, messages, more);
+                Some(Waiting::Page { room, page, token }) => {
+                    let steps = self.sync.page(&room, token, page, messages, more);
                     self.apply(link, steps).await?;
                 }
                 _ => {}
@@ -363,7 +369,12 @@ impl Worker {
                     self.emit(Event::Joined { room, recent, more })
                 }
                 Step::Left { room } => self.emit(Event::Left { room }),
-                Step::Fetch { room, page, limit } => self.fetch(link, room, page, limit).await?,
+                Step::Fetch {
+                    room,
+                    page,
+                    limit,
+                    token,
+                } => self.fetch(link, room, page, limit, token).await?,
                 Step::Resubscribe { room } => {
                     let req = self.req();
                     self.waiting
@@ -381,6 +392,7 @@ impl Worker {
         room: String,
         page: Page,
         limit: u16,
+        token: Token,
     ) -> Result<(), String> {
         let req = self.req();
         let frame = ClientFrame::History {
@@ -389,7 +401,8 @@ impl Worker {
             page,
             limit,
         };
-        self.waiting.insert(req, Waiting::Page { room, page });
+        self.waiting
+            .insert(req, Waiting::Page { room, page, token });
         write(link, &frame).await
     }
 
