@@ -5,7 +5,7 @@ CERTS ?= certs
 DATA ?= data
 LISTEN ?= 127.0.0.1:4433
 
-.PHONY: all build release run serve certs test bench screenshot lint fmt clean
+.PHONY: all build release run serve certs test bench screenshot lint fmt clean fuzz
 
 all: build
 
@@ -60,3 +60,8 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+# Every fuzz target for FUZZ_SECONDS each (cargo-fuzz; see fuzz/README.md).
+FUZZ_SECONDS ?= 60
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
