@@ -428,6 +428,7 @@ async fn write_loop(mut send: SendStream, mut rx: mpsc::Receiver<Bytes>, lags: A
                 if n == 0 {
                     break;
                 }
+                lags.take(&mut batch);
                 if send.write_all_chunks(&mut batch).await.is_err() {
                     return;
                 }

@@ -6,9 +6,12 @@
 //! message is encoded once and the same bytes are queued for every
 //! recipient. A session whose queue is full is not waited for: it is marked
 //! lagged in that room, gets no more of that room's live messages, and is
-//! told where to resume from history (see `Outbox`).
+//! told where to resume from history (see `Outbox`). Presence is best
+//! effort, except a user's own membership changes: their sessions must
+//! learn of them to know what to fetch, so with a full queue those are
+//! held and slotted into the stream where they would have been queued.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -47,7 +50,41 @@ impl Outbox {
     /// Queues a reply, waiting for room: replies are never dropped, and a
     /// client that does not read only slows its own requests.
     pub async fn reply(&self, frame: &ServerFrame) -> bool {
-        self.tx.send(codec::encode(frame)).await.is_ok()
+        let Ok(permit) = self.tx.reserve().await else {
+            return false;
+        };
+        let mut held = self.lags.held.lock().expect("held lock");
+        permit.send(codec::encode(frame));
+        held.queued += 1;
+        true
+    }
+
+    /// Puts a frame on the queue if it has room, counting it so held
+    /// frames can be placed after it.
+    fn try_queue(&self, frame: &Bytes) -> bool {
+        let mut held = self.lags.held.lock().expect("held lock");
+        let ok = self.tx.try_send(frame.clone()).is_ok();
+        held.queued += u64::from(ok);
+        ok
+    }
+
+    /// Queues a change of the session's own user's membership, never
+    /// losing it: with a full queue (or frames already held, to keep their
+    /// order) it is held until the writer reaches its place in the stream.
+    fn offer_own(&self, frame: &Bytes) {
+        let mut held = self.lags.held.lock().expect("held lock");
+        if held.frames.is_empty() && self.tx.try_send(frame.clone()).is_ok() {
+            held.queued += 1;
+            return;
+        }
+        if held.frames.len() >= MAX_HELD {
+            // Only a client that never reads gets here; it is dropped by
+            // its idle timeout long before it could miss anything else.
+            tracing::warn!(user = %self.user, "own membership change dropped: the session does not read");
+            return;
+        }
+        let at = held.queued;
+        held.frames.push_back((at, frame.clone()));
     }
 
     /// Queues a live message unless the session lags in its room. Returns
@@ -57,7 +94,7 @@ impl Outbox {
         if marks.contains_key(room) {
             return (false, false);
         }
-        if self.tx.try_send(frame.clone()).is_err() {
+        if !self.try_queue(frame) {
             marks.insert(
                 room.to_owned(),
                 Lag {
@@ -75,15 +112,30 @@ impl Outbox {
     /// Queues a frame that may be lost when the queue is full (presence:
     /// the member list answers the same question on demand).
     fn offer(&self, frame: &Bytes) {
-        let _ = self.tx.try_send(frame.clone());
+        let _ = self.try_queue(frame);
     }
 }
+
+/// Own-membership frames held past a full queue; see [`Outbox::offer_own`].
+const MAX_HELD: usize = 1024;
 
 /// Rooms in which a session fell behind.
 #[derive(Default)]
 pub struct Lags {
     marks: Mutex<HashMap<String, Lag>>,
     signal: Notify,
+    held: Mutex<Held>,
+}
+
+/// Frames that belong at a given place in the queue's stream.
+#[derive(Default)]
+struct Held {
+    /// Frames ever put on the queue.
+    queued: u64,
+    /// Frames the writer has taken off it.
+    taken: u64,
+    /// Each with the number of queued frames it goes after, ascending.
+    frames: VecDeque<(u64, Bytes)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +149,24 @@ impl Lags {
     /// here it gets live messages again and pages history for the gap.
     pub fn resubscribed(&self, room: &str) {
         self.marks.lock().expect("lag lock").remove(room);
+    }
+
+    /// Called by the writer with each batch it took off the queue, in
+    /// order: slots held frames into the batch where they belong.
+    pub fn take(&self, batch: &mut Vec<Bytes>) {
+        let mut held = self.held.lock().expect("held lock");
+        let first = held.taken;
+        held.taken += batch.len() as u64;
+        let mut inserted = 0;
+        while let Some(&(at, _)) = held.frames.front() {
+            if at > held.taken {
+                break;
+            }
+            let (at, frame) = held.frames.pop_front().expect("front");
+            let index = (at.saturating_sub(first) as usize + inserted).min(batch.len());
+            batch.insert(index, frame);
+            inserted += 1;
+        }
     }
 
     /// Waits until some room lags and returns the `Lagged` frames not yet
@@ -189,6 +259,23 @@ impl State {
         }
         peers.retain(|id| self.sessions.get(id).is_some_and(|s| s.user != user));
         peers
+    }
+
+    /// Tells a room's sessions that `user` joined or left it; the user's
+    /// own sessions are told even past a full queue.
+    fn membership_to(&self, room: &str, user: &str, kind: PresenceKind) {
+        let frame = codec::encode(&ServerFrame::Presence(Presence {
+            room: Some(room.to_owned()),
+            user: user.to_owned(),
+            kind,
+        }));
+        for s in self.room_sessions(room) {
+            if s.user == user {
+                s.offer_own(&frame);
+            } else {
+                s.offer(&frame);
+            }
+        }
     }
 
     fn presence_to(&self, ids: impl IntoIterator<Item = SessionId>, p: Presence) {
@@ -305,29 +392,13 @@ impl Hub {
         for id in own {
             st.subscribe(id, room);
         }
-        let ids: Vec<SessionId> = st.room_sessions(room).map(|s| s.id).collect();
-        st.presence_to(
-            ids,
-            Presence {
-                room: Some(room.to_owned()),
-                user: user.to_owned(),
-                kind: PresenceKind::Joined,
-            },
-        );
+        st.membership_to(room, user, PresenceKind::Joined);
     }
 
     /// `user` left `room`: tells the room, then unsubscribes their sessions.
     pub fn left(&self, user: &str, room: &str) {
         let mut st = self.state.lock().expect("hub lock");
-        let ids: Vec<SessionId> = st.room_sessions(room).map(|s| s.id).collect();
-        st.presence_to(
-            ids,
-            Presence {
-                room: Some(room.to_owned()),
-                user: user.to_owned(),
-                kind: PresenceKind::Left,
-            },
-        );
+        st.membership_to(room, user, PresenceKind::Left);
         *st.epochs.entry(user.to_owned()).or_default() += 1;
         let own: Vec<Arc<Outbox>> = st.user_sessions(user).cloned().collect();
         for session in own {
@@ -518,5 +589,78 @@ mod tests {
         slow.lags.resubscribed("lobby");
         hub.publish(&msg("lobby", 7));
         assert_eq!(drain(&mut rx).len(), 1);
+    }
+
+    /// What the writer sends now: the queue as batches through `take`.
+    fn written(outbox: &Outbox, rx: &mut mpsc::Receiver<Bytes>) -> Vec<ServerFrame> {
+        let mut batch = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            batch.push(b);
+        }
+        outbox.lags.take(&mut batch);
+        batch.into_iter().map(decode).collect()
+    }
+
+    fn own_membership(frames: &[ServerFrame]) -> Vec<(String, PresenceKind)> {
+        frames
+            .iter()
+            .filter_map(|f| match f {
+                ServerFrame::Presence(Presence {
+                    room: Some(r),
+                    user,
+                    kind,
+                }) if user == "alice" => Some((r.clone(), *kind)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    // Found by fuzzing the client's room sync: a dropped `Joined` of the
+    // user's own other device left the client not knowing a room it is in.
+    #[test]
+    fn own_membership_changes_pass_a_full_queue_in_order() {
+        let hub = Hub::default();
+        let (alice, mut rx) = Outbox::new(1, "alice".into(), 1);
+        attach(&hub, alice.clone(), &["lobby"]);
+        hub.publish(&msg("lobby", 1)); // the queue (depth 1) is now full
+        hub.joined("alice", "dev");
+        hub.left("alice", "dev");
+        hub.joined("alice", "dev");
+        assert!(hub.is_subscribed(1, "dev"));
+
+        let frames = written(&alice, &mut rx);
+        assert!(matches!(&frames[0], ServerFrame::Message(m) if m.seq == 1));
+        assert_eq!(
+            own_membership(&frames),
+            vec![
+                ("dev".into(), PresenceKind::Joined),
+                ("dev".into(), PresenceKind::Left),
+                ("dev".into(), PresenceKind::Joined),
+            ]
+        );
+        hub.publish(&msg("dev", 1));
+        assert!(
+            matches!(&written(&alice, &mut rx)[..], [ServerFrame::Message(m)] if m.room == "dev")
+        );
+    }
+
+    #[test]
+    fn a_held_change_keeps_its_place_among_frames_queued_around_it() {
+        let hub = Hub::default();
+        let (alice, mut rx) = Outbox::new(1, "alice".into(), 2);
+        attach(&hub, alice.clone(), &["lobby"]);
+        hub.publish(&msg("lobby", 1));
+        hub.left("alice", "lobby"); // queued: Message 1, Left
+        hub.joined("alice", "lobby"); // full: held after 2 frames
+                                      // The writer takes one frame; room opens for a later message.
+        let first = rx.try_recv().unwrap();
+        let mut batch = vec![first];
+        alice.lags.take(&mut batch);
+        assert_eq!(batch.len(), 1, "nothing held belongs after frame 1");
+        hub.publish(&msg("lobby", 2));
+        let frames = written(&alice, &mut rx);
+        assert!(matches!(&frames[0], ServerFrame::Presence(p) if p.kind == PresenceKind::Left));
+        assert!(matches!(&frames[1], ServerFrame::Presence(p) if p.kind == PresenceKind::Joined));
+        assert!(matches!(&frames[2], ServerFrame::Message(m) if m.seq == 2));
     }
 }
