@@ -1,11 +1,13 @@
 //! Durable state: accounts, rooms, memberships, invites and messages.
 //!
 //! One trait, [`Store`], so the relay can run on the embedded SQLite file
-//! (the default, [`sqlite::SqliteStore`]) or, later, on a cluster store.
+//! (the default, [`sqlite::SqliteStore`]) or on a NATS JetStream cluster
+//! shared by several relays ([`nats::NatsStore`]).
 //! Appends are group-committed: a message's future resolves only after the
 //! transaction holding it is durable, and committed messages are published,
 //! in sequence order per room, on the channel given at open.
 
+pub mod nats;
 pub mod sqlite;
 
 use std::future::Future;

@@ -1,0 +1,137 @@
+//! A real `nats-server` with JetStream for cluster tests: started on a
+//! free loopback port with a temporary store, stopped when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use tempfile::TempDir;
+
+use crate::PATIENCE;
+
+/// Where the server binary is: `CONFAB_NATS_SERVER`, the workspace's
+/// `.venv-nats` (which scripts/test-deps.sh makes), or the `PATH`.
+pub fn server_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("CONFAB_NATS_SERVER") {
+        return path.into();
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-nats/bin/nats-server");
+    if venv.exists() {
+        return venv;
+    }
+    "nats-server".into()
+}
+
+/// A running nats-server.
+pub struct NatsServer {
+    pub dir: TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    pub fn start() -> NatsServer {
+        let mut server = NatsServer {
+            dir: tempfile::tempdir().expect("temp dir"),
+            port: 0,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// `nats://127.0.0.1:PORT` for `relay serve --nats`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.path().join("nats.conf");
+        // `sync_interval: always`: a test may SIGKILL the server, and what it
+        // acknowledged must be on disk, as with the relay's own store.
+        std::fs::write(
+            &conf,
+            format!(
+                "jetstream {{ store_dir: {:?}, sync_interval: always }}\n",
+                self.dir.path().join("store")
+            ),
+        )
+        .expect("nats config");
+        let port = if self.port == 0 {
+            "-1".to_owned()
+        } else {
+            self.port.to_string()
+        };
+        let binary = server_binary();
+        let mut child = Command::new(&binary)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-a", "127.0.0.1", "-p", &port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e}; make test installs it (scripts/test-deps.sh)",
+                    binary.display()
+                )
+            });
+        let stderr = child.stderr.take().expect("stderr");
+        let log = self.dir.path().join("nats.log");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .ok();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(out) = out.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(out, "{line}");
+                }
+                if let Some((_, addr)) = line.split_once("Listening for client connections on ") {
+                    let port = addr.rsplit(':').next().and_then(|p| p.trim().parse().ok());
+                    let _ = tx.send(port);
+                }
+                if line.contains("Server is ready") {
+                    let _ = tx.send(None);
+                }
+            }
+        });
+        let mut port = None;
+        loop {
+            match rx.recv_timeout(PATIENCE) {
+                Ok(Some(p)) => port = Some(p),
+                Ok(None) => break,
+                Err(_) => panic!("nats-server did not start; log:\n{}", self.log()),
+            }
+        }
+        self.port = port.expect("nats-server printed its port");
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+
+    /// Stops the server abruptly (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server and starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,310 @@
+//! The same checks against both stores: the embedded SQLite file and NATS
+//! JetStream (a real nats-server). What a session relies on must hold for
+//! each: names ignore case, deleted names stay taken, membership changes
+//! report whether they changed anything, resends are recognised with their
+//! original sequence and time, and history pages agree with the protocol.
+
+use std::sync::Arc;
+
+use common::frame::{Message, Page, RoomKind};
+use common::names::{dm_room, LOBBY};
+use confab_tests::nats::NatsServer;
+use relay::store::nats::{NatsOptions, NatsStore};
+use relay::store::sqlite::SqliteStore;
+use relay::store::{NewMessage, Store, StoreError};
+use tokio::sync::mpsc;
+
+fn msg(room: &str, n: u128) -> NewMessage {
+    NewMessage {
+        room: room.into(),
+        from: "alice".into(),
+        id: n.to_be_bytes(),
+        body: format!("message {n}"),
+    }
+}
+
+fn bodies(page: &[Message]) -> Vec<String> {
+    page.iter().map(|m| m.body.clone()).collect()
+}
+
+async fn accounts<S: Store>(s: &S) {
+    s.create_user("Alice", "phc-a").await.unwrap();
+    assert_eq!(
+        s.create_user("alice", "x").await,
+        Err(StoreError::NameTaken),
+        "names ignore case"
+    );
+    let alice = s.user("ALICE").await.unwrap().unwrap();
+    assert_eq!(
+        (alice.name.as_str(), alice.phc.as_str()),
+        ("Alice", "phc-a")
+    );
+    s.set_password("alice", "phc-b").await.unwrap();
+    assert_eq!(s.user("Alice").await.unwrap().unwrap().phc, "phc-b");
+    assert_eq!(
+        s.set_password("nobody", "x").await,
+        Err(StoreError::NoSuchUser)
+    );
+    s.create_user("bob", "phc").await.unwrap();
+    s.create_user("carol", "phc").await.unwrap();
+    assert!(
+        s.is_member(LOBBY, "bob").await.unwrap(),
+        "new users join the lobby"
+    );
+    let names: Vec<String> = s
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["Alice", "bob", "carol"]);
+
+    s.delete_user("carol").await.unwrap();
+    assert_eq!(s.user("carol").await.unwrap(), None);
+    assert!(!s.is_member(LOBBY, "carol").await.unwrap());
+    assert_eq!(
+        s.create_user("Carol", "x").await,
+        Err(StoreError::NameTaken),
+        "a tombstone"
+    );
+    assert_eq!(s.delete_user("carol").await, Err(StoreError::NoSuchUser));
+}
+
+async fn rooms<S: Store>(s: &S) {
+    let dev = s
+        .create_room("dev", RoomKind::Public, "alice")
+        .await
+        .unwrap();
+    assert_eq!(
+        (dev.created_by.as_str(), dev.members, dev.latest),
+        ("Alice", 1, 0)
+    );
+    assert_eq!(
+        s.create_room("dev", RoomKind::Private, "bob").await,
+        Err(StoreError::RoomExists)
+    );
+    assert_eq!(
+        s.create_room("x", RoomKind::Public, "nobody").await,
+        Err(StoreError::NoSuchUser)
+    );
+    s.create_room("secret", RoomKind::Private, "bob")
+        .await
+        .unwrap();
+    let public: Vec<String> = s
+        .public_rooms()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(public, ["dev", "lobby"]);
+
+    assert!(s.add_member("dev", "bob").await.unwrap());
+    assert!(
+        !s.add_member("dev", "BOB").await.unwrap(),
+        "already a member"
+    );
+    assert_eq!(
+        s.add_member("nowhere", "bob").await,
+        Err(StoreError::NoSuchRoom)
+    );
+    assert_eq!(s.members("dev").await.unwrap(), ["Alice", "bob"]);
+    let of_bob: Vec<String> = s
+        .rooms_of("bob")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(of_bob, ["dev", "lobby", "secret"]);
+
+    assert!(!s.is_invited("secret", "alice").await.unwrap());
+    s.invite("secret", "alice").await.unwrap();
+    assert!(s.is_invited("secret", "Alice").await.unwrap());
+    assert!(s.add_member("secret", "alice").await.unwrap());
+    assert!(
+        !s.is_invited("secret", "alice").await.unwrap(),
+        "joining uses the invite"
+    );
+
+    assert!(s.remove_member("dev", "bob").await.unwrap());
+    assert!(!s.remove_member("dev", "bob").await.unwrap());
+    assert!(!s.is_member("dev", "bob").await.unwrap());
+    assert!(s.add_member("dev", "bob").await.unwrap(), "may come back");
+
+    let dm = s.open_dm("bob", "ALICE").await.unwrap();
+    assert_eq!(dm.name, dm_room("Alice", "bob"));
+    assert_eq!((dm.kind, dm.members), (RoomKind::Direct, 2));
+    s.remove_member(&dm.name, "bob").await.unwrap();
+    assert_eq!(
+        s.open_dm("alice", "bob").await.unwrap().members,
+        2,
+        "reopened"
+    );
+    let row = s.room("dev").await.unwrap().unwrap();
+    assert_eq!((row.kind, row.members), (RoomKind::Public, 2));
+    assert_eq!(s.room("nowhere").await.unwrap(), None);
+}
+
+async fn messages<S: Store>(s: &S, published: &mut mpsc::UnboundedReceiver<Arc<Message>>) {
+    // Two rooms interleaved: sequences per room increase, maybe with gaps.
+    let mut seqs = Vec::new();
+    for n in 1..=200u128 {
+        let room = if n % 3 == 0 { "dev" } else { LOBBY };
+        let a = s.append(msg(room, n)).await.unwrap();
+        assert!(!a.duplicate);
+        if room == LOBBY {
+            seqs.push(a.seq);
+        }
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    let again = s.append(msg(LOBBY, 1)).await.unwrap();
+    assert!(again.duplicate, "a resend is recognised");
+    assert_eq!(again.seq, seqs[0], "with its original sequence");
+    assert_eq!(
+        s.append(msg("nowhere", 999)).await,
+        Err(StoreError::NoSuchRoom)
+    );
+
+    let lobby: Vec<String> = (1..=200u128)
+        .filter(|n| n % 3 != 0)
+        .map(|n| format!("message {n}"))
+        .collect();
+    let (page, more) = s.history(LOBBY, Page::Latest, 50).await.unwrap();
+    assert_eq!(bodies(&page), lobby[lobby.len() - 50..]);
+    assert!(more);
+    let (older, more) = s
+        .history(LOBBY, Page::Before(page[0].seq), 50)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&older), lobby[lobby.len() - 100..lobby.len() - 50]);
+    assert!(more);
+    let (rest, more) = s
+        .history(LOBBY, Page::Before(older[0].seq), 50)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&rest), lobby[..lobby.len() - 100]);
+    assert!(!more);
+    let (after, more) = s.history(LOBBY, Page::After(seqs[9]), 20).await.unwrap();
+    assert_eq!(bodies(&after), lobby[10..30]);
+    assert!(more);
+    let (end, more) = s
+        .history(LOBBY, Page::After(*seqs.last().unwrap()), 20)
+        .await
+        .unwrap();
+    assert!(end.is_empty() && !more);
+    let (none, more) = s.history("secret", Page::Latest, 50).await.unwrap();
+    assert!(none.is_empty() && !more);
+    assert_eq!(
+        s.room(LOBBY).await.unwrap().unwrap().latest,
+        *seqs.last().unwrap()
+    );
+    let row = page.last().unwrap();
+    assert_eq!(
+        (row.from.as_str(), row.id),
+        ("alice", 200u128.to_be_bytes())
+    );
+
+    // Committed messages are published once each, in order per room.
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + confab_tests::PATIENCE;
+    while got.len() < 200 {
+        let m = tokio::time::timeout_at(deadline, published.recv())
+            .await
+            .expect("every committed message is published")
+            .unwrap();
+        got.push(m);
+    }
+    let lobby_published: Vec<u64> = got
+        .iter()
+        .filter(|m| m.room == LOBBY)
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(lobby_published, seqs);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        published.try_recv().is_err(),
+        "the resend was not published again"
+    );
+}
+
+async fn all<S: Store>(s: &S, published: &mut mpsc::UnboundedReceiver<Arc<Message>>) {
+    accounts(s).await;
+    rooms(s).await;
+    messages(s, published).await;
+    s.close().await;
+    assert_eq!(s.append(msg(LOBBY, 500)).await, Err(StoreError::Closed));
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let store = SqliteStore::open(dir.path(), Some(tx)).unwrap();
+    all(&store, &mut rx).await;
+}
+
+#[tokio::test]
+async fn nats_store() {
+    let nats = NatsServer::start();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let store = NatsStore::open(&NatsOptions::new(nats.url()), Some(tx))
+        .await
+        .unwrap();
+    all(&store, &mut rx).await;
+}
+
+#[tokio::test]
+async fn nats_history_finds_a_sparse_room_in_a_busy_stream() {
+    let nats = NatsServer::start();
+    let store = NatsStore::open(&NatsOptions::new(nats.url()), None)
+        .await
+        .unwrap();
+    store.create_user("alice", "phc").await.unwrap();
+    store
+        .create_room("quiet", RoomKind::Public, "alice")
+        .await
+        .unwrap();
+    let mut quiet = Vec::new();
+    let mut pending = Vec::new();
+    for n in 0..3000u128 {
+        let room = if n % 97 == 0 { "quiet" } else { LOBBY };
+        pending.push((room, store.append(msg(room, n))));
+    }
+    for (room, p) in pending {
+        let a = p.await.unwrap();
+        if room == "quiet" {
+            quiet.push(a.seq);
+        }
+    }
+    let (page, more) = store.history("quiet", Page::Latest, 10).await.unwrap();
+    let seqs: Vec<u64> = page.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, quiet[quiet.len() - 10..]);
+    assert!(more);
+    let (older, _) = store
+        .history("quiet", Page::Before(seqs[0]), 50)
+        .await
+        .unwrap();
+    let older: Vec<u64> = older.iter().map(|m| m.seq).collect();
+    assert_eq!(older, quiet[..quiet.len() - 10]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn nats_unreachable_or_without_jetstream_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = NatsStore::open(&NatsOptions::new(format!("nats://127.0.0.1:{port}")), None)
+        .await
+        .err()
+        .expect("nothing listens there");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("cannot reach NATS") && text.contains("nats-server running"),
+        "{text}"
+    );
+}
