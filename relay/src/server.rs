@@ -67,12 +67,15 @@ pub async fn until_shutdown(signal: &mut watch::Receiver<bool>) {
 ///
 /// `committed` is the store's channel of committed messages; the one task
 /// that drains it is what keeps every room's fan-out in sequence order.
+/// `cluster` links this relay to the others sharing a NATS store.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<S: Store>(
     endpoint: Endpoint,
     store: S,
     mut committed: mpsc::UnboundedReceiver<Arc<Message>>,
     cfg: Config,
     metrics: Option<tokio::net::TcpListener>,
+    cluster: Option<async_nats::Client>,
     stop: impl Future<Output = ()>,
 ) {
     let relay = Arc::new(Relay {
@@ -109,6 +112,16 @@ pub async fn serve<S: Store>(
                     .fetch_add(lagged, std::sync::atomic::Ordering::Relaxed);
             }
         })
+    };
+    let link = match cluster {
+        Some(client) => match crate::cluster::Link::start(client, relay.clone()).await {
+            Ok(link) => Some(link),
+            Err(e) => {
+                tracing::error!("cannot link to the other relays: {e}");
+                None
+            }
+        },
+        None => None,
     };
     let admission = Admission::new(
         relay.cfg.max_connections,
@@ -158,6 +171,9 @@ pub async fn serve<S: Store>(
     if drained.is_err() {
         tracing::warn!("some connections did not close in time");
         conns.abort_all();
+    }
+    if let Some(link) = link {
+        link.bye().await;
     }
     relay.store.close().await;
     fanout.abort();

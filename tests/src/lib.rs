@@ -24,6 +24,12 @@ pub const PASSWORD: &str = "correct horse battery";
 /// How long a test waits for something that should happen at once.
 pub const PATIENCE: Duration = Duration::from_secs(15);
 
+/// Whether the suite runs every relay on NATS JetStream instead of SQLite
+/// (`CONFAB_TEST_NATS=1`, as `make test-nats` sets).
+pub fn on_nats() -> bool {
+    std::env::var("CONFAB_TEST_NATS").is_ok_and(|v| v == "1")
+}
+
 /// Path of a workspace binary, built next to the test executable.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -42,6 +48,9 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Relay {
     pub dir: TempDir,
     pub addr: SocketAddr,
+    /// The nats-server this relay keeps its store in, when the whole suite
+    /// runs on NATS (`CONFAB_TEST_NATS=1`) and the test did not pick one.
+    pub own_nats: Option<nats::NatsServer>,
     child: Option<Child>,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -61,18 +70,27 @@ impl Relay {
     /// Starts a relay whose certificate and data live in `dir` (a test may
     /// have mounted something at `dir/data` first).
     pub fn start_in(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Relay {
-        let status = Command::new(bin("relay"))
-            .args(["gen-cert", "--out"])
-            .arg(dir.path().join("certs"))
-            .stdout(Stdio::null())
-            .status()
-            .expect("run relay gen-cert");
-        assert!(status.success(), "gen-cert failed");
+        if !dir.path().join("certs/cert.pem").exists() {
+            let status = Command::new(bin("relay"))
+                .args(["gen-cert", "--out"])
+                .arg(dir.path().join("certs"))
+                .stdout(Stdio::null())
+                .status()
+                .expect("run relay gen-cert");
+            assert!(status.success(), "gen-cert failed");
+        }
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let own_nats = (on_nats() && !args.iter().any(|a| a == "--nats")).then(|| {
+            let server = nats::NatsServer::start();
+            args.extend(["--nats".to_owned(), server.url()]);
+            server
+        });
         let mut relay = Relay {
             dir,
             addr: "127.0.0.1:0".parse().unwrap(),
+            own_nats,
             child: None,
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args,
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -80,6 +98,32 @@ impl Relay {
         };
         relay.spawn();
         relay
+    }
+
+    /// Starts `n` relays on one NATS server, all with the same certificate
+    /// (as a team would put one name and certificate on all of them).
+    pub fn cluster(nats: &nats::NatsServer, n: usize, args: &[&str]) -> Vec<Relay> {
+        let url = nats.url();
+        let mut all: Vec<&str> = vec!["--nats", &url];
+        all.extend_from_slice(args);
+        let first = Relay::start_with(&all, &[]);
+        let mut relays = vec![];
+        for _ in 1..n {
+            let dir = tempfile::tempdir().expect("temp dir");
+            std::fs::create_dir_all(dir.path().join("certs")).expect("certs dir");
+            for file in ["cert.pem", "key.pem"] {
+                let to = dir.path().join("certs").join(file);
+                std::fs::copy(first.dir.path().join("certs").join(file), &to).expect("copy cert");
+            }
+            relays.push(Relay::start_in(dir, &all, &[]));
+        }
+        relays.insert(0, first);
+        relays
+    }
+
+    /// Whether this relay keeps its store in NATS.
+    pub fn on_nats(&self) -> bool {
+        self.args.iter().any(|a| a == "--nats")
     }
 
     pub fn cert(&self) -> PathBuf {

@@ -29,7 +29,7 @@ use common::frame::{Message, MsgId, Page, RoomKind, Seq};
 use common::names::{dm_room, LOBBY};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use self::keys::EVENTS;
@@ -137,13 +137,32 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
         .map_err(|e| StoreError::Db(format!("nats: unreadable record: {e}")))
 }
 
-/// Connects to NATS with the options' credentials and TLS.
-pub async fn connect(opts: &NatsOptions) -> anyhow::Result<async_nats::Client> {
+/// Connects to NATS with the options' credentials and TLS. The receiver
+/// counts (re)connections: consumers the server lost while the link was
+/// down are re-created as soon as it is back.
+pub async fn connect(
+    opts: &NatsOptions,
+) -> anyhow::Result<(async_nats::Client, watch::Receiver<u64>)> {
+    let (connected, connections) = watch::channel(0u64);
     let mut options = async_nats::ConnectOptions::new()
         .name("confab-relay")
         .connection_timeout(Duration::from_secs(5))
         // Forever: a relay outlives NATS restarts and failovers.
-        .max_reconnects(None);
+        .max_reconnects(None)
+        .event_callback(move |event| {
+            match &event {
+                async_nats::Event::Connected => {
+                    tracing::info!("connected to NATS");
+                    connected.send_modify(|n| *n += 1);
+                }
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("lost the connection to NATS; reconnecting")
+                }
+                async_nats::Event::ClientError(_) => tracing::debug!("nats: {event}"),
+                _ => tracing::warn!("nats: {event}"),
+            }
+            async {}
+        });
     if let Some(creds) = &opts.creds {
         options = options
             .credentials_file(creds)
@@ -165,12 +184,13 @@ pub async fn connect(opts: &NatsOptions) -> anyhow::Result<async_nats::Client> {
         .map(|u| u.trim().parse())
         .collect::<Result<_, _>>()
         .with_context(|| format!("invalid NATS URL in {:?}", opts.urls))?;
-    options.connect(addrs).await.map_err(|e| {
+    let client = options.connect(addrs).await.map_err(|e| {
         anyhow!(
             "cannot reach NATS at {}: {e}; is nats-server running there, and are the credentials right?",
             opts.urls
         )
-    })
+    })?;
+    Ok((client, connections))
 }
 
 impl NatsStore {
@@ -180,7 +200,7 @@ impl NatsStore {
         opts: &NatsOptions,
         committed: Option<mpsc::UnboundedSender<Arc<Message>>>,
     ) -> anyhow::Result<Self> {
-        let client = connect(opts).await?;
+        let (client, connections) = connect(opts).await?;
         let js = jetstream::new(client.clone());
         let off = |e: &dyn std::fmt::Display| {
             anyhow!(
@@ -235,10 +255,20 @@ impl NatsStore {
                 .context("cannot read the stream")?
                 .state
                 .last_sequence;
-            *lock(&store.feed) = Some(tokio::spawn(follow(stream, last + 1, committed)));
+            *lock(&store.feed) = Some(tokio::spawn(follow(
+                stream,
+                last + 1,
+                committed,
+                connections,
+            )));
         }
         tracing::info!(urls = %opts.urls, "store on NATS JetStream");
         Ok(store)
+    }
+
+    /// The connection to NATS, shared with the link to the other relays.
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
     }
 
     async fn create_room_record(
@@ -493,9 +523,15 @@ async fn original(js: &Context, room: &str, seq: Seq) -> Result<Appended, StoreE
 
 /// Follows the stream from `from` and hands every message on, in order.
 /// The ordered consumer re-creates itself after gaps and reconnects.
-async fn follow(stream: stream::Stream, from: Seq, committed: mpsc::UnboundedSender<Arc<Message>>) {
+async fn follow(
+    stream: stream::Stream,
+    from: Seq,
+    committed: mpsc::UnboundedSender<Arc<Message>>,
+    mut connections: watch::Receiver<u64>,
+) {
     let mut next = from;
     loop {
+        connections.mark_unchanged();
         let consumer = stream
             .create_consumer(pull::OrderedConfig {
                 filter_subject: keys::SUBJECTS.into(),
@@ -521,13 +557,20 @@ async fn follow(stream: stream::Stream, from: Seq, committed: mpsc::UnboundedSen
                 continue;
             }
         };
-        while let Some(m) = messages.next().await {
+        loop {
+            let m = tokio::select! {
+                m = messages.next() => m,
+                // The server may have lost the consumer (it lives in
+                // memory); start a new one where this one stopped.
+                _ = connections.changed() => break,
+            };
             let m = match m {
-                Ok(m) => m,
-                Err(e) => {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
                     tracing::warn!("following the message stream: {e}");
                     break;
                 }
+                None => break,
             };
             let Ok(info) = m.info() else { continue };
             let seq = info.stream_sequence;

@@ -1,0 +1,166 @@
+//! Several relays on one NATS JetStream store (a real nats-server): users
+//! on different relays chat as if on one; history, rooms, DMs and presence
+//! agree; relays ride out a NATS restart without losing what they acked.
+
+use common::client::Event;
+use common::frame::{Page, PresenceKind};
+use common::names::{dm_room, LOBBY};
+use confab_tests::nats::NatsServer;
+use confab_tests::{Relay, Session};
+
+async fn line_from(s: &mut Session, room: &str, from: &str) -> String {
+    s.wait_for(&format!("a line from {from} in {room}"), |e| match e {
+        Event::Message(m) if m.room == room && m.from == from => Some(m.body.clone()),
+        _ => None,
+    })
+    .await
+}
+
+async fn presence(s: &mut Session, user: &str, kind: PresenceKind) {
+    s.wait_for(&format!("{user} {kind:?}"), |e| match e {
+        Event::Presence(p) if p.user == user && p.kind == kind => Some(()),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn users_on_two_relays_share_rooms_dms_presence_and_history() {
+    let nats = NatsServer::start();
+    let relays = Relay::cluster(&nats, 2, &[]);
+    let (a, b) = (&relays[0], &relays[1]);
+
+    let mut alice = a.register("alice").await;
+    alice.joined(LOBBY).await;
+    let mut bob = b.register("bob").await;
+    bob.joined(LOBBY).await;
+    presence(&mut alice, "bob", PresenceKind::Online).await;
+
+    // Lobby, both ways.
+    alice
+        .client
+        .send(LOBBY, "hi bob, I am on relay A")
+        .await
+        .unwrap();
+    assert_eq!(
+        line_from(&mut bob, LOBBY, "alice").await,
+        "hi bob, I am on relay A"
+    );
+    bob.client.send(LOBBY, "hi alice, B here").await.unwrap();
+    assert_eq!(
+        line_from(&mut alice, LOBBY, "bob").await,
+        "hi alice, B here"
+    );
+    let members = alice.client.members(LOBBY).await.unwrap();
+    assert!(
+        members.iter().any(|m| m.user == "bob" && m.online),
+        "bob is online, on the other relay: {members:?}"
+    );
+
+    // A channel made on A, joined from B.
+    alice.client.create_room("dev", false).await.unwrap();
+    alice.joined("dev").await;
+    bob.client.join("dev").await.unwrap();
+    bob.joined("dev").await;
+    alice
+        .wait_for("bob joined dev", |e| match e {
+            Event::Presence(p)
+                if p.kind == PresenceKind::Joined
+                    && p.user == "bob"
+                    && p.room.as_deref() == Some("dev") =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    alice.client.send("dev", "deploy at five").await.unwrap();
+    assert_eq!(line_from(&mut bob, "dev", "alice").await, "deploy at five");
+
+    // A DM opened on B reaches alice's session on A.
+    let dm = dm_room("alice", "bob");
+    bob.client.open_dm("alice").await.unwrap();
+    bob.joined(&dm).await;
+    bob.client.send(&dm, "psst").await.unwrap();
+    alice.joined(&dm).await;
+    // The DM's first line arrives live or in the room's first page.
+    let page = alice.client.history(&dm, Page::Latest, 10).await.unwrap();
+    assert_eq!(
+        page.0.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        ["psst"]
+    );
+
+    // History read through either relay is the same, in one order.
+    let carol = b.register("carol").await;
+    let via_b = carol
+        .client
+        .history(LOBBY, Page::Latest, 50)
+        .await
+        .unwrap()
+        .0;
+    let via_a = alice
+        .client
+        .history(LOBBY, Page::Latest, 50)
+        .await
+        .unwrap()
+        .0;
+    let bodies: Vec<&str> = via_b.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["hi bob, I am on relay A", "hi alice, B here"]);
+    assert_eq!(
+        via_a.iter().map(|m| (m.seq, &m.body)).collect::<Vec<_>>(),
+        via_b.iter().map(|m| (m.seq, &m.body)).collect::<Vec<_>>()
+    );
+    let error = carol.client.history("dev", Page::Latest, 10).await;
+    assert!(error.is_err(), "carol is not in dev: {error:?}");
+
+    // bob leaves: alice's relay hears it.
+    drop(bob);
+    presence(&mut alice, "bob", PresenceKind::Offline).await;
+}
+
+#[tokio::test]
+async fn relays_ride_out_a_nats_restart_and_lose_nothing_acknowledged() {
+    let mut nats = NatsServer::start();
+    let relays = Relay::cluster(&nats, 2, &[]);
+    let mut alice = relays[0].register("alice").await;
+    alice.joined(LOBBY).await;
+    let mut bob = relays[1].register("bob").await;
+    bob.joined(LOBBY).await;
+
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        acked.push(
+            alice
+                .client
+                .send(LOBBY, &format!("before {i}"))
+                .await
+                .unwrap()
+                .seq,
+        );
+    }
+    nats.restart();
+    // Sends during and after the restart: each is acknowledged once NATS
+    // is back (the client resends what timed out, with the same id).
+    let mut pending = Vec::new();
+    for i in 0..20 {
+        pending.push(alice.client.send(LOBBY, &format!("after {i}")));
+    }
+    for p in pending {
+        acked.push(p.await.expect("acknowledged after NATS came back").seq);
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 40 {
+        let m = bob.message_in(LOBBY).await;
+        seen.push((m.seq, m.body));
+    }
+    let bodies: Vec<&str> = seen.iter().map(|(_, b)| b.as_str()).collect();
+    let expected: Vec<String> = (0..20)
+        .map(|i| format!("before {i}"))
+        .chain((0..20).map(|i| format!("after {i}")))
+        .collect();
+    assert_eq!(bodies, expected, "bob saw every line once, in order");
+    assert_eq!(seen.iter().map(|(s, _)| *s).collect::<Vec<_>>(), acked);
+
+    let (history, _) = bob.client.history(LOBBY, Page::Latest, 100).await.unwrap();
+    assert_eq!(history.len(), 40, "each acknowledged message stored once");
+}
