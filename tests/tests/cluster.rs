@@ -164,3 +164,92 @@ async fn relays_ride_out_a_nats_restart_and_lose_nothing_acknowledged() {
     let (history, _) = bob.client.history(LOBBY, Page::Latest, 100).await.unwrap();
     assert_eq!(history.len(), 40, "each acknowledged message stored once");
 }
+
+fn relay_cmd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(confab_tests::bin("relay"))
+        .args(args)
+        .env("CONFAB_PASSWORD", confab_tests::PASSWORD)
+        .output()
+        .expect("run relay")
+}
+
+#[tokio::test]
+async fn accounts_are_administered_on_nats_while_relays_run() {
+    let nats = NatsServer::start();
+    let relays = Relay::cluster(&nats, 2, &["--registration", "closed"]);
+    let url = nats.url();
+    let out = relay_cmd(&["user", "add", "dave", "--nats", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut dave = relays[1].login("dave").await;
+    dave.joined(LOBBY).await;
+    let out = relay_cmd(&["user", "add", "DAVE", "--nats", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is taken"));
+    let out = relay_cmd(&["user", "list", "--nats", &url]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("dave\t"));
+}
+
+#[test]
+fn a_missing_nats_or_one_without_jetstream_is_a_clear_error() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    assert!(relay_cmd(&["gen-cert", "--out", certs.to_str().unwrap()])
+        .status
+        .success());
+    let serve = |url: &str| {
+        relay_cmd(&[
+            "serve",
+            "--nats",
+            url,
+            "--listen",
+            "127.0.0.1:0",
+            "--cert",
+            certs.join("cert.pem").to_str().unwrap(),
+            "--key",
+            certs.join("key.pem").to_str().unwrap(),
+        ])
+    };
+    let out = serve(&format!("nats://127.0.0.1:{}", free()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("cannot reach NATS") && err.contains("is nats-server running"),
+        "{err}"
+    );
+
+    let port = free();
+    let mut plain = std::process::Command::new(confab_tests::nats::server_binary())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("nats://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + confab_tests::PATIENCE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nats-server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = serve(&url);
+    let _ = plain.kill();
+    let _ = plain.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("does not offer JetStream") && err.contains("-js"),
+        "{err}"
+    );
+}
