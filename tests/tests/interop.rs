@@ -51,8 +51,8 @@ fn a_python_client_written_from_the_protocol_document_works() {
 
     let relay = Relay::start();
     let added = Command::new(bin("relay"))
-        .args(["user", "add", "bob", "--data"])
-        .arg(relay.data())
+        .args(["user", "add", "bob"])
+        .args(relay.store_args())
         .env("CONFAB_PASSWORD", "bobpassword1")
         .output()
         .expect("relay user add");

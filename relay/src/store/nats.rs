@@ -462,6 +462,8 @@ async fn publisher(
     mut rx: mpsc::UnboundedReceiver<Publish>,
 ) {
     let mut acks = tokio::task::JoinSet::new();
+    // The same crash point as the SQLite writer's: stored, nobody told.
+    let abort_after = std::env::var(crate::store::sqlite::FAULT_ABORT_AFTER_COMMIT).ok();
     while let Some(Publish { msg, answer }) = rx.recv().await {
         if !lock(&rooms).contains(&msg.room) {
             let exists = matches!(kv.get(keys::room_key(&msg.room)).await, Ok(Some(_)));
@@ -472,6 +474,7 @@ async fn publisher(
             lock(&rooms).insert(msg.room.clone());
         }
         let ts = now_ms();
+        let crash = abort_after.as_deref() == Some(msg.body.as_str());
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", keys::msg_id(&msg.room, &msg.id).as_str());
         let payload = encode(&Stored {
@@ -488,7 +491,15 @@ async fn publisher(
                 let js = js.clone();
                 let room = msg.room;
                 acks.spawn(async move {
-                    let result = match ack.await {
+                    let acked = ack.await;
+                    if crash && acked.is_ok() {
+                        tracing::error!(
+                            "{}: aborting after storing the message",
+                            crate::store::sqlite::FAULT_ABORT_AFTER_COMMIT
+                        );
+                        std::process::abort();
+                    }
+                    let result = match acked {
                         Ok(a) if a.duplicate => original(&js, &room, a.sequence).await,
                         Ok(a) => Ok(Appended {
                             seq: a.sequence,
