@@ -22,6 +22,25 @@ pub fn server_binary() -> PathBuf {
     "nats-server".into()
 }
 
+/// Whether the server knows `sync_interval` (2.10 and later; Debian's
+/// 2.9 does not, and syncs on its own schedule).
+fn knows_sync_interval() -> bool {
+    static KNOWS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KNOWS.get_or_init(|| {
+        let out = Command::new(server_binary()).arg("--version").output();
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        // "nats-server: v2.15.1"
+        let minor = text.ok().and_then(|t| {
+            let v = t.trim().rsplit('v').next()?.to_owned();
+            let mut parts = v.split('.');
+            let major: u32 = parts.next()?.parse().ok()?;
+            let minor: u32 = parts.next()?.parse().ok()?;
+            Some((major, minor))
+        });
+        minor.is_some_and(|v| v >= (2, 10))
+    })
+}
+
 /// A running nats-server.
 pub struct NatsServer {
     pub dir: TempDir,
@@ -49,10 +68,15 @@ impl NatsServer {
         let conf = self.dir.path().join("nats.conf");
         // `sync_interval: always`: a test may SIGKILL the server, and what it
         // acknowledged must be on disk, as with the relay's own store.
+        let sync = if knows_sync_interval() {
+            ", sync_interval: always"
+        } else {
+            ""
+        };
         std::fs::write(
             &conf,
             format!(
-                "jetstream {{ store_dir: {:?}, sync_interval: always }}\n",
+                "jetstream {{ store_dir: {:?}{sync} }}\n",
                 self.dir.path().join("store")
             ),
         )

@@ -202,13 +202,6 @@ impl NatsStore {
     ) -> anyhow::Result<Self> {
         let (client, connections) = connect(opts).await?;
         let js = jetstream::new(client.clone());
-        let off = |e: &dyn std::fmt::Display| {
-            anyhow!(
-                "NATS at {} does not offer JetStream ({e}); start nats-server with -js (or enable jetstream in its config)",
-                opts.urls
-            )
-        };
-        js.query_account().await.map_err(|e| off(&e))?;
         let stream = js
             .get_or_create_stream(stream::Config {
                 name: keys::STREAM.into(),
@@ -220,7 +213,23 @@ impl NatsStore {
                 ..Default::default()
             })
             .await
-            .context("cannot open the message stream in NATS")?;
+            .map_err(|e| {
+                // Without JetStream nobody answers its API ("no
+                // responders"); newer servers may say so in words.
+                let text = e.to_string();
+                let lower = text.to_ascii_lowercase();
+                if lower.contains("no responders")
+                    || lower.contains("jetstream unavailable")
+                    || lower.contains("jetstream not enabled")
+                {
+                    anyhow!(
+                        "NATS at {} does not offer JetStream ({text}); start nats-server with -js (or enable jetstream in its config)",
+                        opts.urls
+                    )
+                } else {
+                    anyhow!("cannot open the message stream in NATS at {}: {text}", opts.urls)
+                }
+            })?;
         let kv = open_bucket(&js, opts.replicas).await?;
         let store = NatsStore {
             client,
@@ -434,22 +443,35 @@ async fn open_bucket(js: &Context, replicas: usize) -> anyhow::Result<kv::Store>
     if let Ok(kv) = js.get_key_value(keys::BUCKET).await {
         return Ok(kv);
     }
+    // The bucket's stream is made by hand, as the key-value layer would,
+    // with only settings every server since 2.9 reads.
     let created = js
-        .create_key_value(kv::Config {
-            bucket: keys::BUCKET.into(),
-            history: 1,
+        .create_stream(stream::Config {
+            name: format!("KV_{}", keys::BUCKET),
+            subjects: vec![format!("$KV.{}.>", keys::BUCKET)],
+            max_messages_per_subject: 1,
+            max_message_size: 64 * 1024,
             storage: StorageType::File,
             num_replicas: replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
             ..Default::default()
         })
         .await;
     match created {
-        Ok(kv) => Ok(kv),
-        // Another relay created it first.
-        Err(_) => js
+        Ok(_) => js
             .get_key_value(keys::BUCKET)
             .await
             .context("cannot open the key-value bucket in NATS"),
+        // Another relay may have created it first.
+        Err(e) => js.get_key_value(keys::BUCKET).await.map_err(|_| {
+            anyhow!(
+                "cannot create the key-value bucket {:?} in NATS: {e}",
+                keys::BUCKET
+            )
+        }),
     }
 }
 
