@@ -45,14 +45,25 @@ fn knows_sync_interval() -> bool {
 pub struct NatsServer {
     pub dir: TempDir,
     pub port: u16,
+    /// More configuration (authorization, tls, ...).
+    extra: String,
     child: Option<Child>,
 }
 
 impl NatsServer {
     pub fn start() -> NatsServer {
+        NatsServer::start_with("")
+    }
+
+    /// Starts with more lines of configuration; `{dir}` in them stands for
+    /// the server's temporary folder.
+    pub fn start_with(extra: &str) -> NatsServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let extra = extra.replace("{dir}", &dir.path().display().to_string());
         let mut server = NatsServer {
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir,
             port: 0,
+            extra,
             child: None,
         };
         server.spawn();
@@ -76,8 +87,9 @@ impl NatsServer {
         std::fs::write(
             &conf,
             format!(
-                "jetstream {{ store_dir: {:?}{sync} }}\n",
-                self.dir.path().join("store")
+                "jetstream {{ store_dir: {:?}{sync} }}\n{}\n",
+                self.dir.path().join("store"),
+                self.extra
             ),
         )
         .expect("nats config");

@@ -253,3 +253,49 @@ fn a_missing_nats_or_one_without_jetstream_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn relays_log_in_to_nats_with_a_password_and_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path().join("nats-tls");
+    assert!(relay_cmd(&["gen-cert", "--out", dir.to_str().unwrap()])
+        .status
+        .success());
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let nats = NatsServer::start_with(&format!(
+        "authorization {{ user: confab, password: \"nats secret 1\" }}\ntls {{ cert_file: {cert:?}, key_file: {key:?} }}"
+    ));
+    let url = format!("tls://127.0.0.1:{}", nats.port);
+    let ca = cert.to_str().unwrap();
+
+    let relay = Relay::start_with(
+        &["--nats", &url, "--nats-user", "confab", "--nats-ca", ca],
+        &[("CONFAB_NATS_PASSWORD", "nats secret 1")],
+    );
+    let mut alice = relay.register("alice").await;
+    alice.joined(LOBBY).await;
+    alice.client.send(LOBBY, "over TLS to NATS").await.unwrap();
+
+    // A wrong password is refused, clearly, and the relay does not start.
+    let out = std::process::Command::new(confab_tests::bin("relay"))
+        .args([
+            "user",
+            "list",
+            "--nats",
+            &url,
+            "--nats-user",
+            "confab",
+            "--nats-ca",
+            ca,
+        ])
+        .env("CONFAB_NATS_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot reach NATS") && err.contains("credentials"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong"), "the password is not echoed: {err}");
+}
