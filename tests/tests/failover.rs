@@ -65,8 +65,10 @@ async fn a_dead_first_address_costs_only_a_moment() {
     let mut alice = Session::connect(config(&live, "alice", &servers, &live.cert())).await;
     let took = started.elapsed();
     eprintln!("connected past a dead address in {took:?}");
+    // No lower bound: where the system reports the refusal, the dead
+    // address costs nothing at all.
     assert!(
-        took >= ATTEMPT_DELAY && took < CONNECT_TIMEOUT / 4,
+        took < ATTEMPT_DELAY + CONNECT_TIMEOUT / 5,
         "connected in {took:?}: the dead address should cost about {ATTEMPT_DELAY:?}"
     );
     assert_eq!(connected_to(&mut alice).await, live.server());
