@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use common::client::Config;
+use common::client::{Config, RelayList};
 use common::names::LOBBY;
 use common::trust::{default_known_relays, TrustMode};
 
@@ -17,8 +17,17 @@ use common::trust::{default_known_relays, TrustMode};
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 pub struct Args {
-    /// Relay address, host:port (port 4433 if left out).
-    #[arg(long, env = "CONFAB_SERVER", default_value = "127.0.0.1:4433")]
+    /// Relay address, host:port (port 4433 if left out), or several
+    /// separated by commas, e.g. hostA:4433,hostB:4433: relays that share
+    /// one store. The first that answers is used; when it goes away the
+    /// session moves to the next and resumes every room there.
+    #[arg(
+        long,
+        env = "CONFAB_SERVER",
+        default_value = "127.0.0.1:4433",
+        value_name = "HOST:PORT[,HOST:PORT…]",
+        value_parser = relay_list
+    )]
     pub server: String,
     /// User name.
     #[arg(long, env = "CONFAB_USER")]
@@ -57,6 +66,12 @@ pub struct Args {
     /// Print events as JSON lines.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Checks the list as the session will read it, so a bad one is a usage
+/// error; the text is kept as given.
+fn relay_list(list: &str) -> Result<String, String> {
+    RelayList::parse(list).map(|_| list.to_owned())
 }
 
 impl Args {

@@ -60,21 +60,39 @@ impl Printer {
                 );
             }
             Event::Left { room } => self.info("left", room, &format!("left {room}")),
-            Event::Connected { user } => {
-                self.info("connected", user, &format!("connected as {user}"))
+            Event::Connected { user, server } => {
+                if self.json {
+                    let v = json!({"type": "connected", "detail": user, "relay": server});
+                    println!("{v}");
+                } else {
+                    println!("-- connected as {user} to {server}");
+                }
             }
             Event::Reconnecting {
                 attempt,
                 delay,
                 reason,
-            } => self.info(
-                "reconnecting",
-                reason,
-                &format!(
-                    "connection lost ({reason}); reconnecting in {:.1} s (attempt {attempt})",
-                    delay.as_secs_f32()
-                ),
-            ),
+                lost,
+                next,
+            } => {
+                if self.json {
+                    let v = json!({"type": "reconnecting", "detail": reason, "lost": lost, "relay": next});
+                    println!("{v}");
+                    return;
+                }
+                let secs = delay.as_secs_f32();
+                match lost {
+                    Some(lost) if lost != next => println!(
+                        "-- relay {lost} went away ({reason}); trying {next} in {secs:.1} s (attempt {attempt})"
+                    ),
+                    Some(_) => println!(
+                        "-- connection lost ({reason}); reconnecting in {secs:.1} s (attempt {attempt})"
+                    ),
+                    None => println!(
+                        "-- reconnect failed ({reason}); trying {next} in {secs:.1} s (attempt {attempt})"
+                    ),
+                }
+            }
             Event::Failed(e) => self.info("failed", &e.to_string(), &format!("disconnected: {e}")),
         }
     }

@@ -209,7 +209,11 @@ impl App {
 
     fn network(&mut self, event: connection::Event) -> Task<Message> {
         match event {
-            connection::Event::Connected { user, handle } => {
+            connection::Event::Connected {
+                user,
+                relay,
+                handle,
+            } => {
                 let server = self
                     .session
                     .as_ref()
@@ -223,7 +227,7 @@ impl App {
                 if let Some(p) = &mut self.session {
                     p.password.clear();
                 }
-                let chat = Chat::new(user, server);
+                let chat = Chat::new(user, server, relay);
                 for command in chat.opened() {
                     handle.send(command);
                 }

@@ -80,9 +80,11 @@ pub enum Command {
 /// What the session tells the UI.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// Logged in; commands go through the handle.
+    /// Logged in at `relay` (one address of the list); commands go through
+    /// the handle.
     Connected {
         user: String,
+        relay: String,
         handle: Handle,
     },
     /// The first connection failed; nothing more follows.
@@ -149,6 +151,9 @@ pub fn run(params: &Params) -> impl Stream<Item = Event> + use<> {
             let (results_tx, mut results) = mpsc::unbounded_channel();
             let connected = Event::Connected {
                 user: client.user().to_owned(),
+                // Read before any event: a move to another relay comes as a
+                // session event after this.
+                relay: client.relay().unwrap_or_default(),
                 handle: Handle(commands_tx),
             };
             if output.send(connected).await.is_err() {

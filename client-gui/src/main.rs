@@ -9,7 +9,8 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Relay address, host:port (default: the last one used, else 127.0.0.1:4433).
+    /// Relay address, host:port, or several relays of one service separated
+    /// by commas (default: the last one used, else 127.0.0.1:4433).
     #[arg(long, env = "CONFAB_SERVER")]
     server: Option<String>,
     /// User name to fill in (default: the last one used).

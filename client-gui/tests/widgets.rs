@@ -60,13 +60,18 @@ struct Window {
 
 impl Window {
     fn new() -> Self {
+        Window::with_server(SERVER)
+    }
+
+    /// A window whose form is filled with `server` (one address or a list).
+    fn with_server(server: &str) -> Self {
         settings_file();
         let dir = tempfile::tempdir().expect("temp dir");
         let known_relays = dir.path().join("known_relays");
         let options = Options {
             ca: None,
             known_relays: known_relays.clone(),
-            server: Some(SERVER.into()),
+            server: Some(server.into()),
             user: Some("alice".into()),
         };
         Window {
@@ -136,6 +141,7 @@ impl Window {
         self.commands = Some(commands);
         self.net(NetEvent::Connected {
             user: "alice".into(),
+            relay: SERVER.into(),
             handle,
         });
     }
@@ -222,7 +228,7 @@ fn logging_in_shows_connecting_then_the_lobby_and_remembers_all_but_the_password
 
     w.connected();
     assert!(w.shows("#lobby"), "texts: {:?}", w.texts());
-    assert!(w.shows("● connected"));
+    assert!(w.shows("● connected to 127.0.0.1:4433"));
     assert!(w.shows_part("alice @ 127.0.0.1:4433"));
     // A text editor reports neither its text nor its placeholder to
     // selectors, so "Message #lobby" cannot be looked for: the composer is
@@ -499,20 +505,27 @@ fn composer_and_request_problems_are_shown_in_the_chat() {
 #[test]
 fn the_connection_state_is_always_on_screen() {
     let mut w = Window::chatting();
-    assert!(w.shows("● connected"));
+    assert!(w.shows("● connected to 127.0.0.1:4433"));
     w.session(SessionEvent::Reconnecting {
         attempt: 1,
         delay: Duration::from_secs(5),
         reason: "relay shutting down".into(),
+        lost: Some(SERVER.into()),
+        next: SERVER.into(),
     });
     assert!(w.shows_part("reconnecting in"), "texts: {:?}", w.texts());
     assert!(w.shows("◌ reconnecting in 5 s (attempt 1): relay shutting down"));
-    assert!(!w.shows("● connected"));
+    assert!(!w.shows_part("● connected"));
 
     w.session(SessionEvent::Connected {
         user: "alice".into(),
+        server: SERVER.into(),
     });
-    assert!(w.shows("● connected"), "texts: {:?}", w.texts());
+    assert!(
+        w.shows("● connected to 127.0.0.1:4433"),
+        "texts: {:?}",
+        w.texts()
+    );
     assert!(!w.shows_part("reconnecting in"));
     assert_eq!(w.take_commands(), vec![Command::Members("lobby".into())]);
 
@@ -526,6 +539,70 @@ fn the_connection_state_is_always_on_screen() {
         "texts: {:?}",
         w.texts()
     );
+}
+
+#[test]
+fn several_relays_are_typed_as_one_list_and_each_is_trusted_on_its_own() {
+    const LIST: &str = "127.0.0.1:4433,127.0.0.2:4433";
+    let mut w = Window::with_server(LIST);
+    assert!(w.shows("Several relays of one service: separate them with commas."));
+    assert_eq!(w.input("server"), LIST);
+    w.log_in();
+    assert!(w.shows("Connecting…"), "texts: {:?}", w.texts());
+
+    // The first relay did not answer; the second is new to this client.
+    w.net(NetEvent::Failed(ConnectError::Trust(
+        TrustFailure::Unknown {
+            server: "127.0.0.2:4433".into(),
+            fingerprint: fingerprint(2),
+            file: w.known_relays.clone(),
+        },
+    )));
+    assert!(w.shows_part("first time you connect to 127.0.0.2:4433"));
+    w.click("Trust");
+    assert!(w.shows("Connecting…"), "texts: {:?}", w.texts());
+    let known = std::fs::read_to_string(&w.known_relays).expect("remembered");
+    let relays: Vec<&str> = known.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        relays,
+        [format!("127.0.0.2:4433 {}", fingerprint(2))],
+        "{known}"
+    );
+    match &w.app.screen {
+        Screen::Login(form) => assert_eq!(form.server, LIST, "the whole list again"),
+        _ => panic!("not on the login screen"),
+    }
+}
+
+#[test]
+fn a_move_to_another_relay_is_shown_in_the_status_line() {
+    const OTHER: &str = "127.0.0.2:4433";
+    let mut w = Window::chatting();
+    w.session(SessionEvent::Reconnecting {
+        attempt: 1,
+        delay: Duration::from_secs(1),
+        reason: "relay shutting down".into(),
+        lost: Some(SERVER.into()),
+        next: OTHER.into(),
+    });
+    assert!(
+        w.shows(
+            "◌ relay 127.0.0.1:4433 went away; trying 127.0.0.2:4433 in 1 s (attempt 1): \
+             relay shutting down"
+        ),
+        "texts: {:?}",
+        w.texts()
+    );
+    w.session(SessionEvent::Connected {
+        user: "alice".into(),
+        server: OTHER.into(),
+    });
+    assert!(
+        w.shows("● connected to 127.0.0.2:4433"),
+        "texts: {:?}",
+        w.texts()
+    );
+    assert_eq!(w.take_commands(), vec![Command::Members("lobby".into())]);
 }
 
 #[test]

@@ -4,18 +4,26 @@
 //! connection drops it reconnects with backoff, catches every room up from
 //! the last sequence delivered, and resends unacknowledged messages with
 //! their original ids, so nothing is lost and nothing is shown twice.
+//!
+//! A session may be given several relays that share one store
+//! (`hostA:4433,hostB:4433`): when its relay goes away it moves to the next
+//! one and resumes there exactly as it would on the same relay (see
+//! [`RelayList`]).
 
 mod connect;
+pub mod relays;
 pub mod sync;
 mod worker;
 
 use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub use connect::{with_port, CONNECT_TIMEOUT, DEFAULT_PORT};
+pub use connect::{with_port, ATTEMPT_DELAY, CONNECT_TIMEOUT, DEFAULT_PORT};
+pub use relays::RelayList;
 
 use crate::frame::{
     ClientFrame, ErrorCode, Member, Message, Page, Presence, RoomInfo, Seq, ServerFrame,
@@ -25,7 +33,9 @@ use crate::trust::{TrustFailure, TrustMode};
 /// How to reach and log in to a relay. Its `Debug` leaves the password out.
 #[derive(Clone)]
 pub struct Config {
-    /// `host:port` (port 4433 when left out).
+    /// `host:port` (port 4433 when left out), or several separated by
+    /// commas: relays sharing one store, tried in order (see [`RelayList`]).
+    /// Each address's certificate is checked on its own, as `trust` says.
     pub server: String,
     pub trust: TrustMode,
     pub user: String,
@@ -34,7 +44,8 @@ pub struct Config {
     pub register: bool,
     /// Sent in `Hello`, for the relay's logs.
     pub client_name: String,
-    /// First reconnect delay; doubles up to `reconnect_max`.
+    /// First reconnect delay; doubles up to `reconnect_max`. It is waited
+    /// once per round over every address, not once per address.
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
 }
@@ -141,8 +152,9 @@ pub struct Acked {
 /// What happened, in order.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// Logged in (first time or after a reconnect).
-    Connected { user: String },
+    /// Logged in (first time or after a reconnect) at the relay `server`
+    /// (`host:port`, as in [`RelayList::addrs`]).
+    Connected { user: String, server: String },
     /// The user is in a room the application has not been told of yet:
     /// its latest messages (oldest first) and whether older ones exist.
     Joined {
@@ -156,11 +168,21 @@ pub enum Event {
     Message(Message),
     /// Someone joined, left, came online or went offline.
     Presence(Presence),
-    /// The connection dropped; retrying after `delay`.
+    /// The connection dropped, or the last round of attempts failed;
+    /// retrying after `delay`.
     Reconnecting {
+        /// Rounds tried since the connection was last healthy, this one
+        /// included.
         attempt: u32,
         delay: Duration,
         reason: String,
+        /// The relay whose connection just went away; `None` when this
+        /// follows a round in which no relay could be reached.
+        lost: Option<String>,
+        /// The relay the round tries first; the others of the list follow
+        /// if it does not answer ([`Event::Connected`] names the one
+        /// reached). With one address, always that address.
+        next: String,
     },
     /// The session gave up (e.g. the password was changed, the certificate
     /// changed). Nothing more will come.
@@ -187,8 +209,14 @@ pub(crate) enum Command {
 pub struct Client {
     commands: mpsc::UnboundedSender<Command>,
     user: String,
+    relay: CurrentRelay,
     worker: JoinHandle<()>,
 }
+
+/// The relay the worker is connected to, `None` between connections. A std
+/// mutex: it is only ever held to copy a short string, never across an
+/// await.
+pub(crate) type CurrentRelay = Arc<Mutex<Option<String>>>;
 
 impl Drop for Client {
     fn drop(&mut self) {
@@ -198,20 +226,27 @@ impl Drop for Client {
 
 impl Client {
     /// Connects and logs in (registering when `cfg.register`), then keeps
-    /// the session alive in a background task. Errors of this first attempt
-    /// are returned; later ones come as events.
+    /// the session alive in a background task. With several addresses, the
+    /// first that answers is used (see [`ATTEMPT_DELAY`]). Errors of this
+    /// first round are returned; later ones come as events. The first event
+    /// is [`Event::Connected`], naming the relay.
     pub async fn connect(
         cfg: Config,
     ) -> Result<(Client, mpsc::UnboundedReceiver<Event>), ConnectError> {
-        let link = connect::open(&cfg, cfg.register).await?;
+        let mut relays = RelayList::parse(&cfg.server).map_err(ConnectError::Config)?;
+        let (link, at) = connect::open(&cfg, &relays, cfg.register).await?;
+        relays.connected(at);
         let user = link.user.clone();
+        let relay: CurrentRelay = Arc::new(Mutex::new(Some(link.server.clone())));
         let (commands, rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
-        let worker = tokio::spawn(worker::Worker::new(cfg, events_tx, rx).run(link));
+        let worker = worker::Worker::new(cfg, relays, relay.clone(), events_tx, rx);
+        let worker = tokio::spawn(worker.run(link, at));
         Ok((
             Client {
                 commands,
                 user,
+                relay,
                 worker,
             },
             events,
@@ -221,6 +256,15 @@ impl Client {
     /// The user name as the relay spells it.
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    /// The relay the session is connected to now (`host:port`), or `None`
+    /// while it reconnects or after it ended.
+    pub fn relay(&self) -> Option<String> {
+        self.relay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Sends a message; resolves once the relay has stored it. While the
@@ -367,7 +411,8 @@ impl Client {
         self.request(ClientFrame::Ping { req: 0 }).await.map(|_| ())
     }
 
-    /// Drops the connection and reconnects now (e.g. after a network change).
+    /// Drops the connection and reconnects now (e.g. after a network
+    /// change), starting with the same relay.
     pub fn reconnect(&self) {
         let _ = self.commands.send(Command::Reconnect);
     }

@@ -61,11 +61,16 @@ impl Outcome {
 /// The state of the connection, always shown.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
+    /// Connected to [`Chat::relay`].
     Connected,
     Reconnecting {
         attempt: u32,
         retry_at: Instant,
         reason: String,
+        /// The relay that just went away, if this follows a lost connection.
+        lost: Option<String>,
+        /// The relay tried first.
+        next: String,
     },
     Offline(String),
 }
@@ -161,7 +166,10 @@ impl Room {
 /// The chat screen.
 pub struct Chat {
     pub user: String,
+    /// The relay address, or addresses, as the user typed them.
     pub server: String,
+    /// The relay in use, or last used while reconnecting.
+    pub relay: String,
     pub rooms: BTreeMap<String, Room>,
     pub current: String,
     pub composer: text_editor::Content,
@@ -179,13 +187,15 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// The screen right after logging in as `user`.
-    pub fn new(user: String, server: String) -> Self {
+    /// The screen right after logging in as `user` at `relay`, one of the
+    /// addresses in `server`.
+    pub fn new(user: String, server: String, relay: String) -> Self {
         let mut rooms = BTreeMap::new();
         rooms.insert(LOBBY.to_owned(), Room::default());
         Chat {
             user,
             server,
+            relay,
             rooms,
             current: LOBBY.to_owned(),
             composer: text_editor::Content::new(),
@@ -434,7 +444,8 @@ impl Chat {
 
     fn on_session(&mut self, event: SessionEvent) -> Outcome {
         match event {
-            SessionEvent::Connected { .. } => {
+            SessionEvent::Connected { server, .. } => {
+                self.relay = server;
                 self.status = Status::Connected;
                 Outcome::command(Command::Members(self.current.clone()))
             }
@@ -442,11 +453,15 @@ impl Chat {
                 attempt,
                 delay,
                 reason,
+                lost,
+                next,
             } => {
                 self.status = Status::Reconnecting {
                     attempt,
                     retry_at: self.now + delay,
                     reason,
+                    lost,
+                    next,
                 };
                 Outcome::default()
             }
@@ -608,6 +623,10 @@ fn offline(e: &common::client::ConnectError) -> String {
         ConnectError::Auth { .. } => {
             "the relay no longer accepts your login (password changed or account removed). Log out and log in again.".into()
         }
+        // Met when moving to a relay of the list that was never trusted.
+        ConnectError::Trust(common::trust::TrustFailure::Unknown { server, .. }) => format!(
+            "the relay at {server} is not trusted yet, so confab stopped. Log out and log in again to check its fingerprint."
+        ),
         ConnectError::Trust(_) => "the relay's certificate changed, so confab stopped. Log out to see the details.".into(),
         other => format!("{}. Log out and log in again.", crate::screen::login::describe(other).trim_end_matches('.')),
     }

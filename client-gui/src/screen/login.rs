@@ -1,6 +1,6 @@
 //! The login screen: server, user, password, "create account", connect.
 
-use common::client::ConnectError;
+use common::client::{ConnectError, RelayList};
 use common::frame::ErrorCode;
 use iced::widget::{button, center, checkbox, column, container, row, text, text_input};
 use iced::{Center, Element, Fill};
@@ -70,6 +70,8 @@ impl Login {
                 let user = self.user.trim().to_owned();
                 self.error = if server.is_empty() {
                     Some("Enter the relay's address, e.g. 127.0.0.1:4433.".into())
+                } else if let Err(e) = RelayList::parse(&server) {
+                    Some(format!("Relay: {e}."))
                 } else if let Err(e) = common::names::check_user(&user) {
                     Some(format!("User name: {e}."))
                 } else if self.password.is_empty() {
@@ -138,7 +140,11 @@ impl Login {
             .then(|| text(FRAMES[self.spinner % FRAMES.len()]).size(20));
         let form = column![
             text("confab").size(32),
-            field("Relay", server),
+            field("Relay", server).push(
+                text("Several relays of one service: separate them with commas.")
+                    .size(12)
+                    .style(text::secondary)
+            ),
             field("User", user),
             field("Password", password),
             register,
@@ -212,6 +218,28 @@ mod tests {
         assert_eq!(form.update(Message::Cancel), Some(Event::Cancel));
         assert!(!form.connecting);
         assert_eq!(form.password, "secret-pass", "kept for the next try");
+    }
+
+    #[test]
+    fn several_relays_are_passed_on_as_typed() {
+        let mut form = Login::new(" hostA:4433, hostB:4433 ".into(), "alice".into());
+        form.update(Message::Password("secret-pass".into()));
+        match form.update(Message::Submit) {
+            Some(Event::Connect { server, .. }) => assert_eq!(server, "hostA:4433, hostB:4433"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_list_without_commas_is_refused() {
+        let mut form = Login::new("hostA:4433 hostB:4433".into(), "alice".into());
+        form.update(Message::Password("secret-pass".into()));
+        assert!(form.update(Message::Submit).is_none());
+        let error = form.error.as_deref().unwrap();
+        assert!(
+            error.starts_with("Relay: ") && error.contains("commas"),
+            "{error}"
+        );
     }
 
     #[test]

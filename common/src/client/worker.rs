@@ -1,8 +1,10 @@
 //! The task behind a [`Client`](super::Client): owns the connection, routes
 //! replies to requests, drives [`RoomSync`], resends unacknowledged
-//! messages, and reconnects with backoff.
+//! messages, and reconnects with backoff, moving to the next relay of the
+//! list when its relay went away.
 
 use std::collections::HashMap;
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use rand::Rng;
@@ -10,8 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::connect::{self, Incoming, Link};
+use super::relays::RelayList;
 use super::sync::{RoomSync, Step, Token};
-use super::{Acked, Command, Config, Event, RequestError};
+use super::{Acked, Command, Config, CurrentRelay, Event, RequestError};
 use crate::codec;
 use crate::frame::{ClientFrame, ErrorCode, MsgId, Page, PresenceKind, RequestId, ServerFrame};
 
@@ -48,12 +51,28 @@ enum Waiting {
 
 /// How serving a connection ended.
 enum Flow {
-    Lost(String),
+    /// The connection is gone. `went_away` unless the user asked for a
+    /// reconnect: then the same relay is tried first again.
+    Lost {
+        reason: String,
+        went_away: bool,
+    },
     Close,
+}
+
+impl Flow {
+    fn went_away(reason: String) -> Flow {
+        Flow::Lost {
+            reason,
+            went_away: true,
+        }
+    }
 }
 
 pub(crate) struct Worker {
     cfg: Config,
+    relays: RelayList,
+    relay: CurrentRelay,
     events: mpsc::UnboundedSender<Event>,
     commands: mpsc::UnboundedReceiver<Command>,
     sync: RoomSync,
@@ -67,12 +86,16 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn new(
         cfg: Config,
+        relays: RelayList,
+        relay: CurrentRelay,
         events: mpsc::UnboundedSender<Event>,
         commands: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
         Worker {
             user: cfg.user.clone(),
             cfg,
+            relays,
+            relay,
             events,
             commands,
             sync: RoomSync::default(),
@@ -84,27 +107,39 @@ impl Worker {
         }
     }
 
-    pub(crate) async fn run(mut self, first: Link) {
-        let mut link = first;
+    /// Serves `first` (the link to `relays.addrs()[at]`), then every link
+    /// after it, until the session is closed or cannot go on.
+    pub(crate) async fn run(mut self, first: Link, at: usize) {
+        let (mut link, mut at) = (first, at);
         let mut attempt = 0;
         loop {
             let up = Instant::now();
-            let reason = match self.serve(link).await {
+            let server = link.server.clone();
+            let flow = self.serve(link).await;
+            self.set_relay(None);
+            let (reason, went_away) = match flow {
                 Flow::Close => return,
-                Flow::Lost(reason) => reason,
+                Flow::Lost { reason, went_away } => (reason, went_away),
             };
-            tracing::info!("connection lost: {reason}");
+            tracing::info!(%server, "connection lost: {reason}");
             self.connection_lost();
+            if went_away {
+                self.relays.went_away(at);
+            }
             // A connection that dies right after login must not make the
             // backoff start over, or a broken relay gets hammered.
             if up.elapsed() >= STABLE {
                 attempt = 0;
             }
-            link = match self.reconnect(reason, &mut attempt).await {
-                Some(l) => l,
+            (link, at) = match self.reconnect(reason, server, &mut attempt).await {
+                Some(next) => next,
                 None => return,
             };
         }
+    }
+
+    fn set_relay(&self, server: Option<String>) {
+        *self.relay.lock().unwrap_or_else(PoisonError::into_inner) = server;
     }
 
     fn emit(&self, event: Event) {
@@ -119,12 +154,14 @@ impl Worker {
 
     async fn serve(&mut self, mut link: Link) -> Flow {
         self.user = link.user.clone();
+        self.set_relay(Some(link.server.clone()));
         self.emit(Event::Connected {
             user: self.user.clone(),
+            server: link.server.clone(),
         });
         match self.start(&mut link).await {
             Ok(()) => {}
-            Err(reason) => return Flow::Lost(reason),
+            Err(reason) => return Flow::went_away(reason),
         }
         loop {
             let retry = self.pending.values().filter_map(|p| p.retry_at).min();
@@ -142,7 +179,10 @@ impl Worker {
                     }
                     Some(Command::Reconnect) => {
                         link.conn.close(0u32.into(), b"reconnecting");
-                        return Flow::Lost("reconnect requested".into());
+                        return Flow::Lost {
+                            reason: "reconnect requested".into(),
+                            went_away: false,
+                        };
                     }
                     Some(Command::Send { room, body, reply }) => {
                         let id = self.queue_send(room, body, reply);
@@ -165,7 +205,7 @@ impl Worker {
                 }
             };
             if let Err(reason) = result {
-                return Flow::Lost(reason);
+                return Flow::went_away(reason);
             }
         }
     }
@@ -423,9 +463,18 @@ impl Worker {
         }
     }
 
-    /// Retries with backoff until connected (`Some`), or until the session
-    /// is closed or a retry cannot help (`None`).
-    async fn reconnect(&mut self, mut reason: String, attempt: &mut u32) -> Option<Link> {
+    /// Retries with backoff until connected (`Some`, with the index of the
+    /// relay reached), or until the session is closed or a retry cannot
+    /// help (`None`). The backoff is waited once per round: within a round
+    /// every address is tried without waiting, so a dead relay does not
+    /// hold up a live one.
+    async fn reconnect(
+        &mut self,
+        mut reason: String,
+        lost: String,
+        attempt: &mut u32,
+    ) -> Option<(Link, usize)> {
+        let mut lost = Some(lost);
         loop {
             *attempt += 1;
             let delay = backoff(&self.cfg, *attempt);
@@ -433,6 +482,8 @@ impl Worker {
                 attempt: *attempt,
                 delay,
                 reason: reason.clone(),
+                lost: lost.take(),
+                next: self.relays.next().to_owned(),
             });
             let deadline = Instant::now() + delay;
             loop {
@@ -455,15 +506,21 @@ impl Worker {
                     },
                 }
             }
-            match connect::open(&self.cfg, false).await {
-                Ok(link) => return Some(link),
+            match connect::open(&self.cfg, &self.relays, false).await {
+                Ok((link, at)) => {
+                    self.relays.connected(at);
+                    return Some((link, at));
+                }
                 Err(e) if e.is_fatal() => {
                     tracing::error!("giving up: {e}");
                     self.fail_all();
                     self.emit(Event::Failed(e));
                     return None;
                 }
-                Err(e) => reason = e.to_string(),
+                Err(e) => {
+                    reason = e.to_string();
+                    self.relays.round_failed();
+                }
             }
         }
     }

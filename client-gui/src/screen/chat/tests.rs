@@ -29,7 +29,11 @@ fn type_text(chat: &mut Chat, s: &str) {
 }
 
 fn chat() -> Chat {
-    let mut c = Chat::new("alice".into(), "127.0.0.1:4433".into());
+    let mut c = Chat::new(
+        "alice".into(),
+        "127.0.0.1:4433".into(),
+        "127.0.0.1:4433".into(),
+    );
     c.on_event(NetEvent::Session(SessionEvent::Joined {
         room: "lobby".into(),
         recent: vec![
@@ -281,6 +285,8 @@ fn connection_state_follows_the_session() {
         attempt: 2,
         delay: Duration::from_secs(4),
         reason: "relay shutting down".into(),
+        lost: Some("127.0.0.1:4433".into()),
+        next: "127.0.0.1:4433".into(),
     }));
     assert!(matches!(c.status, Status::Reconnecting { attempt: 2, .. }));
     assert_eq!(c.retry_in().map(|d| d.as_secs()), Some(4));
@@ -288,12 +294,40 @@ fn connection_state_follows_the_session() {
     assert_eq!(c.retry_in().map(|d| d.as_secs_f32().ceil() as u64), Some(1));
     let out = c.on_event(NetEvent::Session(SessionEvent::Connected {
         user: "alice".into(),
+        server: "127.0.0.1:4433".into(),
     }));
     assert_eq!(c.status, Status::Connected);
     assert_eq!(
         out.commands,
         vec![Command::Members("lobby".into())],
         "member list refreshed after a reconnect"
+    );
+}
+
+#[test]
+fn a_move_to_another_relay_changes_the_relay_in_use() {
+    let mut c = chat();
+    c.server = "127.0.0.1:4433,127.0.0.2:4433".into();
+    c.on_event(NetEvent::Session(SessionEvent::Reconnecting {
+        attempt: 1,
+        delay: Duration::from_millis(300),
+        reason: "relay shutting down".into(),
+        lost: Some("127.0.0.1:4433".into()),
+        next: "127.0.0.2:4433".into(),
+    }));
+    assert_eq!(
+        c.relay, "127.0.0.1:4433",
+        "the last one used, until connected"
+    );
+    c.on_event(NetEvent::Session(SessionEvent::Connected {
+        user: "alice".into(),
+        server: "127.0.0.2:4433".into(),
+    }));
+    assert_eq!(c.status, Status::Connected);
+    assert_eq!(c.relay, "127.0.0.2:4433");
+    assert_eq!(
+        c.server, "127.0.0.1:4433,127.0.0.2:4433",
+        "the list is kept"
     );
 }
 
@@ -387,4 +421,23 @@ fn someone_new_coming_online_refreshes_the_member_list() {
         c.on_event(online("alice")).commands.is_empty(),
         "already listed: updated in place"
     );
+}
+
+#[test]
+fn a_relay_of_the_list_not_trusted_yet_says_so() {
+    let mut c = chat();
+    c.on_event(NetEvent::Session(SessionEvent::Failed(
+        common::client::ConnectError::Trust(common::trust::TrustFailure::Unknown {
+            server: "127.0.0.2:4433".into(),
+            fingerprint: "SHA256:00".into(),
+            file: "known_relays".into(),
+        }),
+    )));
+    match &c.status {
+        Status::Offline(why) => assert!(
+            why.contains("127.0.0.2:4433 is not trusted yet") && !why.contains("changed"),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }

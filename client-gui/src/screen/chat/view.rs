@@ -170,14 +170,28 @@ impl Chat {
 
     fn status_view(&self) -> Element<'_, Message> {
         match &self.status {
-            Status::Connected => text("● connected").size(13).style(text::success).into(),
+            Status::Connected => text(format!("● connected to {}", self.relay))
+                .size(13)
+                .style(text::success)
+                .into(),
             Status::Reconnecting {
-                attempt, reason, ..
+                attempt,
+                reason,
+                lost,
+                next,
+                ..
             } => {
+                // With one relay, or back to the same one, it reads as it
+                // always did; a move names both ends.
+                let what = match lost {
+                    Some(lost) if lost != next => format!("relay {lost} went away; trying {next}"),
+                    _ if *next != self.relay => format!("trying {next}"),
+                    _ => "reconnecting".to_owned(),
+                };
                 let secs = self.retry_in().map_or(0, |d| d.as_secs_f32().ceil() as u64);
                 let when = match secs {
-                    0 => "reconnecting…".to_owned(),
-                    s => format!("reconnecting in {s} s"),
+                    0 => format!("{what}…"),
+                    s => format!("{what} in {s} s"),
                 };
                 text(format!("◌ {when} (attempt {attempt}): {reason}"))
                     .size(13)
