@@ -299,3 +299,77 @@ async fn relays_log_in_to_nats_with_a_password_and_over_tls() {
     );
     assert!(!err.contains("wrong"), "the password is not echoed: {err}");
 }
+
+/// A session given every relay of the cluster, first choice first.
+async fn session_on(relays: &[&Relay], user: &str, register: bool) -> Session {
+    let mut cfg = relays[0].config(user);
+    cfg.server = relays
+        .iter()
+        .map(|r| r.server())
+        .collect::<Vec<_>>()
+        .join(",");
+    cfg.register = register;
+    Session::connect(cfg).await
+}
+
+#[tokio::test]
+async fn clients_fail_over_when_their_relay_dies_and_resume_with_nothing_lost_or_doubled() {
+    let nats = NatsServer::start();
+    let mut relays = Relay::cluster(&nats, 2, &[]);
+    let (a, b) = (relays[0].server(), relays[1].server());
+    // alice writes and carol reads through A; bob reads through B.
+    let mut alice = session_on(&[&relays[0], &relays[1]], "alice", true).await;
+    let mut carol = session_on(&[&relays[0], &relays[1]], "carol", true).await;
+    let mut bob = session_on(&[&relays[1], &relays[0]], "bob", true).await;
+    for s in [&mut alice, &mut carol, &mut bob] {
+        s.joined(LOBBY).await;
+    }
+    assert_eq!(alice.client.relay(), Some(a.clone()));
+    assert_eq!(bob.client.relay(), Some(b.clone()));
+
+    // A dies (SIGKILL) in the middle of alice's burst of 200 lines.
+    const LINES: usize = 200;
+    let mut pending = Vec::new();
+    for i in 0..LINES {
+        pending.push(alice.client.send(LOBBY, &format!("line {i}")));
+        if i == LINES / 2 {
+            relays[0].kill();
+        }
+    }
+    let mut acked = Vec::new();
+    for p in pending {
+        let ack = tokio::time::timeout(3 * confab_tests::PATIENCE, p)
+            .await
+            .expect("every line is acknowledged after the move")
+            .expect("acknowledged");
+        acked.push(ack.seq);
+    }
+    assert!(
+        acked.windows(2).all(|w| w[0] < w[1]),
+        "one order: {acked:?}"
+    );
+    assert_eq!(alice.client.relay(), Some(b.clone()), "alice moved to B");
+
+    // Every reader sees each line once, in order: bob live on B, carol
+    // after her own move (catch-up from history, then live).
+    let expected: Vec<String> = (0..LINES).map(|i| format!("line {i}")).collect();
+    for (who, s) in [("bob", &mut bob), ("carol", &mut carol)] {
+        let mut got = Vec::new();
+        while got.len() < LINES {
+            got.push(line_from(s, LOBBY, "alice").await);
+        }
+        assert_eq!(got, expected, "{who} saw every line once, in order");
+        let extra = s.drain(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !extra
+                .iter()
+                .any(|e| matches!(e, Event::Message(m) if m.from == "alice")),
+            "{who} saw a line twice: {extra:?}"
+        );
+    }
+    assert_eq!(carol.client.relay(), Some(b.clone()), "carol moved to B");
+
+    let (history, _) = bob.client.history(LOBBY, Page::Latest, 200).await.unwrap();
+    let stored: Vec<u64> = history.iter().map(|m| m.seq).collect();
+    assert_eq!(stored, acked, "each acknowledged line stored exactly once");
+}
