@@ -1,18 +1,41 @@
-//! `relay::hub::Hub` driven by arbitrary sequences of what sessions and the
-//! fan-out task do, against a model of subscriptions, epochs and lag marks.
+//! `relay::hub::Hub` driven by arbitrary sequences of what sessions, their
+//! writers and the fan-out task do, against a model of subscriptions,
+//! epochs, lag marks and of every session's outgoing stream.
 //!
-//! Checked after each operation, besides no panic:
+//! Queues are drained the way `write_loop` in relay/src/conn.rs does: a
+//! batch taken off the queue, then `Lags::take` on it, which slots in the
+//! held own-membership frames. A `Drain` may stop between the two (`split`)
+//! so that the hub can act while the writer holds a batch, as it can when
+//! they run on different threads.
+//!
+//! The model keeps, per session, the stream the writer must send: each
+//! frame tagged as on the queue, taken into the writer's batch, or held by
+//! the hub. A frame goes to the end of the stream when offered:
+//! - a live message, to a session subscribed and not lagging in its room:
+//!   queued if the queue has room, else the session is marked lagged from
+//!   that seq and the message is not sent;
+//! - a change of the session's own user's membership (`joined`, and `left`
+//!   of a room the session is subscribed to; a session not subscribed never
+//!   knew the room): never dropped, queued if the queue has room and
+//!   nothing is held, else held;
+//! - anything else (other users' joins and leaves, online/offline, the
+//!   shutdown broadcast): queued if the queue has room, else dropped.
+//!
+//! Checked, besides no panic:
 //! - `subscribe_all` succeeds exactly when the epoch is current, and
 //!   `attach` returns the current epoch;
 //! - `is_subscribed`, `is_online` and `sessions` agree with the model;
-//! - `publish`: every session subscribed to the room and not lagging in it
-//!   gets the message queued if its queue had room, and is marked lagged
-//!   from that seq if not; no other session's queue changes;
+//! - after every operation each queue holds exactly the frames the model
+//!   has on it (so nothing is queued that should not be, and nothing
+//!   dropped that had room), and no held frame waits behind an empty queue,
+//!   where no batch would ever bring it out;
+//! - every batch the writer sends is exactly the next part of the model's
+//!   stream: so each own membership change reaches every session that
+//!   should hear it exactly once, in order among the frames queued around
+//!   it, and at the end (every queue drained, detached ones included)
+//!   nothing is left held;
 //! - `Lags::next` (polled without blocking) returns exactly the marks not
-//!   yet told, with the seq of the first message not sent;
-//! - each queue yields the queued messages in publish order (per room, in
-//!   increasing seq), every one exactly once; a detached session's queue
-//!   gets nothing more.
+//!   yet told, with the seq of the first message not sent.
 #![no_main]
 
 use std::collections::{HashMap, VecDeque};
@@ -23,7 +46,7 @@ use std::task::{Context, Poll, Waker};
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use common::codec;
-use common::frame::{Message, Seq, ServerFrame};
+use common::frame::{Message, Presence, PresenceKind, Seq, ServerFrame};
 use libfuzzer_sys::fuzz_target;
 use relay::hub::{Hub, Outbox};
 use tokio::sync::mpsc;
@@ -69,9 +92,13 @@ enum Op {
         gap: u8,
     },
     Broadcast,
+    /// The writer takes up to `n` frames off the queue and then calls
+    /// `Lags::take` on them; with `split` it stops in between, and the next
+    /// `Drain` of the session (or the end) finishes that batch.
     Drain {
         sid: u8,
         n: u8,
+        split: bool,
     },
     PollLags {
         sid: u8,
@@ -86,6 +113,26 @@ enum Op {
     },
 }
 
+/// A frame of a session's stream, as the model names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Frame {
+    Message { room: usize, seq: Seq },
+    Joined { room: usize, user: usize },
+    Left { room: usize, user: usize },
+    Online { user: usize },
+    Offline { user: usize },
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Where {
+    Queued,
+    /// Taken off the queue into the writer's batch, `Lags::take` not yet
+    /// called on it.
+    Taken,
+    Held,
+}
+
 struct Session {
     user: usize,
     outbox: Arc<Outbox>,
@@ -93,17 +140,48 @@ struct Session {
     depth: usize,
     attach_epoch: u64,
     subs: [bool; ROOMS],
-    /// Messages queued for it, oldest first: (room, seq).
-    expect: VecDeque<(usize, Seq)>,
+    /// What the writer has still to send, in order.
+    stream: VecDeque<(Frame, Where)>,
+    /// The writer's batch between taking it off the queue and `Lags::take`.
+    batch: Vec<Bytes>,
     /// Lag marks: room → (from, told).
     marks: HashMap<usize, (Seq, bool)>,
+}
+
+impl Session {
+    fn count(&self, w: Where) -> usize {
+        self.stream.iter().filter(|(_, x)| *x == w).count()
+    }
+
+    fn has_room(&self) -> bool {
+        self.count(Where::Queued) < self.depth
+    }
+
+    /// A best-effort frame: lost when the queue is full.
+    fn offer(&mut self, frame: Frame) {
+        if self.has_room() {
+            self.stream.push_back((frame, Where::Queued));
+        }
+    }
+
+    /// A change of the session's own user's membership: never lost, and
+    /// held while anything else is, so that it keeps its order.
+    fn offer_own(&mut self, frame: Frame) {
+        let w = if self.count(Where::Held) == 0 && self.has_room() {
+            Where::Queued
+        } else {
+            Where::Held
+        };
+        self.stream.push_back((frame, w));
+    }
 }
 
 struct Model {
     hub: Hub,
     sessions: [Option<Session>; SESSIONS],
-    /// Receivers of detached sessions, with the frames they held then.
-    gone: Vec<(mpsc::Receiver<Bytes>, usize)>,
+    /// Detached sessions: they get nothing more, but their writers still
+    /// send what was queued and held.
+    gone: Vec<Session>,
     epochs: [u64; USERS],
     seq: [Seq; ROOMS],
     next_id: u64,
@@ -118,8 +196,40 @@ fn room(r: usize) -> String {
     format!("r{r}")
 }
 
-fn room_index(name: &str) -> usize {
-    name[1..].parse().expect("a model room")
+fn index(name: &str) -> usize {
+    name[1..].parse().expect("a model name")
+}
+
+fn model_frame(bytes: &Bytes) -> Frame {
+    let frame: ServerFrame = codec::decode(&bytes[4..]).expect("the hub encodes frames");
+    match frame {
+        ServerFrame::Message(m) => Frame::Message {
+            room: index(&m.room),
+            seq: m.seq,
+        },
+        ServerFrame::Presence(Presence {
+            room,
+            user: u,
+            kind,
+        }) => {
+            let u = index(&u);
+            match (kind, room) {
+                (PresenceKind::Joined, Some(r)) => Frame::Joined {
+                    room: index(&r),
+                    user: u,
+                },
+                (PresenceKind::Left, Some(r)) => Frame::Left {
+                    room: index(&r),
+                    user: u,
+                },
+                (PresenceKind::Online, None) => Frame::Online { user: u },
+                (PresenceKind::Offline, None) => Frame::Offline { user: u },
+                (kind, room) => panic!("presence {kind:?} with room {room:?}"),
+            }
+        }
+        ServerFrame::Shutdown { .. } => Frame::Shutdown,
+        other => panic!("unexpected frame in a session queue: {other:?}"),
+    }
 }
 
 /// Polls `Lags::next` once: the frames it has now, or none.
@@ -177,7 +287,8 @@ impl Model {
                     depth,
                     attach_epoch: epoch,
                     subs: [false; ROOMS],
-                    expect: VecDeque::new(),
+                    stream: VecDeque::new(),
+                    batch: Vec::new(),
                     marks: HashMap::new(),
                 });
             }
@@ -213,6 +324,21 @@ impl Model {
             Op::AnnounceOnline { sid } => {
                 let s = usize::from(sid) % SESSIONS;
                 self.hub.announce_online(self.ids[s]);
+                let Some(u) = self.sessions[s].as_ref().map(|x| x.user) else {
+                    return;
+                };
+                if self
+                    .sessions
+                    .iter()
+                    .flatten()
+                    .filter(|x| x.user == u)
+                    .count()
+                    == 1
+                {
+                    for p in self.peers(u) {
+                        self.live(p).offer(Frame::Online { user: u });
+                    }
+                }
             }
             Op::Subscribe { sid, room: r } => {
                 let s = usize::from(sid) % SESSIONS;
@@ -225,10 +351,23 @@ impl Model {
             Op::Detach { sid } => {
                 let s = usize::from(sid) % SESSIONS;
                 self.hub.detach(self.ids[s]);
-                if let Some(sess) = self.sessions[s].take() {
-                    let held = sess.rx.len();
-                    self.gone.push((sess.rx, held));
+                let Some(u) = self.sessions[s].as_ref().map(|x| x.user) else {
+                    return;
+                };
+                if self
+                    .sessions
+                    .iter()
+                    .flatten()
+                    .filter(|x| x.user == u)
+                    .count()
+                    == 1
+                {
+                    for p in self.peers(u) {
+                        self.live(p).offer(Frame::Offline { user: u });
+                    }
                 }
+                let sess = self.sessions[s].take().expect("attached");
+                self.gone.push(sess);
             }
             Op::Joined { user: u, room: r } => {
                 let (u, r) = (usize::from(u) % USERS, usize::from(r) % ROOMS);
@@ -239,11 +378,13 @@ impl Model {
                         sess.subs[r] = true;
                     }
                 }
+                self.membership(Frame::Joined { room: r, user: u });
             }
             Op::Left { user: u, room: r } => {
                 let (u, r) = (usize::from(u) % USERS, usize::from(r) % ROOMS);
                 self.hub.left(&user(u), &room(r));
                 self.epochs[u] += 1;
+                self.membership(Frame::Left { room: r, user: u });
                 for sess in self.sessions.iter_mut().flatten() {
                     if sess.user == u {
                         sess.subs[r] = false;
@@ -256,11 +397,21 @@ impl Model {
                 self.hub.broadcast(&ServerFrame::Shutdown {
                     reason: "fuzz".into(),
                 });
+                for sess in self.sessions.iter_mut().flatten() {
+                    sess.offer(Frame::Shutdown);
+                }
             }
-            Op::Drain { sid, n } => {
+            Op::Drain { sid, n, split } => {
                 let s = usize::from(sid) % SESSIONS;
                 if let Some(sess) = &mut self.sessions[s] {
-                    drain(sess, usize::from(n % 4) + 1);
+                    if sess.batch.is_empty() {
+                        recv(sess, usize::from(n % 4) + 1);
+                        if !split {
+                            take(sess);
+                        }
+                    } else {
+                        take(sess);
+                    }
                 }
             }
             Op::PollLags { sid } => {
@@ -288,16 +439,54 @@ impl Model {
                 );
             }
         }
+        self.check_queues(op);
+    }
+
+    fn live(&mut self, s: usize) -> &mut Session {
+        self.sessions[s].as_mut().expect("attached")
+    }
+
+    /// Attached sessions of other users sharing a subscribed room with one
+    /// of `u`'s sessions.
+    fn peers(&self, u: usize) -> Vec<usize> {
+        let own: Vec<&Session> = self
+            .sessions
+            .iter()
+            .flatten()
+            .filter(|x| x.user == u)
+            .collect();
+        (0..SESSIONS)
+            .filter(|&p| {
+                self.sessions[p].as_ref().is_some_and(|x| {
+                    x.user != u
+                        && own
+                            .iter()
+                            .any(|o| (0..ROOMS).any(|r| o.subs[r] && x.subs[r]))
+                })
+            })
+            .collect()
+    }
+
+    /// A join or leave goes to the room's sessions, subscribed as of now.
+    fn membership(&mut self, frame: Frame) {
+        let (Frame::Joined { room: r, user: u } | Frame::Left { room: r, user: u }) = frame else {
+            unreachable!("membership frames only");
+        };
+        for sess in self.sessions.iter_mut().flatten() {
+            if !sess.subs[r] {
+                continue;
+            }
+            if sess.user == u {
+                sess.offer_own(frame.clone());
+            } else {
+                sess.offer(frame.clone());
+            }
+        }
     }
 
     fn publish(&mut self, r: usize, gap: u8) {
         self.seq[r] += 1 + u64::from(gap % 3);
         let seq = self.seq[r];
-        let before: Vec<Option<usize>> = self
-            .sessions
-            .iter()
-            .map(|s| s.as_ref().map(|s| s.rx.len()))
-            .collect();
         self.hub.publish(&Message {
             room: room(r),
             seq,
@@ -306,32 +495,51 @@ impl Model {
             from: "x".into(),
             body: "b".into(),
         });
-        for (i, sess) in self.sessions.iter_mut().enumerate() {
-            let Some(sess) = sess else { continue };
-            let before = before[i].expect("same sessions");
-            let after = sess.rx.len();
+        for sess in self.sessions.iter_mut().flatten() {
             if !sess.subs[r] || sess.marks.contains_key(&r) {
-                assert_eq!(
-                    after,
-                    before,
-                    "session {i} got r{r}#{seq} (subscribed {}, lagging {})",
-                    sess.subs[r],
-                    sess.marks.contains_key(&r)
-                );
-            } else if before < sess.depth {
-                assert_eq!(
-                    after,
-                    before + 1,
-                    "session {i} had room but r{r}#{seq} was not queued"
-                );
-                sess.expect.push_back((r, seq));
+                continue;
+            }
+            if sess.has_room() {
+                sess.stream
+                    .push_back((Frame::Message { room: r, seq }, Where::Queued));
             } else {
-                assert_eq!(after, before);
                 sess.marks.insert(r, (seq, false));
             }
         }
-        for (rx, held) in &self.gone {
-            assert_eq!(rx.len(), *held, "a detached session got a frame");
+    }
+
+    /// Every queue holds what the model has on it, and nothing is held
+    /// behind a queue the writer has emptied: with nothing to take off the
+    /// queue, it never calls `Lags::take` again.
+    fn check_queues(&self, op: Op) {
+        let live = self
+            .sessions
+            .iter()
+            .enumerate()
+            .filter_map(|(s, x)| Some((s, x.as_ref()?)));
+        let gone = self.gone.iter().map(|x| (usize::MAX, x));
+        for (s, sess) in live.chain(gone) {
+            let who = if s == usize::MAX {
+                "a detached session".to_string()
+            } else {
+                format!("session {s}")
+            };
+            let queued = sess.count(Where::Queued);
+            assert_eq!(
+                sess.rx.len(),
+                queued,
+                "after {op:?}: {who} has {} frames queued, the model {queued}: {:?}",
+                sess.rx.len(),
+                sess.stream
+            );
+            if queued == 0 && sess.batch.is_empty() {
+                assert_eq!(
+                    sess.count(Where::Held),
+                    0,
+                    "after {op:?}: {who} has frames held behind an empty queue: {:?}",
+                    sess.stream
+                );
+            }
         }
     }
 
@@ -343,12 +551,6 @@ impl Model {
             }
             if let Some(sess) = slot {
                 check_lags(sess);
-                drain(sess, usize::MAX);
-                assert!(
-                    sess.expect.is_empty(),
-                    "session {s}: queued messages never came out: {:?}",
-                    sess.expect
-                );
             }
         }
         for u in 0..USERS {
@@ -360,35 +562,87 @@ impl Model {
             self.sessions.iter().flatten().count(),
             "session count"
         );
-        for (rx, held) in &self.gone {
-            assert_eq!(rx.len(), *held, "a detached session got a frame");
+        let all = self
+            .sessions
+            .iter_mut()
+            .flatten()
+            .chain(self.gone.iter_mut());
+        for sess in all {
+            if !sess.batch.is_empty() {
+                take(sess);
+            }
+            while !sess.rx.is_empty() {
+                recv(sess, usize::MAX);
+                take(sess);
+            }
+            assert!(
+                sess.stream.is_empty(),
+                "u{}: frames never sent with the queue drained: {:?}",
+                sess.user,
+                sess.stream
+            );
         }
     }
 }
 
-fn drain(sess: &mut Session, n: usize) {
-    for _ in 0..n {
+/// The writer's `recv_many`: up to `n` frames off the queue into its batch.
+fn recv(sess: &mut Session, n: usize) {
+    while sess.batch.len() < n {
         let Ok(bytes) = sess.rx.try_recv() else {
-            return;
+            break;
         };
-        let frame: ServerFrame = codec::decode(&bytes[4..]).expect("the hub encodes frames");
-        match frame {
-            ServerFrame::Message(m) => {
-                let got = (room_index(&m.room), m.seq);
-                let want = sess.expect.pop_front();
-                assert_eq!(Some(got), want, "message out of the queue");
-            }
-            ServerFrame::Presence(_) | ServerFrame::Shutdown { .. } => {}
-            other => panic!("unexpected frame in a session queue: {other:?}"),
-        }
+        let at = sess
+            .stream
+            .iter()
+            .position(|(_, w)| *w == Where::Queued)
+            .expect("the model has the frame on the queue");
+        sess.stream[at].1 = Where::Taken;
+        sess.batch.push(bytes);
     }
+}
+
+/// The writer's `Lags::take` and send of its batch: it must be the stream
+/// up to the last frame taken off the queue and the held frames right after
+/// it.
+fn take(sess: &mut Session) {
+    // The writer only calls `take` once `recv_many` returned frames.
+    if sess.batch.is_empty() {
+        return;
+    }
+    let mut batch = std::mem::take(&mut sess.batch);
+    let taken = batch.len();
+    sess.outbox.lags.take(&mut batch);
+    let got: Vec<Frame> = batch.iter().map(model_frame).collect();
+    let mut want = Vec::new();
+    let mut left = taken;
+    while left > 0 {
+        let (frame, w) = sess
+            .stream
+            .pop_front()
+            .expect("frames taken are in the stream");
+        assert_ne!(
+            w,
+            Where::Queued,
+            "a frame still on the queue came before one taken"
+        );
+        left -= usize::from(w == Where::Taken);
+        want.push(frame);
+    }
+    while let Some((_, Where::Held)) = sess.stream.front() {
+        want.push(sess.stream.pop_front().expect("front").0);
+    }
+    assert_eq!(
+        got, want,
+        "u{}: the writer's batch of {taken} vs the model's stream",
+        sess.user
+    );
 }
 
 fn check_lags(sess: &mut Session) {
     let mut got: Vec<(usize, Seq)> = poll_lags(&sess.outbox)
         .into_iter()
         .map(|f| match f {
-            ServerFrame::Lagged { room, from } => (room_index(&room), from),
+            ServerFrame::Lagged { room, from } => (index(&room), from),
             other => panic!("Lags::next returned {other:?}"),
         })
         .collect();

@@ -12,9 +12,16 @@
 //!
 //! Allowed by the protocol and generated here: a full queue drops a live
 //! message and marks the room lagged (`Lagged` may overtake frames already
-//! queued); presence may be dropped; a live message may be seen twice;
-//! pages may be shorter than asked (with `more`); disconnects at any point;
-//! other devices joining and leaving rooms.
+//! queued); a live message may be seen twice; pages may be shorter than
+//! asked (with `more`); disconnects at any point; other devices joining
+//! and leaving rooms.
+//!
+//! The user's own `Presence{Joined/Left}` is never dropped (relay/src/hub.rs
+//! holds it past a full queue and slots it in where it would have been
+//! queued), so here it always takes its place in the control stream; only
+//! a `Lagged` may overtake it, as it may any queued frame. Presence about
+//! other users is best effort, but the worker passes it to the application
+//! without touching `RoomSync`, so the model does not generate it.
 //!
 //! Checked: the application sees every message at most once and in
 //! increasing seq order per room, never before the room's `Joined`; and
@@ -59,15 +66,19 @@ enum Op {
     Handle,
     /// One of the bulk replies in flight arrives.
     Bulk(u8),
-    /// Another device of the user joins a room.
+    /// Another device of the user joins a room. With `queue_full` the relay
+    /// holds the `Presence` past the session's full queue; the stream ends up
+    /// the same, but the field keeps saved inputs decoding as they did when
+    /// it dropped the presence.
     Join {
         room: u8,
-        drop_presence: bool,
+        queue_full: bool,
     },
-    /// Another device of the user leaves a room (never room 0, the lobby).
+    /// Another device of the user leaves a room (never room 0, the lobby);
+    /// `queue_full` as for `Join`.
     Leave {
         room: u8,
-        drop_presence: bool,
+        queue_full: bool,
     },
     Disconnect,
     Connect,
@@ -418,25 +429,22 @@ impl Model {
         self.apply(steps);
     }
 
-    fn join(&mut self, room: usize, drop_presence: bool) {
+    fn join(&mut self, room: usize, queue_full: bool) {
         if self.member[room] {
             return;
         }
-        let drop_presence = drop_presence && !allowed("no-dropped-joins");
         self.member[room] = true;
-        self.note(|| format!("other device joins r{room} (presence dropped: {drop_presence})"));
+        self.note(|| format!("other device joins r{room} (queue full: {queue_full})"));
         if let Some(conn) = &mut self.conn {
             conn.sub[room] = true;
-            if !drop_presence {
-                conn.ctrl.push_back(Ctrl::Presence {
-                    room: name(room),
-                    joined: true,
-                });
-            }
+            conn.ctrl.push_back(Ctrl::Presence {
+                room: name(room),
+                joined: true,
+            });
         }
     }
 
-    fn leave(&mut self, room: usize, drop_presence: bool) {
+    fn leave(&mut self, room: usize, queue_full: bool) {
         if room == 0 || !self.member[room] {
             return;
         }
@@ -445,14 +453,12 @@ impl Model {
             // Never shown: nothing from that membership is owed any more.
             self.owed[room].clear();
         }
-        self.note(|| format!("other device leaves r{room} (presence dropped: {drop_presence})"));
+        self.note(|| format!("other device leaves r{room} (queue full: {queue_full})"));
         if let Some(conn) = &mut self.conn {
-            if !drop_presence {
-                conn.ctrl.push_back(Ctrl::Presence {
-                    room: name(room),
-                    joined: false,
-                });
-            }
+            conn.ctrl.push_back(Ctrl::Presence {
+                room: name(room),
+                joined: false,
+            });
             conn.sub[room] = false;
             conn.lag[room] = false;
         }
@@ -491,14 +497,8 @@ impl Model {
             Op::ReadTwice => self.read(true),
             Op::Handle => self.handle(),
             Op::Bulk(i) => self.bulk(i),
-            Op::Join {
-                room,
-                drop_presence,
-            } => self.join(usize::from(room) % ROOMS, drop_presence),
-            Op::Leave {
-                room,
-                drop_presence,
-            } => self.leave(usize::from(room) % ROOMS, drop_presence),
+            Op::Join { room, queue_full } => self.join(usize::from(room) % ROOMS, queue_full),
+            Op::Leave { room, queue_full } => self.leave(usize::from(room) % ROOMS, queue_full),
             Op::Disconnect => self.disconnect(),
             Op::Connect => self.connect(),
         }
