@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::hub::{Hub, HubEvent};
@@ -57,15 +57,24 @@ pub struct Link {
 impl Link {
     /// Starts forwarding the relay's hub events to the other relays and
     /// applying theirs.
+    /// `connections` counts NATS (re)connections (see `store::nats::connect`).
     pub async fn start<S: Store>(
         client: async_nats::Client,
+        connections: watch::Receiver<u64>,
         relay: Arc<Relay<S>>,
     ) -> anyhow::Result<Link> {
         let id = rand::random::<u64>();
         let incoming = client.subscribe(EVENTS).await?;
         let (tx, outgoing) = mpsc::unbounded_channel();
         relay.hub.set_events(tx);
-        let task = tokio::spawn(run(client.clone(), id, relay, incoming, outgoing));
+        let task = tokio::spawn(run(
+            client.clone(),
+            id,
+            relay,
+            incoming,
+            outgoing,
+            connections,
+        ));
         Ok(Link { client, id, task })
     }
 
@@ -91,7 +100,9 @@ async fn run<S: Store>(
     relay: Arc<Relay<S>>,
     mut incoming: async_nats::Subscriber,
     mut outgoing: mpsc::UnboundedReceiver<HubEvent>,
+    mut connections: watch::Receiver<u64>,
 ) {
+    connections.mark_unchanged();
     let hub = &relay.hub;
     let mut remotes: HashMap<u64, Remote> = HashMap::new();
     let mut tick = tokio::time::interval(ROSTER_EVERY);
@@ -112,6 +123,21 @@ async fn run<S: Store>(
                 };
                 if env.relay != id {
                     receive(hub, &mut remotes, env);
+                }
+            }
+            Ok(()) = connections.changed() => {
+                // Events sent while NATS was away are lost: read every local
+                // user's rooms again.
+                let users = hub.local_users();
+                tracing::info!(users = users.len(), "back on NATS; checking memberships");
+                for (user, _) in users {
+                    match relay.store.rooms_of(&user).await {
+                        Ok(rows) => {
+                            let rooms: Vec<String> = rows.into_iter().map(|r| r.name).collect();
+                            hub.resync(&user, &rooms);
+                        }
+                        Err(e) => tracing::warn!(%user, "cannot check memberships: {e}"),
+                    }
                 }
             }
             _ = tick.tick() => {

@@ -485,6 +485,26 @@ impl Hub {
         );
     }
 
+    /// Brings a user's subscriptions here in line with their rooms in the
+    /// store, as if told of every change: for when changes made on other
+    /// relays may have been missed (the link to them was down).
+    pub fn resync(&self, user: &str, rooms: &[String]) {
+        let now: HashSet<String> = {
+            let st = self.state.lock().expect("hub lock");
+            let Some(first) = st.by_user.get(user).and_then(|ids| ids.iter().next()) else {
+                return;
+            };
+            st.subs.get(first).cloned().unwrap_or_default()
+        };
+        let want: HashSet<&String> = rooms.iter().collect();
+        for room in rooms.iter().filter(|r| !now.contains(*r)) {
+            self.change_membership(user, room, true);
+        }
+        for room in now.iter().filter(|r| !want.contains(r)) {
+            self.change_membership(user, room, false);
+        }
+    }
+
     /// Forgets who is online on other relays (the link to them was lost;
     /// they are told again once it is back).
     pub fn forget_remote(&self) {
@@ -801,5 +821,25 @@ mod tests {
         assert!(matches!(&frames[0], ServerFrame::Presence(p) if p.kind == PresenceKind::Left));
         assert!(matches!(&frames[1], ServerFrame::Presence(p) if p.kind == PresenceKind::Joined));
         assert!(matches!(&frames[2], ServerFrame::Message(m) if m.seq == 2));
+    }
+
+    #[test]
+    fn resync_applies_membership_changes_that_were_missed() {
+        let hub = Hub::default();
+        let (alice, mut rx) = Outbox::new(1, "alice".into(), 16);
+        attach(&hub, alice.clone(), &["lobby", "old"]);
+        hub.resync("alice", &["lobby".to_string(), "new".to_string()]);
+        assert!(hub.is_subscribed(1, "new"));
+        assert!(!hub.is_subscribed(1, "old"));
+        let mut told = own_membership(&written(&alice, &mut rx));
+        told.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            told,
+            vec![
+                ("new".into(), PresenceKind::Joined),
+                ("old".into(), PresenceKind::Left)
+            ]
+        );
+        hub.resync("nobody", &["lobby".to_string()]);
     }
 }

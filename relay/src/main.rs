@@ -303,7 +303,7 @@ async fn serve(args: Serve) -> Result<()> {
             relay::server::serve(endpoint, store, rx, cfg, metrics, None, stop_signal()).await
         }
         Backing::Nats(store) => {
-            let client = Some(store.client());
+            let client = Some((store.client(), store.connections()));
             relay::server::serve(endpoint, store, rx, cfg, metrics, client, stop_signal()).await
         }
     }

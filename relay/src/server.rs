@@ -75,7 +75,7 @@ pub async fn serve<S: Store>(
     mut committed: mpsc::UnboundedReceiver<Arc<Message>>,
     cfg: Config,
     metrics: Option<tokio::net::TcpListener>,
-    cluster: Option<async_nats::Client>,
+    cluster: Option<(async_nats::Client, tokio::sync::watch::Receiver<u64>)>,
     stop: impl Future<Output = ()>,
 ) {
     let relay = Arc::new(Relay {
@@ -114,13 +114,15 @@ pub async fn serve<S: Store>(
         })
     };
     let link = match cluster {
-        Some(client) => match crate::cluster::Link::start(client, relay.clone()).await {
-            Ok(link) => Some(link),
-            Err(e) => {
-                tracing::error!("cannot link to the other relays: {e}");
-                None
+        Some((client, connections)) => {
+            match crate::cluster::Link::start(client, connections, relay.clone()).await {
+                Ok(link) => Some(link),
+                Err(e) => {
+                    tracing::error!("cannot link to the other relays: {e}");
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     let admission = Admission::new(

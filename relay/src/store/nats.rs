@@ -113,6 +113,7 @@ pub struct NatsStore {
     feed: Mutex<Option<JoinHandle<()>>>,
     /// Rooms known to exist; rooms are never deleted, so this only grows.
     rooms: Arc<Mutex<HashSet<String>>>,
+    connections: watch::Receiver<u64>,
 }
 
 fn db(e: impl std::fmt::Display) -> StoreError {
@@ -239,6 +240,7 @@ impl NatsStore {
             publisher: Mutex::new(None),
             feed: Mutex::new(None),
             rooms: Arc::default(),
+            connections: connections.clone(),
         };
         store
             .create_room_record(LOBBY, RoomKind::Public, "")
@@ -278,6 +280,11 @@ impl NatsStore {
     /// The connection to NATS, shared with the link to the other relays.
     pub fn client(&self) -> async_nats::Client {
         self.client.clone()
+    }
+
+    /// Counts (re)connections to NATS.
+    pub fn connections(&self) -> watch::Receiver<u64> {
+        self.connections.clone()
     }
 
     async fn create_room_record(
