@@ -23,7 +23,7 @@ macro_rules! stream_fields {
   workload          \"fanout\", \"rate\", \"ack\" or \"slow\".
   clients           clients in the lobby, each sending and receiving.
   messages          messages each client sends (rate, ack: --rate x --seconds;
-                    slow: --rate x 3 x --seconds).
+                    slow: --rate x (2 + 3 x --seconds)).
   bytes             body size in bytes (--bytes; a body is never shorter than
                     its stamp, \"s=SENDER i=INDEX t=NANOS \").
   rate              messages per second each client sends; null for fanout.
@@ -128,13 +128,15 @@ enum Command {
     Ack(RateArgs),
     /// The rate load with one more member that stops reading for a while.
     #[command(long_about = concat!(
-        "The rate load for three phases of --seconds each, with one more \
-         member of the room that does not send: in the first it reads, in \
+        "The rate load for 2 s of warm-up and three phases of --seconds \
+         each, with one more member of the room that does not send: in the \
+         first phase it reads, in \
          the second it reads nothing (its control stream's receive window \
          is 64 KiB, so the relay's queue for it fills and it is told it \
          lagged), in the third it reads again and catches up from history \
          with the real client's sync logic. The others' latency is split by \
-         the phase their message was sent in.\n\n",
+         the phase their message was sent in (the warm-up counts only in \
+         latency_us).\n\n",
         stream_fields!(), "\n
   (slow) deliveries, lost, duplicated and latency_us count the senders
   only; the stalled member has its own below.
@@ -177,6 +179,8 @@ Output: exactly one JSON line on stdout; progress and errors go to stderr.
 
   broker, workload        \"confab\", \"idle\".
   connections, accounts   as asked.
+  accounts_made           \"store\" (created before the relay started) or
+                          \"registered\" (--register).
   endpoints               client UDP sockets used.
   hold_s                  seconds all were held once connected.
   connected               connections logged in.

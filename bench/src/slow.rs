@@ -3,11 +3,11 @@
 //! The relay must not let it slow the others: its queue fills, it is told
 //! it lagged, and once it reads again it catches up from history.
 //!
-//! Three phases of equal length, the senders going on throughout:
-//! before (everyone reads), stalled (the member reads nothing), and
-//! catching up (it reads again, pages history, then goes live). The
-//! others' latency is split by the phase a message was sent in, so the
-//! three sit side by side from one run on one relay.
+//! After a short warm-up, three phases of equal length, the senders going
+//! on throughout: before (everyone reads), stalled (the member reads
+//! nothing), and catching up (it reads again, pages history, then goes
+//! live). The others' latency is split by the phase a message was sent
+//! in, so the three sit side by side from one run on one relay.
 //!
 //! The member is a lean connection (`wire`) rather than `common::client`,
 //! whose reader drains the socket into memory whatever the application
@@ -34,7 +34,7 @@ use crate::target::Target;
 use crate::wire::{self, Dialer, Link};
 use crate::workload::{
     account_names, close_all, connect_all, drain, progress, send_all_steadily, settle_all,
-    watch_relay, Params, PASSWORD, ROOM,
+    watch_relay, Params, PASSWORD, ROOM, SLOW_WARMUP,
 };
 
 /// The stalled member's receive window on its control stream. quinn's
@@ -94,7 +94,7 @@ impl SlowReport {
         others.lost = totals.lost;
         others.duplicated = totals.duplicated;
         others.latency_us = Latency::of(&totals.latency);
-        let [before, stalled, catching_up] = totals.phases.each_ref().map(Latency::of);
+        let [_warmup, before, stalled, catching_up] = totals.phases.each_ref().map(Latency::of);
         let worst = stalled.p99.max(catching_up.p99);
         let slow = m.totals_of(clients..clients + 1);
         let span = |a: &OnceLock<u64>, b: &OnceLock<u64>| {
@@ -195,19 +195,22 @@ async fn drive(
 
     m.start();
     tracing::info!(
-        "{} clients and one slow member in {ROOM}; {} s before, stalled, catching up",
+        "{} clients and one slow member in {ROOM}; {SLOW_WARMUP} s warm-up, then {} s before, stalled, catching up",
         params.clients,
         phase.as_secs()
     );
     background.spawn(progress(m.clone()));
     let start = Instant::now();
     let senders = send_all_steadily(params, &clients, m, start);
-    tokio::time::sleep_until(start + phase).await;
+    let first = start + Duration::from_secs(u64::from(SLOW_WARMUP));
+    tokio::time::sleep_until(first).await;
+    m.next_phase();
+    tokio::time::sleep_until(first + phase).await;
     m.next_phase();
     let _ = f.paused_ns.set(now_ns());
     pause.send_replace(true);
     tracing::info!("the slow member stops reading");
-    tokio::time::sleep_until(start + 2 * phase).await;
+    tokio::time::sleep_until(first + 2 * phase).await;
     m.next_phase();
     let _ = f.resumed_ns.set(now_ns());
     pause.send_replace(false);

@@ -5,8 +5,9 @@ use hdrhistogram::Histogram;
 
 use crate::stamp::Stamp;
 
-/// Phases a run's latencies can be split into, by send time.
-pub const PHASES: usize = 3;
+/// Phases a run's latencies can be split into, by send time (slow has a
+/// warm-up and three more).
+pub const PHASES: usize = 4;
 
 /// One receiver's count of a run in which `senders` clients each send
 /// `messages` messages.
@@ -161,15 +162,15 @@ mod tests {
     #[test]
     fn counts_unique_duplicate_and_latency() {
         let mut t = Tally::new(2, 3);
-        t.record(stamp(0, 0, 1_000), 3_000, [None; 2]);
-        t.record(stamp(1, 2, 1_000), 11_000, [None; 2]);
-        t.record(stamp(1, 2, 1_000), 12_000, [None; 2]);
+        t.record(stamp(0, 0, 1_000), 3_000, [None; PHASES - 1]);
+        t.record(stamp(1, 2, 1_000), 11_000, [None; PHASES - 1]);
+        t.record(stamp(1, 2, 1_000), 12_000, [None; PHASES - 1]);
         assert_eq!((t.unique(), t.total(), t.expected()), (2, 3, 6));
         assert!(!t.complete());
         assert_eq!(t.last_ns(), Some(12_000));
         assert_eq!(t.latency[0].max(), 11);
         assert_eq!(t.latency[0].min(), 2);
-        t.record(stamp(0, 1, 0), 3_600_000_000_000, [None; 2]);
+        t.record(stamp(0, 1, 0), 3_600_000_000_000, [None; PHASES - 1]);
         assert_eq!(
             t.latency[0].max(),
             t.latency[0].highest_equivalent(3_600_000_000)
@@ -179,23 +180,23 @@ mod tests {
     #[test]
     fn a_split_sorts_latencies_by_send_time() {
         let mut t = Tally::new(1, 3);
-        let splits = [Some(5_000), Some(8_000)];
+        let splits = [Some(5_000), Some(8_000), None];
         t.record(stamp(0, 0, 1_000), 2_000, splits);
         t.record(stamp(0, 1, 5_000), 9_000, splits);
         t.record(stamp(0, 2, 9_000), 19_000, splits);
         let sum = Totals::sum([&t], 1, 3);
-        assert_eq!(sum.phases.each_ref().map(|h| h.len()), [1, 1, 1]);
+        assert_eq!(sum.phases.each_ref().map(|h| h.len()), [1, 1, 1, 0]);
         assert_eq!(sum.phases[2].max(), 10);
         assert_eq!(sum.latency.len(), 3);
-        t.record(stamp(0, 0, 1_000), 2_000, [Some(5_000), None]);
+        t.record(stamp(0, 0, 1_000), 2_000, [Some(5_000), None, None]);
         assert_eq!(t.latency[0].len(), 2);
     }
 
     #[test]
     fn foreign_stamps_are_ignored() {
         let mut t = Tally::new(2, 3);
-        t.record(stamp(2, 0, 0), 1, [None; 2]);
-        t.record(stamp(0, 3, 0), 1, [None; 2]);
+        t.record(stamp(2, 0, 0), 1, [None; PHASES - 1]);
+        t.record(stamp(0, 3, 0), 1, [None; PHASES - 1]);
         assert_eq!((t.unique(), t.total(), t.last_ns()), (0, 0, None));
     }
 
@@ -205,7 +206,7 @@ mod tests {
         for t in &mut tallies {
             for s in 0..2 {
                 for i in 0..2 {
-                    t.record(stamp(s, i, 0), 5_000, [None; 2]);
+                    t.record(stamp(s, i, 0), 5_000, [None; PHASES - 1]);
                 }
             }
         }
@@ -219,8 +220,8 @@ mod tests {
     #[test]
     fn missing_receivers_and_messages_count_as_lost() {
         let mut t = Tally::new(2, 2);
-        t.record(stamp(0, 0, 0), 1, [None; 2]);
-        t.record(stamp(0, 0, 0), 2, [None; 2]);
+        t.record(stamp(0, 0, 0), 1, [None; PHASES - 1]);
+        t.record(stamp(0, 0, 0), 2, [None; PHASES - 1]);
         let sum = Totals::sum([&t], 3, 4);
         assert_eq!((sum.deliveries, sum.lost, sum.duplicated), (2, 11, 1));
     }

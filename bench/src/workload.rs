@@ -36,6 +36,11 @@ pub const ROOM: &str = LOBBY;
 /// The password of every benchmark account.
 pub(crate) const PASSWORD: &str = "loadgen password";
 
+/// Seconds of load before slow's first phase: a fresh relay's first
+/// seconds (its queues and caches growing) would otherwise count against
+/// the phase the others are compared with.
+pub const SLOW_WARMUP: u32 = 2;
+
 /// Registrations at once: each costs the relay an argon2id hash, and a
 /// crowd of them could keep some connections past the login deadline.
 const CONNECTING: usize = 8;
@@ -62,8 +67,9 @@ pub enum Workload {
     Rate { rate: u32, seconds: u32 },
     /// The rate load, reported for its send-to-ack latency.
     Ack { rate: u32, seconds: u32 },
-    /// The rate load for three phases of `phase` seconds, with one more
-    /// member that stops reading during the second.
+    /// The rate load for [`SLOW_WARMUP`] seconds and three phases of
+    /// `phase` seconds, with one more member that stops reading during the
+    /// second.
     Slow { rate: u32, phase: u32 },
 }
 
@@ -108,7 +114,9 @@ impl Params {
             Workload::Rate { rate, seconds } | Workload::Ack { rate, seconds } => {
                 rate.saturating_mul(seconds)
             }
-            Workload::Slow { rate, phase } => rate.saturating_mul(phase).saturating_mul(3),
+            Workload::Slow { rate, phase } => {
+                rate.saturating_mul(phase.saturating_mul(3).saturating_add(SLOW_WARMUP))
+            }
         }
     }
 
