@@ -37,7 +37,7 @@ def series(prefix):
             out.append((f"{workload}\n{broker}", picked))
     ack = lines(prefix, "ack")
     out.append(("ack: send\n→ durable ack", [r["ack_us"] for r in ack if r.get("ack_us")]))
-    slow = lines(prefix, "slow")
+    slow = [r for r in lines(prefix, "slow") if r.get("stall", True)]
     for key, label in (
         ("before_us", "slow: others,\nall reading"),
         ("stalled_us", "slow: others,\none stalled"),

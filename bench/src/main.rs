@@ -141,12 +141,14 @@ enum Command {
   (slow) deliveries, lost, duplicated and latency_us count the senders
   only; the stalled member has its own below.
   phase_s           seconds of each phase (--seconds).
+  stall             whether the member stopped reading (false: --no-stall).
   before_us         the others' latency for messages sent in phase 1.
   stalled_us        ... sent in phase 2, while the member read nothing.
   catching_up_us    ... sent in phase 3, while it caught up.
   p99_change_pct    how much the worse of the two later p99s is above (or,
                     negative, below) phase 1's, in percent.
-  slow              the stalled member: paused_s (seconds it read nothing),
+  slow              the stalled member: paused_s (seconds it read nothing;
+                    null with --no-stall),
                     lagged (Lagged notices it got), caught_up_s (seconds from
                     reading again to its first message sent after that; in
                     sequence order, so by then it had every earlier one),
@@ -300,6 +302,10 @@ struct SlowArgs {
     /// Body size in bytes.
     #[arg(long, default_value_t = 100)]
     bytes: usize,
+    /// A control run: the extra member reads throughout, so the phases
+    /// differ only by chance (how much, the run tells).
+    #[arg(long)]
+    no_stall: bool,
     #[command(flatten)]
     relay: RelayArgs,
 }
@@ -471,6 +477,7 @@ fn job(command: Command) -> anyhow::Result<Job> {
                 workload: Workload::Slow {
                     rate: a.rate,
                     phase: a.seconds,
+                    stall: !a.no_stall,
                 },
             },
             a.relay,

@@ -76,6 +76,8 @@ pub struct SlowReport {
     #[serde(flatten)]
     pub others: Report,
     pub phase_s: u32,
+    /// Whether the member stopped reading (false: a control run).
+    pub stall: bool,
     pub before_us: Latency,
     pub stalled_us: Latency,
     pub catching_up_us: Latency,
@@ -100,13 +102,14 @@ impl SlowReport {
         let span = |a: &OnceLock<u64>, b: &OnceLock<u64>| {
             Some(round((*b.get()? - *a.get()?) as f64 / 1e9, 3))
         };
-        let phase = match params.workload {
-            crate::workload::Workload::Slow { phase, .. } => phase,
-            _ => 0,
+        let (phase, stall) = match params.workload {
+            crate::workload::Workload::Slow { phase, stall, .. } => (phase, stall),
+            _ => (0, false),
         };
         SlowReport {
             others,
             phase_s: phase,
+            stall,
             before_us: before,
             stalled_us: stalled,
             catching_up_us: catching_up,
@@ -158,7 +161,7 @@ async fn drive(
     m: &Arc<Measurements>,
     f: &Arc<SlowFigures>,
 ) -> Result<()> {
-    let crate::workload::Workload::Slow { phase, .. } = params.workload else {
+    let crate::workload::Workload::Slow { phase, stall, .. } = params.workload else {
         bail!("slow::run needs a slow workload");
     };
     let phase = Duration::from_secs(u64::from(phase));
@@ -207,14 +210,18 @@ async fn drive(
     m.next_phase();
     tokio::time::sleep_until(first + phase).await;
     m.next_phase();
-    let _ = f.paused_ns.set(now_ns());
-    pause.send_replace(true);
-    tracing::info!("the slow member stops reading");
+    if stall {
+        let _ = f.paused_ns.set(now_ns());
+        pause.send_replace(true);
+        tracing::info!("the slow member stops reading");
+    }
     tokio::time::sleep_until(first + 2 * phase).await;
     m.next_phase();
-    let _ = f.resumed_ns.set(now_ns());
-    pause.send_replace(false);
-    tracing::info!("the slow member reads again");
+    if stall {
+        let _ = f.resumed_ns.set(now_ns());
+        pause.send_replace(false);
+        tracing::info!("the slow member reads again");
+    }
     let refused = settle_all(senders).await?;
     tracing::info!(
         "all sends acknowledged after {:.2} s ({refused} refused); waiting for deliveries",

@@ -168,16 +168,6 @@ impl Dialer {
     }
 }
 
-impl Link {
-    /// Writes one frame on the control stream.
-    pub async fn write(&mut self, frame: &ClientFrame) -> Result<()> {
-        self.send
-            .write_all(&codec::encode(frame))
-            .await
-            .with_context(|| format!("{}: write", self.user))
-    }
-}
-
 /// Reads control frames into `tx` until the stream ends. With a small
 /// channel, a consumer that stops receiving stops the reading too, so
 /// flow control holds the relay back as it would for a client that

@@ -69,8 +69,8 @@ pub enum Workload {
     Ack { rate: u32, seconds: u32 },
     /// The rate load for [`SLOW_WARMUP`] seconds and three phases of
     /// `phase` seconds, with one more member that stops reading during the
-    /// second.
-    Slow { rate: u32, phase: u32 },
+    /// second (unless `stall` is false: a control run).
+    Slow { rate: u32, phase: u32, stall: bool },
 }
 
 impl Workload {
@@ -114,7 +114,7 @@ impl Params {
             Workload::Rate { rate, seconds } | Workload::Ack { rate, seconds } => {
                 rate.saturating_mul(seconds)
             }
-            Workload::Slow { rate, phase } => {
+            Workload::Slow { rate, phase, .. } => {
                 rate.saturating_mul(phase.saturating_mul(3).saturating_add(SLOW_WARMUP))
             }
         }
