@@ -172,7 +172,9 @@ confab_runs() {
             failed+=("$workload $* run $n: skipped, past the ${BUDGET} s budget")
             continue
         fi
-        log="$RESULTS/$date-$workload-confab-$n.log"
+        # Numbered by the workload's lines so far: the same workload with
+        # other flags (slow --no-stall) must not reuse a log's name.
+        log="$RESULTS/$date-$workload-confab-$(($(wc -l <"$out") + 1)).log"
         echo "== loadgen $workload${*:+ $*} against confab, run $n of $runs" >&2
         if logged "$LOADGEN" "$workload" "$@" --timeout "$timeout" --relay-log "$log" >>"$out"; then
             rm -f "$log"
