@@ -7,11 +7,16 @@
 //! from the same monotonic clock ([`stamp::now_ns`]) and latency needs no
 //! clock synchronisation.
 
+pub mod history;
+pub mod idle;
 pub mod measure;
 pub mod nats;
 pub mod procfs;
 pub mod report;
+pub mod run;
+pub mod slow;
 pub mod stamp;
 pub mod tally;
 pub mod target;
+pub mod wire;
 pub mod workload;

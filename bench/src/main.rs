@@ -1,31 +1,29 @@
 //! `loadgen`: load and latency benchmarks for the confab relay, speaking
-//! the real protocol (QUIC, TLS, accounts) through `common::client`.
+//! the real protocol (QUIC, TLS, accounts). This file is the command line;
+//! `bench::run` runs a workload and prints its line.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use bench::measure::Measurements;
+use bench::history::HistoryParams;
+use bench::idle::IdleParams;
 use bench::nats::NatsTarget;
-use bench::procfs::Proc;
-use bench::report::Report;
-use bench::target::Target;
-use bench::workload::{self, Params, Workload};
+use bench::run::{self, RelayOptions};
+use bench::workload::{Params, Workload};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tokio::time::Instant;
 
-/// What every run prints, for `--help`.
-macro_rules! output_help {
+/// The fields every message workload prints, for `--help`.
+macro_rules! stream_fields {
     () => {
         "Output: exactly one JSON line on stdout; progress and errors go to stderr.
 
   broker            \"confab\" (the relay), \"nats\" or \"nats-tls\" (--broker nats,
                     without or with --nats-ca).
-  workload          \"fanout\" or \"rate\".
+  workload          \"fanout\", \"rate\", \"ack\" or \"slow\".
   clients           clients in the lobby, each sending and receiving.
-  messages          messages each client sends (rate: --rate x --seconds).
+  messages          messages each client sends (rate, ack: --rate x --seconds;
+                    slow: --rate x (2 + 3 x --seconds)).
   bytes             body size in bytes (--bytes; a body is never shorter than
                     its stamp, \"s=SENDER i=INDEX t=NANOS \").
   rate              messages per second each client sends; null for fanout.
@@ -44,24 +42,39 @@ macro_rules! output_help {
                     sender's send call (stamped in the body) to the
                     receiver's message event, in microseconds. All clients
                     live in this process and share one monotonic clock.
+  ack_us            {p50, p99, p999, max} of the time from the send call to
+                    the relay's ack, which comes once the message is
+                    committed to disk (group commit), in microseconds; for
+                    rate, ack and slow against the relay, else null.
   relay_cpu_s       CPU seconds (user + system, /proc/PID/stat) the relay used
                     while the clock ran; null when its pid is unknown. With
                     --broker nats, nats-server's (--nats-pid).
   relay_rss_kib     the relay's peak resident memory (VmRSS in
                     /proc/PID/status) sampled every 100 ms while the clock
                     ran, in KiB; null when its pid is unknown.
-  timed_out         the run hit --timeout; the other figures are partial.
+  timed_out         the run hit --timeout; the other figures are partial."
+    };
+}
 
-Exit status: 0 when lost and duplicated are 0 and the run did not time out;
-1 otherwise, also when the run could not start or the relay died (the reason
-goes to stderr, the JSON line still comes); 2 for bad usage.
+/// Exit status and the relay a run uses, for `--help`.
+macro_rules! relay_help {
+    () => {
+        "Exit status: 0 when the run passed (nothing lost or duplicated, no
+failure, in time); 1 otherwise, also when the run could not start or the
+relay died (the reason goes to stderr, the JSON line still comes); 2 for bad
+usage.
 
 Unless --server is given, every run starts its own relay (`relay serve` on a
 free 127.0.0.1 port with a fresh certificate and data folder, per-session
 rate limits lifted) and kills it at the end; clients pin its certificate and
-register as bench-0, bench-1, ...
+register as bench-0, bench-1, ..."
+    };
+}
 
-With --broker nats the same workload runs against the nats-server at
+/// Comparison with nats-server, for `--help`.
+macro_rules! nats_help {
+    () => {
+        "With --broker nats the same workload runs against the nats-server at
 --nats-url instead, for comparison: one async-nats connection per client,
 each subscribed to one fresh subject and publishing to it. Core NATS does
 not acknowledge or store a publish, so fanout's --window bounds instead the
@@ -71,11 +84,12 @@ publishes that have not yet come back on the publisher's own subscription."
 
 /// Load and latency benchmarks for the confab relay.
 #[derive(Parser)]
-#[command(version, long_about = concat!(
-    "Load and latency benchmarks for the confab relay, through the real \
-     protocol: QUIC, TLS, accounts, durable acks.\n\n",
-    output_help!()
-))]
+#[command(
+    version,
+    long_about = "Load and latency benchmarks for the confab relay, \
+    through the real protocol: QUIC, TLS, accounts, durable acks. Each workload \
+    prints one JSON line; `loadgen WORKLOAD --help` explains every figure."
+)]
 struct Cli {
     #[command(subcommand)]
     workload: Command,
@@ -89,7 +103,7 @@ enum Command {
          keeping at most --window sends awaiting their ack, while every \
          client counts every message it receives. Measures throughput \
          (deliveries_per_s) and latency under load.\n\n",
-        output_help!()
+        stream_fields!(), "\n\n", relay_help!(), "\n\n", nats_help!()
     ))]
     Fanout(FanoutArgs),
     /// Every client sends at a steady rate for a fixed time.
@@ -99,9 +113,142 @@ enum Command {
          deliveries to drain. Measures latency and relay CPU at a known \
          load: the defaults put 1,000 messages a second into the relay and \
          take 50,000 deliveries a second out.\n\n",
-        output_help!()
+        stream_fields!(), "\n\n", relay_help!(), "\n\n", nats_help!()
     ))]
     Rate(RateArgs),
+    /// The rate load, for the time from send to durable ack.
+    #[command(long_about = concat!(
+        "The rate load (same flags and defaults), reported for ack_us: the \
+         time from a send to its ack, which the relay sends once the \
+         transaction holding the message is on disk. The store commits \
+         whatever is queued in one transaction (group commit), so under load \
+         a message waits for the commit under way and then its own.\n\n",
+        stream_fields!(), "\n\n", relay_help!()
+    ))]
+    Ack(RateArgs),
+    /// The rate load with one more member that stops reading for a while.
+    #[command(long_about = concat!(
+        "The rate load for 2 s of warm-up and three phases of --seconds \
+         each, with one more member of the room that does not send: in the \
+         first phase it reads, in \
+         the second it reads nothing (its control stream's receive window \
+         is 64 KiB, so the relay's queue for it fills and it is told it \
+         lagged), in the third it reads again and catches up from history \
+         with the real client's sync logic. The others' latency is split by \
+         the phase their message was sent in (the warm-up counts only in \
+         latency_us).\n\n",
+        stream_fields!(), "\n
+  (slow) deliveries, lost, duplicated and latency_us count the senders
+  only; the stalled member has its own below.
+  phase_s           seconds of each phase (--seconds).
+  stall             whether the member stopped reading (false: --no-stall).
+  before_us         the others' latency for messages sent in phase 1.
+  stalled_us        ... sent in phase 2, while the member read nothing.
+  catching_up_us    ... sent in phase 3, while it caught up.
+  p99_change_pct    how much the worse of the two later p99s is above (or,
+                    negative, below) phase 1's, in percent.
+  slow              the stalled member: paused_s (seconds it read nothing;
+                    null with --no-stall),
+                    lagged (Lagged notices it got), caught_up_s (seconds from
+                    reading again to its first message sent after that; in
+                    sequence order, so by then it had every earlier one),
+                    deliveries, lost and duplicated (both must be 0).\n\n",
+        relay_help!()
+    ))]
+    Slow(SlowArgs),
+    /// Many logged-in connections that do nothing.
+    #[command(long_about = concat!(
+        "Logs in --connections connections and holds them, idle, for --hold \
+         seconds: what an online but quiet user costs the relay. They log \
+         in to --accounts accounts round robin (users with many devices), \
+         --connecting at a time; --per-endpoint connections share a client \
+         UDP socket.
+
+The accounts are created in the relay's store before it starts (its own \
+Store::create_user) with argon2id hashes of the smallest cost (m=8 KiB, \
+t=1): the relay checks a password with the parameters in its stored hash, \
+so a login costs microseconds instead of ~20 ms of CPU and 19 MiB, and the \
+figures show the connections, not password hashing. With --register they \
+are registered through the relay instead and every login costs a hash at \
+the relay's own parameters (the only way with --server).
+
+The relay it starts gets caps that let the run in (--max-connections, \
+--max-unauthenticated, --max-unauthenticated-per-addr); a relay given with \
+--server needs them by hand. loadgen raises its own open-file limit to \
+the hard limit.
+
+Output: exactly one JSON line on stdout; progress and errors go to stderr.
+
+  broker, workload        \"confab\", \"idle\".
+  connections, accounts   as asked.
+  accounts_made           \"store\" (created before the relay started) or
+                          \"registered\" (--register).
+  endpoints               client UDP sockets used.
+  hold_s                  seconds all were held once connected.
+  connected               connections logged in.
+  failed                  connections that could not log in (3 tries each).
+  retried                 tries that failed and were made again (a
+                          handshake whose packets were dropped: loopback
+                          drops datagrams when the relay's socket buffer is
+                          full).
+  dropped                 connections that ended before the run did.
+  connect_s               from the first dial to the last login.
+  connects_per_s          connected / connect_s.
+  login_us                {p50, p99, p999, max} from dialling to LoggedIn, in
+                          microseconds, with --connecting in flight (with
+                          --register mostly the wait for the relay's hashing
+                          threads).
+  relay_rss_base_kib      the relay's VmRSS with the accounts made and no
+                          connection open.
+  relay_rss_idle_kib      its VmRSS at the end of the hold.
+  relay_rss_per_conn_kib  (idle - base) / connected.
+  relay_rss_kib           its peak VmRSS, sampled every 100 ms.
+  relay_cpu_connect_s     relay CPU seconds while connecting.
+  relay_cpu_idle_s        relay CPU seconds during the hold (keep-alives).
+  relay_cpu_idle_pct      that per second of hold, in percent of one core.
+  loadgen_rss_per_conn_kib  loadgen's own VmRSS growth per connection.
+  timed_out               the run hit --timeout.
+
+Exit status: 0 when every connection logged in and lasted the hold; 1
+otherwise; 2 for bad usage."
+    ))]
+    Idle(IdleArgs),
+    /// A room with a million stored messages: logins and paging.
+    #[command(long_about = "Fills the lobby of a fresh relay's store with \
+         --messages messages before starting it (through SQLite, one \
+         transaction per 100,000 rows, the schema made by the relay's own \
+         code), then times --logins logins one after another through the \
+         real client, each followed by --pages pages of --page messages \
+         back, and --requests newest-page requests on one session.
+
+Output: exactly one JSON line on stdout; progress and errors go to stderr.
+Latencies are {p50, p99, p999, max} in microseconds.
+
+  broker, workload      \"confab\", \"history\".
+  messages, bytes       the messages stored and their body size.
+  fill_s, db_mib        time the fill took; size of the database file.
+  logins                logins done.
+  login_us              from connecting to LoggedIn (TLS handshake, argon2id
+                        check of the password).
+  shown_us              from connecting to the lobby's newest 50 messages
+                        handed to the application (Event::Joined): login,
+                        room list, newest page.
+  shown_after_login_us  the same from LoggedIn: what the history costs.
+  pages, page           pages paged back per login, messages per page.
+  page_back_us          one page back (History Before, on a logged-in
+                        session).
+  pages_back_us         all --pages of one login together.
+  requests              newest-page requests done.
+  latest_us             one request for the newest 50 (History Latest) on a
+                        logged-in session, round trip.
+  wrong                 pages that were not the run of sequences asked for.
+                        Must be 0.
+  relay_rss_kib         the relay's peak VmRSS while it ran.
+  timed_out             the run hit --timeout.
+
+Exit status: 0 when every login and request was done and right; 1
+otherwise; 2 for bad usage.")]
+    History(HistoryArgs),
 }
 
 #[derive(Args)]
@@ -120,7 +267,7 @@ struct FanoutArgs {
     #[arg(long, default_value_t = 64)]
     window: usize,
     #[command(flatten)]
-    common: Common,
+    broker: BrokerArgs,
 }
 
 #[derive(Args)]
@@ -138,7 +285,78 @@ struct RateArgs {
     #[arg(long, default_value_t = 100)]
     bytes: usize,
     #[command(flatten)]
-    common: Common,
+    broker: BrokerArgs,
+}
+
+#[derive(Args)]
+struct SlowArgs {
+    /// Clients in the room, each sending; the stalled member comes on top.
+    #[arg(long, default_value_t = 50)]
+    clients: u32,
+    /// Messages per second each client sends.
+    #[arg(long, default_value_t = 20)]
+    rate: u32,
+    /// Seconds of each of the three phases.
+    #[arg(long, default_value_t = 10)]
+    seconds: u32,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 100)]
+    bytes: usize,
+    /// A control run: the extra member reads throughout, so the phases
+    /// differ only by chance (how much, the run tells).
+    #[arg(long)]
+    no_stall: bool,
+    #[command(flatten)]
+    relay: RelayArgs,
+}
+
+#[derive(Args)]
+struct IdleArgs {
+    /// Connections to log in and hold.
+    #[arg(long, default_value_t = 10_000)]
+    connections: u32,
+    /// Accounts they share, round robin (each a user with many devices).
+    #[arg(long, default_value_t = 100)]
+    accounts: u32,
+    /// Seconds to hold them once all are connected.
+    #[arg(long, default_value_t = 10)]
+    hold: u64,
+    /// Connections per client UDP socket.
+    #[arg(long, default_value_t = 100)]
+    per_endpoint: u32,
+    /// Logins in flight at once.
+    #[arg(long, default_value_t = 16)]
+    connecting: usize,
+    /// Register the accounts through the relay, paying its real password
+    /// hashing on every login, instead of creating them in its store.
+    #[arg(long)]
+    register: bool,
+    #[command(flatten)]
+    relay: RelayArgs,
+}
+
+#[derive(Args)]
+struct HistoryArgs {
+    /// Messages stored in the room before the relay starts.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Body size of each message in bytes.
+    #[arg(long, default_value_t = 100)]
+    bytes: usize,
+    /// Logins to time, one after another.
+    #[arg(long, default_value_t = 200)]
+    logins: u32,
+    /// Pages to page back after each login.
+    #[arg(long, default_value_t = 10)]
+    pages: u32,
+    /// Messages per page paged back (the GUI's page).
+    #[arg(long, default_value_t = 50)]
+    page: u16,
+    /// Newest-page requests to time on one session.
+    #[arg(long, default_value_t = 1000)]
+    requests: u32,
+    #[command(flatten)]
+    relay: RelayArgs,
 }
 
 /// What carries the messages.
@@ -151,7 +369,7 @@ enum Broker {
 }
 
 #[derive(Args)]
-struct Common {
+struct BrokerArgs {
     /// What to benchmark: confab's relay, or for comparison the
     /// nats-server at --nats-url.
     #[arg(long, value_enum, default_value_t = Broker::Confab)]
@@ -168,6 +386,12 @@ struct Common {
     /// relay_rss_kib.
     #[arg(long, value_name = "PID", requires = "nats_url")]
     nats_pid: Option<u32>,
+    #[command(flatten)]
+    relay: RelayArgs,
+}
+
+#[derive(Args)]
+struct RelayArgs {
     /// The relay binary to start [default: `relay` next to loadgen].
     #[arg(long, value_name = "PATH", conflicts_with = "server")]
     relay_bin: Option<PathBuf>,
@@ -181,16 +405,113 @@ struct Common {
     /// Process id of --server's relay, for relay_cpu_s and relay_rss_kib.
     #[arg(long, value_name = "PID", requires = "server")]
     relay_pid: Option<u32>,
-    /// Seconds the whole run may take, relay start included.
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
-    timeout: u64,
+    /// Seconds the whole run may take, relay start included [default: 120;
+    /// slow 180, history 300, idle 900].
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
     /// Copy the log of the relay this run started to FILE at the end.
     #[arg(long, value_name = "FILE", conflicts_with = "server")]
     relay_log: Option<PathBuf>,
 }
 
-/// Lines of the relay's log shown on stderr after a failed run.
-const LOG_TAIL: usize = 40;
+impl RelayArgs {
+    fn options(&self, default_timeout: u64) -> RelayOptions {
+        RelayOptions {
+            relay_bin: self.relay_bin.clone(),
+            server: self.server.clone().zip(self.ca.clone()),
+            relay_pid: self.relay_pid,
+            timeout: Duration::from_secs(self.timeout.unwrap_or(default_timeout)),
+            relay_log: self.relay_log.clone(),
+        }
+    }
+}
+
+/// What `main` runs once the flags are read.
+enum Job {
+    Stream(Params, BrokerArgs),
+    Slow(Params, RelayArgs),
+    Idle(IdleParams, RelayArgs),
+    History(HistoryParams, RelayArgs),
+}
+
+fn job(command: Command) -> anyhow::Result<Job> {
+    let rate = |a: &RateArgs, ack: bool| Params {
+        clients: a.clients,
+        bytes: a.bytes,
+        workload: if ack {
+            Workload::Ack {
+                rate: a.rate,
+                seconds: a.seconds,
+            }
+        } else {
+            Workload::Rate {
+                rate: a.rate,
+                seconds: a.seconds,
+            }
+        },
+    };
+    let job = match command {
+        Command::Fanout(a) => Job::Stream(
+            Params {
+                clients: a.clients,
+                bytes: a.bytes,
+                workload: Workload::Fanout {
+                    messages: a.messages,
+                    window: a.window,
+                },
+            },
+            a.broker,
+        ),
+        Command::Rate(a) => Job::Stream(rate(&a, false), a.broker),
+        Command::Ack(a) => {
+            anyhow::ensure!(
+                a.broker.broker == Broker::Confab,
+                "ack runs against the relay only: core NATS has no acks"
+            );
+            Job::Stream(rate(&a, true), a.broker)
+        }
+        Command::Slow(a) => Job::Slow(
+            Params {
+                clients: a.clients,
+                bytes: a.bytes,
+                workload: Workload::Slow {
+                    rate: a.rate,
+                    phase: a.seconds,
+                    stall: !a.no_stall,
+                },
+            },
+            a.relay,
+        ),
+        Command::Idle(a) => {
+            let p = IdleParams {
+                connections: a.connections,
+                accounts: a.accounts,
+                hold: Duration::from_secs(a.hold),
+                per_endpoint: a.per_endpoint,
+                connecting: a.connecting,
+                register: a.register,
+            };
+            p.check()?;
+            Job::Idle(p, a.relay)
+        }
+        Command::History(a) => {
+            let p = HistoryParams {
+                messages: a.messages,
+                bytes: a.bytes,
+                logins: a.logins,
+                pages: a.pages,
+                page: a.page,
+                requests: a.requests,
+            };
+            p.check()?;
+            Job::History(p, a.relay)
+        }
+    };
+    if let Job::Stream(p, _) | Job::Slow(p, _) = &job {
+        p.check()?;
+    }
+    Ok(job)
+}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -201,172 +522,41 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let (params, common) = match Cli::parse().workload {
-        Command::Fanout(a) => (
-            Params {
-                clients: a.clients,
-                bytes: a.bytes,
-                workload: Workload::Fanout {
-                    messages: a.messages,
-                    window: a.window,
-                },
-            },
-            a.common,
-        ),
-        Command::Rate(a) => (
-            Params {
-                clients: a.clients,
-                bytes: a.bytes,
-                workload: Workload::Rate {
-                    rate: a.rate,
-                    seconds: a.seconds,
-                },
-            },
-            a.common,
-        ),
+    let job = match job(Cli::parse().workload) {
+        Ok(job) => job,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(2);
+        }
     };
-    if let Err(e) = params.check() {
-        eprintln!("loadgen: {e}");
-        return ExitCode::from(2);
+    if run::raise_fd_limit().is_none() {
+        tracing::warn!("cannot raise the open-file limit; large runs may fail");
     }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let passed = match (common.broker, &common.nats_url) {
-        (Broker::Nats, Some(url)) => {
-            let target = NatsTarget {
-                url: url.clone(),
-                ca: common.nats_ca.clone(),
-                pid: common.nats_pid,
-            };
-            runtime.block_on(run_nats(&params, &target, common.timeout))
+    let passed = runtime.block_on(async {
+        match &job {
+            Job::Stream(params, b) => match (b.broker, &b.nats_url) {
+                (Broker::Nats, Some(url)) => {
+                    let target = NatsTarget {
+                        url: url.clone(),
+                        ca: b.nats_ca.clone(),
+                        pid: b.nats_pid,
+                    };
+                    let timeout = Duration::from_secs(b.relay.timeout.unwrap_or(120));
+                    run::nats(params, &target, timeout).await
+                }
+                _ => run::stream(params, &b.relay.options(120)).await,
+            },
+            Job::Slow(params, r) => run::slow(params, &r.options(180)).await,
+            Job::Idle(p, r) => run::idle(p, &r.options(900)).await,
+            Job::History(p, r) => run::history(p, &r.options(300)).await,
         }
-        _ => runtime.block_on(run(&params, &common)),
-    };
+    });
     // A task stuck on a dead connection must not hold up the exit.
     runtime.shutdown_background();
     if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
-}
-
-/// One run, bounded by `--timeout`; prints the report and says whether
-/// it passed.
-async fn run(params: &Params, common: &Common) -> bool {
-    // The stamps' clock starts before anything is timed.
-    bench::stamp::now_ns();
-    let limit = Duration::from_secs(common.timeout);
-    let deadline = Instant::now() + limit;
-    let mut timed_out = false;
-    let mut failed = false;
-    let target = match tokio::time::timeout_at(deadline, open(common)).await {
-        Ok(Ok(target)) => Some(target),
-        Ok(Err(e)) => {
-            eprintln!("loadgen: {e:#}");
-            failed = true;
-            None
-        }
-        Err(_) => {
-            timed_out = true;
-            None
-        }
-    };
-    let m = Arc::new(Measurements::new(
-        params.clients,
-        params.messages(),
-        target.as_ref().and_then(|t| t.pid).map(Proc::new),
-    ));
-    if let Some(target) = &target {
-        match tokio::time::timeout_at(deadline, workload::run(params, target, &m)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                eprintln!("loadgen: {e:#}");
-                failed = true;
-            }
-            Err(_) => timed_out = true,
-        }
-    }
-    if timed_out {
-        eprintln!("loadgen: the run did not finish within --timeout {limit:?}");
-    }
-    let report = Report::new(params, &m, timed_out);
-    println!("{}", report.to_json());
-    let passed = report.ok() && !failed;
-    if let Some(log) = target.as_ref().and_then(Target::log_path) {
-        if !passed {
-            show_tail(&log);
-        }
-        if let Some(dest) = &common.relay_log {
-            if let Err(e) = std::fs::copy(&log, dest) {
-                eprintln!(
-                    "loadgen: cannot copy the relay log to {}: {e}",
-                    dest.display()
-                );
-            }
-        }
-    }
-    passed
-}
-
-/// One run against nats-server, bounded by `timeout` seconds; prints the
-/// report and says whether it passed.
-async fn run_nats(params: &Params, target: &NatsTarget, timeout: u64) -> bool {
-    bench::stamp::now_ns();
-    let limit = Duration::from_secs(timeout);
-    let m = Arc::new(Measurements::new(
-        params.clients,
-        params.messages(),
-        target.pid.map(Proc::new),
-    ));
-    let mut failed = false;
-    let timed_out = match tokio::time::timeout(limit, bench::nats::run(params, target, &m)).await {
-        Ok(Ok(())) => false,
-        Ok(Err(e)) => {
-            eprintln!("loadgen: {e:#}");
-            failed = true;
-            false
-        }
-        Err(_) => {
-            eprintln!("loadgen: the run did not finish within --timeout {limit:?}");
-            true
-        }
-    };
-    let mut report = Report::new(params, &m, timed_out);
-    report.broker = target.broker();
-    println!("{}", report.to_json());
-    report.ok() && !failed
-}
-
-/// The relay to benchmark: the one given, or a fresh one.
-async fn open(common: &Common) -> Result<Target> {
-    if let (Some(server), Some(ca)) = (&common.server, &common.ca) {
-        return Ok(Target::external(
-            server.clone(),
-            ca.clone(),
-            common.relay_pid,
-        ));
-    }
-    let relay_bin = match &common.relay_bin {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .context("cannot find loadgen's own path")?
-            .with_file_name("relay"),
-    };
-    let target = Target::start(&relay_bin).await?;
-    tracing::info!(
-        "started {} at {} (pid {})",
-        relay_bin.display(),
-        target.server,
-        target.pid.unwrap_or_default()
-    );
-    Ok(target)
-}
-
-fn show_tail(log: &Path) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    eprintln!("--- last lines of the relay log ---");
-    for line in &lines[lines.len().saturating_sub(LOG_TAIL)..] {
-        eprintln!("{line}");
     }
 }

@@ -1,22 +1,30 @@
 //! Everything a run has measured so far. It lives outside the run's future,
 //! so a run cut short by its time limit still reports what it saw.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
+use hdrhistogram::Histogram;
+
 use crate::procfs::Proc;
 use crate::stamp::{now_ns, Stamp};
-use crate::tally::{Tally, Totals};
+use crate::tally::{Tally, Totals, PHASES};
 
 /// The measurements of one run of `clients` clients that each send
-/// `messages` messages to all of them.
+/// `messages` messages to all of them (and, in some workloads, to a few
+/// receivers that do not send).
 #[derive(Debug)]
 pub struct Measurements {
     clients: u32,
     messages: u32,
     /// One per receiver, made up front: a receiver that never connects
-    /// still counts, with everything lost.
+    /// still counts, with everything lost. The senders' own come first.
     tallies: Vec<Mutex<Tally>>,
+    /// When the later phases of a run began, for runs that compare them.
+    splits: [OnceLock<u64>; PHASES - 1],
+    /// Send-to-ack latency in microseconds, for workloads that time acks.
+    acks: Mutex<Histogram<u64>>,
     relay: Option<Proc>,
     start_ns: OnceLock<u64>,
     cpu_start: OnceLock<f64>,
@@ -34,12 +42,25 @@ fn lock(tally: &Mutex<Tally>) -> MutexGuard<'_, Tally> {
 impl Measurements {
     /// Empty measurements; `relay` is the relay process when known.
     pub fn new(clients: u32, messages: u32, relay: Option<Proc>) -> Measurements {
+        Measurements::with_receivers(clients, clients, messages, relay)
+    }
+
+    /// Like [`Measurements::new`], with `receivers` (at least `clients`)
+    /// receivers: the clients, then receivers that only listen.
+    pub fn with_receivers(
+        clients: u32,
+        receivers: u32,
+        messages: u32,
+        relay: Option<Proc>,
+    ) -> Measurements {
         Measurements {
             clients,
             messages,
-            tallies: (0..clients)
+            tallies: (0..receivers.max(clients))
                 .map(|_| Mutex::new(Tally::new(clients, messages)))
                 .collect(),
+            splits: Default::default(),
+            acks: Mutex::new(Histogram::new(3).expect("3 significant digits")),
             relay,
             start_ns: OnceLock::new(),
             cpu_start: OnceLock::new(),
@@ -66,7 +87,40 @@ impl Measurements {
     /// Receiver `receiver` got a message stamped `stamp` just now.
     pub fn record(&self, receiver: usize, stamp: Stamp) {
         let now = now_ns();
-        lock(&self.tallies[receiver]).record(stamp, now);
+        let splits = self.splits.each_ref().map(|s| s.get().copied());
+        lock(&self.tallies[receiver]).record(stamp, now, splits);
+    }
+
+    /// Starts the next phase: messages sent from now on count in it. The
+    /// last phase goes on to the end of the run.
+    pub fn next_phase(&self) {
+        let now = now_ns();
+        let _ = self
+            .splits
+            .iter()
+            .find(|s| s.get().is_none())
+            .map(|s| s.set(now));
+    }
+
+    /// A send was acknowledged `micros` after it was made.
+    pub fn record_ack(&self, micros: u64) {
+        // An auto-resizing histogram grows to any u64, so this cannot fail.
+        let _ = self
+            .acks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(micros);
+    }
+
+    /// Send-to-ack latencies, when any were recorded.
+    pub fn acks(&self) -> Option<Histogram<u64>> {
+        let acks = self.acks.lock().unwrap_or_else(PoisonError::into_inner);
+        (!acks.is_empty()).then(|| acks.clone())
+    }
+
+    /// Whether receiver `receiver` has every message.
+    pub fn receiver_complete(&self, receiver: usize) -> bool {
+        lock(&self.tallies[receiver]).complete()
     }
 
     /// Starts the clock and the relay's CPU count.
@@ -129,15 +183,23 @@ impl Measurements {
 
     /// Deliveries every receiver together should get.
     pub fn expected_deliveries(&self) -> u64 {
-        u64::from(self.clients) * u64::from(self.clients) * u64::from(self.messages)
+        self.tallies.len() as u64 * u64::from(self.clients) * u64::from(self.messages)
     }
 
     /// Every receiver's tally added up.
     pub fn totals(&self) -> Totals {
-        let tallies: Vec<Tally> = self.tallies.iter().map(|t| lock(t).clone()).collect();
+        self.totals_of(0..self.tallies.len())
+    }
+
+    /// The tallies of receivers `receivers` added up.
+    pub fn totals_of(&self, receivers: Range<usize>) -> Totals {
+        let tallies: Vec<Tally> = self.tallies[receivers.clone()]
+            .iter()
+            .map(|t| lock(t).clone())
+            .collect();
         Totals::sum(
             &tallies,
-            u64::from(self.clients),
+            receivers.len() as u64,
             u64::from(self.clients) * u64::from(self.messages),
         )
     }

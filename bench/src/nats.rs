@@ -147,6 +147,13 @@ async fn drive(params: &Params, target: &NatsTarget, m: &Arc<Measurements>) -> R
                 bytes,
                 start,
             )),
+            // main offers nats only for fanout and rate.
+            Workload::Ack { .. } | Workload::Slow { .. } => {
+                bail!(
+                    "{} does not run against nats-server",
+                    params.workload.name()
+                )
+            }
         };
     }
     while let Some(result) = senders.join_next().await {

@@ -1,10 +1,11 @@
 //! The one JSON line a run prints. `loadgen --help` explains each field.
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::measure::Measurements;
 use crate::stamp::now_ns;
-use crate::workload::{Params, Workload};
+use crate::workload::Params;
 
 /// A run's result.
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +35,9 @@ pub struct Report {
     pub duplicated: u64,
     /// Send-to-delivery latency over all deliveries.
     pub latency_us: Latency,
+    /// Send-to-ack latency over all acknowledged sends, where timed (the
+    /// steady workloads against the relay).
+    pub ack_us: Option<Latency>,
     /// CPU seconds the relay used while the clock ran.
     pub relay_cpu_s: Option<f64>,
     /// The relay's peak resident memory, sampled every 100 ms.
@@ -43,7 +47,7 @@ pub struct Report {
 }
 
 /// Latency percentiles in microseconds.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Latency {
     /// Median.
     pub p50: u64,
@@ -55,9 +59,21 @@ pub struct Latency {
     pub max: u64,
 }
 
+impl Latency {
+    /// The percentiles of `h` (all 0 when it is empty).
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        Latency {
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
 /// Rounds to `places` decimals, so the line shows what was measured, not
 /// float noise.
-fn round(value: f64, places: i32) -> f64 {
+pub fn round(value: f64, places: i32) -> f64 {
     let scale = 10f64.powi(places);
     (value * scale).round() / scale
 }
@@ -77,28 +93,20 @@ impl Report {
         } else {
             0.0
         };
-        let h = &totals.latency;
         Report {
             broker: "confab",
             workload: params.workload.name(),
             clients: params.clients,
             messages: params.messages(),
             bytes: params.bytes,
-            rate: match params.workload {
-                Workload::Rate { rate, .. } => Some(rate),
-                Workload::Fanout { .. } => None,
-            },
+            rate: params.workload.rate(),
             seconds: round(seconds, 3),
             deliveries: totals.deliveries,
             deliveries_per_s: round(per_s, 1),
             lost: totals.lost,
             duplicated: totals.duplicated,
-            latency_us: Latency {
-                p50: h.value_at_quantile(0.5),
-                p99: h.value_at_quantile(0.99),
-                p999: h.value_at_quantile(0.999),
-                max: h.max(),
-            },
+            latency_us: Latency::of(&totals.latency),
+            ack_us: m.acks().as_ref().map(Latency::of),
             relay_cpu_s: m.relay_cpu_s().map(|s| round(s, 2)),
             relay_rss_kib: m.relay_rss_peak_kib(),
             timed_out,
@@ -120,6 +128,7 @@ impl Report {
 mod tests {
     use super::*;
     use crate::stamp::Stamp;
+    use crate::workload::Workload;
 
     #[test]
     fn a_complete_run_reports_every_field() {
@@ -162,6 +171,7 @@ mod tests {
             "lost",
             "duplicated",
             "latency_us",
+            "ack_us",
             "relay_cpu_s",
             "relay_rss_kib",
             "timed_out",

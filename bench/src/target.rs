@@ -21,6 +21,20 @@ const LISTENING: &str = "confab relay listening on ";
 /// and delay a fan-out burst by design.
 const UNLIMITED: [&str; 4] = ["--rate-limit", "1000000", "--request-rate", "1000000"];
 
+/// Work on a relay's data folder before it starts.
+pub type Prepare = Box<dyn FnOnce(&Path) -> Result<()> + Send>;
+
+/// How to start a relay beyond the defaults.
+#[derive(Default)]
+pub struct Launch {
+    /// More `relay serve` flags, such as caps raised for a run that needs
+    /// more connections than the defaults allow.
+    pub args: Vec<String>,
+    /// Work on the data folder before the relay opens it (filling the
+    /// store), run on a blocking thread.
+    pub prepare: Option<Prepare>,
+}
+
 /// Where clients connect and what they trust.
 #[derive(Debug)]
 pub struct Target {
@@ -52,7 +66,12 @@ impl Target {
     /// Starts `relay_bin` on a free loopback port with a fresh certificate
     /// and data folder; it is killed when the target is dropped.
     pub async fn start(relay_bin: &Path) -> Result<Target> {
-        let own = OwnRelay::start(relay_bin).await?;
+        Target::start_with(relay_bin, Launch::default()).await
+    }
+
+    /// [`Target::start`] with more flags and a prepared data folder.
+    pub async fn start_with(relay_bin: &Path, launch: Launch) -> Result<Target> {
+        let own = OwnRelay::start(relay_bin, launch).await?;
         Ok(Target {
             server: own.addr.clone(),
             ca: own.dir.path().join("certs/cert.pem"),
@@ -60,6 +79,11 @@ impl Target {
             shared: false,
             own: Some(own),
         })
+    }
+
+    /// The data folder of a relay this run started.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.own.as_ref().map(|own| own.dir.path().join("data"))
     }
 
     /// The log (stderr) of a relay this run started.
@@ -78,7 +102,7 @@ struct OwnRelay {
 }
 
 impl OwnRelay {
-    async fn start(relay_bin: &Path) -> Result<OwnRelay> {
+    async fn start(relay_bin: &Path, launch: Launch) -> Result<OwnRelay> {
         let dir = tempfile::Builder::new()
             .prefix("confab-loadgen-")
             .tempdir()
@@ -95,6 +119,13 @@ impl OwnRelay {
         if !status.success() {
             bail!("{} gen-cert failed ({status})", relay_bin.display());
         }
+        let data = dir.path().join("data");
+        if let Some(prepare) = launch.prepare {
+            let data = data.clone();
+            tokio::task::spawn_blocking(move || prepare(&data))
+                .await
+                .context("preparing the data folder panicked")??;
+        }
         let log = File::create(dir.path().join("relay.log")).context("relay log")?;
         let mut child = Command::new(relay_bin)
             .arg("serve")
@@ -104,8 +135,9 @@ impl OwnRelay {
             .arg(certs.join("key.pem"))
             .args(["--listen", "127.0.0.1:0"])
             .arg("--data")
-            .arg(dir.path().join("data"))
+            .arg(&data)
             .args(UNLIMITED)
+            .args(&launch.args)
             // The relay's own default; a RUST_LOG meant for loadgen (say
             // debug) would bury the relay log and slow the relay down.
             .env("RUST_LOG", "info,quinn=warn")

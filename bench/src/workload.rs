@@ -4,6 +4,9 @@
 //! - fanout: every client sends its messages as fast as the protocol
 //!   allows, with a bounded number of sends awaiting their ack.
 //! - rate: every client sends at a steady rate for a fixed time.
+//! - ack: the rate load, timing each send until its durable ack.
+//! - slow: the rate load with one more member that stops reading for a
+//!   while (see `slow`).
 //!
 //! Every client receives every message, its own included, so each one is
 //! both a sender and a receiver.
@@ -31,7 +34,12 @@ use crate::target::Target;
 pub const ROOM: &str = LOBBY;
 
 /// The password of every benchmark account.
-const PASSWORD: &str = "loadgen password";
+pub(crate) const PASSWORD: &str = "loadgen password";
+
+/// Seconds of load before slow's first phase: a fresh relay's first
+/// seconds (its queues and caches growing) would otherwise count against
+/// the phase the others are compared with.
+pub const SLOW_WARMUP: u32 = 2;
 
 /// Registrations at once: each costs the relay an argon2id hash, and a
 /// crowd of them could keep some connections past the login deadline.
@@ -57,6 +65,12 @@ pub enum Workload {
     Fanout { messages: u32, window: usize },
     /// Each client sends `rate` messages per second for `seconds`.
     Rate { rate: u32, seconds: u32 },
+    /// The rate load, reported for its send-to-ack latency.
+    Ack { rate: u32, seconds: u32 },
+    /// The rate load for [`SLOW_WARMUP`] seconds and three phases of
+    /// `phase` seconds, with one more member that stops reading during the
+    /// second (unless `stall` is false: a control run).
+    Slow { rate: u32, phase: u32, stall: bool },
 }
 
 impl Workload {
@@ -65,6 +79,18 @@ impl Workload {
         match self {
             Workload::Fanout { .. } => "fanout",
             Workload::Rate { .. } => "rate",
+            Workload::Ack { .. } => "ack",
+            Workload::Slow { .. } => "slow",
+        }
+    }
+
+    /// Messages per second each client sends, for the steady workloads.
+    pub fn rate(&self) -> Option<u32> {
+        match *self {
+            Workload::Fanout { .. } => None,
+            Workload::Rate { rate, .. }
+            | Workload::Ack { rate, .. }
+            | Workload::Slow { rate, .. } => Some(rate),
         }
     }
 }
@@ -85,7 +111,12 @@ impl Params {
     pub fn messages(&self) -> u32 {
         match self.workload {
             Workload::Fanout { messages, .. } => messages,
-            Workload::Rate { rate, seconds } => rate.saturating_mul(seconds),
+            Workload::Rate { rate, seconds } | Workload::Ack { rate, seconds } => {
+                rate.saturating_mul(seconds)
+            }
+            Workload::Slow { rate, phase, .. } => {
+                rate.saturating_mul(phase.saturating_mul(3).saturating_add(SLOW_WARMUP))
+            }
         }
     }
 
@@ -130,7 +161,7 @@ pub async fn run(params: &Params, target: &Target, m: &Arc<Measurements>) -> Res
 async fn drive(params: &Params, target: &Target, m: &Arc<Measurements>) -> Result<()> {
     // Receivers and the progress task; dropping the set aborts them.
     let mut background = JoinSet::new();
-    let names = Arc::new(account_names(params.clients, target.shared));
+    let names = Arc::new(account_names("bench", params.clients, target.shared));
     let clients = connect_all(target, &names, m, &mut background).await?;
     m.start();
     tracing::info!(
@@ -141,31 +172,24 @@ async fn drive(params: &Params, target: &Target, m: &Arc<Measurements>) -> Resul
         params.bytes,
     );
     background.spawn(progress(m.clone()));
-    let mut senders = JoinSet::new();
     let start = Instant::now();
-    for (sender, client) in clients.iter().enumerate() {
-        let client = client.clone();
-        let sender = sender as u32;
-        let bytes = params.bytes;
-        match params.workload {
-            Workload::Fanout { messages, window } => {
-                senders.spawn(send_fast(client, sender, messages, window, bytes))
+    let mut senders = JoinSet::new();
+    match params.workload {
+        Workload::Fanout { messages, window } => {
+            for (sender, client) in clients.iter().enumerate() {
+                let bytes = params.bytes;
+                senders.spawn(send_fast(
+                    client.clone(),
+                    sender as u32,
+                    messages,
+                    window,
+                    bytes,
+                ));
             }
-            Workload::Rate { rate, .. } => senders.spawn(send_steadily(
-                client,
-                sender,
-                params.clients,
-                rate,
-                params.messages(),
-                bytes,
-                start,
-            )),
-        };
+        }
+        _ => senders = send_all_steadily(params, &clients, m, start),
     }
-    let mut refused = 0;
-    while let Some(result) = senders.join_next().await {
-        refused += result.context("a sender failed")?;
-    }
+    let refused = settle_all(senders).await?;
     tracing::info!(
         "all sends acknowledged after {:.2} s ({refused} refused); waiting for deliveries",
         start.elapsed().as_secs_f64()
@@ -176,21 +200,57 @@ async fn drive(params: &Params, target: &Target, m: &Arc<Measurements>) -> Resul
     Ok(())
 }
 
-/// `bench-0`, `bench-1`, … or, on a shared relay where those may exist,
-/// with a random part: `bench-k3x9q-0`, …
-fn account_names(clients: u32, shared: bool) -> Vec<String> {
+/// Starts every client's steady sender (rate, ack, slow); each returns
+/// how many of its sends were refused.
+pub(crate) fn send_all_steadily(
+    params: &Params,
+    clients: &[Arc<Client>],
+    m: &Arc<Measurements>,
+    start: Instant,
+) -> JoinSet<u64> {
+    let mut senders = JoinSet::new();
+    let rate = params.workload.rate().unwrap_or(1);
+    for (sender, client) in clients.iter().enumerate() {
+        senders.spawn(send_steadily(
+            client.clone(),
+            m.clone(),
+            Steady {
+                sender: sender as u32,
+                clients: params.clients,
+                rate,
+                messages: params.messages(),
+                bytes: params.bytes,
+                start,
+            },
+        ));
+    }
+    senders
+}
+
+/// Waits for every sender; the number of refused sends.
+pub(crate) async fn settle_all(mut senders: JoinSet<u64>) -> Result<u64> {
+    let mut refused = 0;
+    while let Some(result) = senders.join_next().await {
+        refused += result.context("a sender failed")?;
+    }
+    Ok(refused)
+}
+
+/// `PREFIX-0`, `PREFIX-1`, … or, on a shared relay where those may exist,
+/// with a random part: `PREFIX-k3x9q-0`, …
+pub(crate) fn account_names(prefix: &str, count: u32, shared: bool) -> Vec<String> {
     let prefix = if shared {
         let suffix = Alphanumeric.sample_string(&mut rand::thread_rng(), 6);
-        format!("bench-{}-", suffix.to_ascii_lowercase())
+        format!("{prefix}-{}-", suffix.to_ascii_lowercase())
     } else {
-        "bench-".to_owned()
+        format!("{prefix}-")
     };
-    (0..clients).map(|i| format!("{prefix}{i}")).collect()
+    (0..count).map(|i| format!("{prefix}{i}")).collect()
 }
 
 /// Registers and connects every client, starts its receiver, and returns
 /// once each has seen the lobby.
-async fn connect_all(
+pub(crate) async fn connect_all(
     target: &Target,
     names: &Arc<Vec<String>>,
     m: &Arc<Measurements>,
@@ -316,39 +376,55 @@ async fn send_fast(
     refused
 }
 
-/// rate: one message every 1/`rate` s until `messages` are sent, then
-/// every ack. Returns how many were refused.
-async fn send_steadily(
-    client: Arc<Client>,
-    sender: u32,
-    clients: u32,
-    rate: u32,
-    messages: u32,
-    bytes: usize,
-    start: Instant,
-) -> u64 {
-    let period = Duration::from_secs(1) / rate;
+/// One steady sender's part of the load.
+pub(crate) struct Steady {
+    pub sender: u32,
+    pub clients: u32,
+    pub rate: u32,
+    pub messages: u32,
+    pub bytes: usize,
+    pub start: Instant,
+}
+
+/// rate: one message every 1/`rate` s until `messages` are sent, each ack
+/// timed as it arrives. Returns how many were refused.
+pub(crate) async fn send_steadily(client: Arc<Client>, m: Arc<Measurements>, s: Steady) -> u64 {
+    let period = Duration::from_secs(1) / s.rate;
     // Clients spread over one period: a steady stream, not a burst of
     // every client's message at each tick.
-    let offset = period.mul_f64(f64::from(sender) / f64::from(clients));
-    let mut ticks = tokio::time::interval_at(start + offset, period);
+    let offset = period.mul_f64(f64::from(s.sender) / f64::from(s.clients));
+    let mut ticks = tokio::time::interval_at(s.start + offset, period);
     // A late tick is made up for, so every client sends its full count
     // and the delay shows up as latency rather than as fewer messages.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let mut acks = Vec::with_capacity(messages as usize);
-    for index in 0..messages {
+    // A task per send, so each ack is timed when it comes rather than
+    // when the sender gets round to it.
+    let mut acks = JoinSet::new();
+    for index in 0..s.messages {
         ticks.tick().await;
+        let sent_ns = now_ns();
         let body = Stamp {
-            sender,
+            sender: s.sender,
             index,
-            sent_ns: now_ns(),
+            sent_ns,
         }
-        .encode(bytes);
-        acks.push(client.send(ROOM, &body));
+        .encode(s.bytes);
+        let ack = client.send(ROOM, &body);
+        let m = m.clone();
+        acks.spawn(async move {
+            let result = ack.await;
+            if result.is_ok() {
+                m.record_ack(now_ns().saturating_sub(sent_ns) / 1_000);
+            }
+            result
+        });
     }
     let mut refused = 0;
-    for ack in acks {
-        refused += settle(client.user(), ack.await);
+    while let Some(result) = acks.join_next().await {
+        refused += match result {
+            Ok(result) => settle(client.user(), result),
+            Err(_) => 1,
+        };
     }
     refused
 }
@@ -386,7 +462,7 @@ pub(crate) async fn drain(m: &Measurements) {
 }
 
 /// Says goodbye for every client at once.
-async fn close_all(clients: Vec<Arc<Client>>) {
+pub(crate) async fn close_all(clients: Vec<Arc<Client>>) {
     let mut closing = JoinSet::new();
     for client in clients {
         closing.spawn(async move { client.close().await });
@@ -396,9 +472,14 @@ async fn close_all(clients: Vec<Arc<Client>>) {
 
 /// Samples the relay's memory until it exits, and returns then.
 pub(crate) async fn watch_relay(relay: Proc, m: &Measurements) {
+    watch_relay_rss(relay, || m.sample_rss()).await
+}
+
+/// Calls `sample` every [`POLL`] until the relay exits, and returns then.
+pub(crate) async fn watch_relay_rss(relay: Proc, mut sample: impl FnMut()) {
     let mut ticks = tokio::time::interval(POLL);
     while relay.running() {
-        m.sample_rss();
+        sample();
         ticks.tick().await;
     }
 }
@@ -423,10 +504,10 @@ mod tests {
 
     #[test]
     fn names_are_valid_and_shared_relays_get_a_fresh_prefix() {
-        let own = account_names(3, false);
+        let own = account_names("bench", 3, false);
         assert_eq!(own, ["bench-0", "bench-1", "bench-2"]);
-        let shared = account_names(100, true);
-        assert_ne!(shared[0], account_names(1, true)[0]);
+        let shared = account_names("bench", 100, true);
+        assert_ne!(shared[0], account_names("bench", 1, true)[0]);
         for name in own.iter().chain(&shared) {
             common::names::check_user(name).unwrap();
         }

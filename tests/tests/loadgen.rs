@@ -1,6 +1,7 @@
 //! `loadgen` as `make bench` runs it, at small sizes: it starts its own
 //! relay, speaks the real protocol, and prints one JSON line that says
-//! nothing was lost or duplicated.
+//! nothing was lost or duplicated (or, for idle and history, that every
+//! connection and page was what it should be).
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -122,6 +123,107 @@ fn rate_sends_for_the_time_asked_and_loses_nothing() {
     assert_eq!(report["messages"], 40, "{report}");
     assert_eq!(report["deliveries"], 3 * 3 * 40, "{report}");
     assert!(report["seconds"].as_f64().unwrap() >= 1.9, "{report}");
+    // Every send was acknowledged, after it was made.
+    let ack = &report["ack_us"];
+    assert!(ack["p50"].as_u64().unwrap() > 0, "{report}");
+    assert!(ack["max"].as_u64() >= ack["p50"].as_u64(), "{report}");
+}
+
+#[test]
+fn slow_member_stalls_and_catches_up_with_nothing_lost() {
+    let (code, report) = loadgen(&[
+        "slow",
+        "--clients",
+        "3",
+        "--rate",
+        "20",
+        "--seconds",
+        "1",
+        "--timeout",
+        "60",
+    ]);
+    assert_clean(code, &report);
+    assert_eq!(report["workload"], "slow");
+    // 2 s of warm-up and three phases of 1 s, 20 a second.
+    assert_eq!(report["messages"], 100, "{report}");
+    assert_eq!(report["deliveries"], 3 * 3 * 100, "{report}");
+    let slow = &report["slow"];
+    assert_eq!(slow["deliveries"], 3 * 100, "{report}");
+    assert_eq!(slow["lost"], 0, "{report}");
+    assert_eq!(slow["duplicated"], 0, "{report}");
+    assert!(slow["paused_s"].as_f64().unwrap() >= 0.9, "{report}");
+    for phase in ["before_us", "stalled_us", "catching_up_us"] {
+        assert!(
+            report[phase]["p99"].as_u64().unwrap() > 0,
+            "{phase}: {report}"
+        );
+    }
+}
+
+#[test]
+fn idle_connections_log_in_and_stay() {
+    let (code, report) = loadgen(&[
+        "idle",
+        "--connections",
+        "40",
+        "--accounts",
+        "3",
+        "--per-endpoint",
+        "16",
+        "--hold",
+        "1",
+        "--timeout",
+        "60",
+    ]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["workload"], "idle");
+    assert_eq!(report["accounts_made"], "store");
+    assert_eq!(report["endpoints"], 3, "{report}");
+    assert_eq!(report["connected"], 40, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["dropped"], 0, "{report}");
+    assert!(report["connects_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["relay_rss_idle_kib"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(report["relay_rss_per_conn_kib"].is_f64(), "{report}");
+    assert!(report["relay_cpu_idle_s"].is_f64(), "{report}");
+}
+
+#[test]
+fn history_shows_the_newest_page_and_pages_back_in_order() {
+    let (code, report) = loadgen(&[
+        "history",
+        "--messages",
+        "3000",
+        "--logins",
+        "3",
+        "--pages",
+        "4",
+        "--requests",
+        "20",
+        "--timeout",
+        "60",
+    ]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["workload"], "history");
+    assert_eq!(report["messages"], 3000);
+    assert_eq!(report["logins"], 3, "{report}");
+    assert_eq!(report["requests"], 20, "{report}");
+    assert_eq!(report["wrong"], 0, "{report}");
+    assert!(report["fill_s"].is_f64(), "{report}");
+    for figure in ["login_us", "shown_us", "latest_us", "page_back_us"] {
+        assert!(
+            report[figure]["p50"].as_u64().unwrap() > 0,
+            "{figure}: {report}"
+        );
+    }
+    // Showing the newest page includes logging in.
+    assert!(
+        report["shown_us"]["p50"].as_u64() >= report["login_us"]["p50"].as_u64(),
+        "{report}"
+    );
 }
 
 #[test]
