@@ -104,3 +104,7 @@ pub fn transport() -> quinn::TransportConfig {
         .datagram_receive_buffer_size(None);
     t
 }
+
+/// Receive buffer asked for on the relay's UDP socket: room for a burst of
+/// connection attempts (the kernel caps it at net.core.rmem_max).
+pub const UDP_RECV_BUFFER: usize = 4 << 20;

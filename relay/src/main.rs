@@ -197,6 +197,7 @@ struct UserArgs {
 }
 
 fn main() -> ExitCode {
+    keep_hash_memory_from_piling_up();
     let cli = Cli::parse();
     // A server narrates; an administration command only speaks up when
     // something is wrong.
@@ -264,7 +265,7 @@ async fn serve(args: Serve) -> Result<()> {
                 .with_context(|| format!("cannot open the store in {}", args.data.display()))?,
         ),
     };
-    let endpoint = quinn::Endpoint::server(server_config, args.listen)
+    let endpoint = listen(server_config, args.listen)
         .with_context(|| format!("cannot listen on {} (udp)", args.listen))?;
     let addr = endpoint.local_addr()?;
     match &nats {
@@ -309,6 +310,43 @@ async fn serve(args: Serve) -> Result<()> {
     }
     println!("confab relay stopped");
     Ok(())
+}
+
+/// Every argon2 check takes a 19 MiB block. glibc's malloc raises its mmap
+/// threshold after the first such block is freed, so later blocks come
+/// from the heap and stay with the process: a relay that checked a few
+/// passwords at once kept 200-400 MiB it no longer used (bench/findings.md).
+/// A fixed threshold keeps big blocks in mmap, returned on free.
+fn keep_hash_memory_from_piling_up() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called once, before
+    // any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// The relay's UDP socket, with a receive buffer that holds a burst of
+/// handshakes: at the kernel's default (~200 KiB) dozens of clients
+/// connecting at once lost Initial packets and waited a second to resend.
+fn listen(config: quinn::ServerConfig, addr: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Accept IPv4 too when listening on [::].
+        let _ = socket.set_only_v6(false);
+    }
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(defaults::UDP_RECV_BUFFER);
+    socket.bind(&addr.into())?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime for the endpoint"))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket.into(),
+        runtime,
+    )
 }
 
 // One of these exists, briefly, before it moves into the server.
