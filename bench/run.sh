@@ -195,6 +195,16 @@ confab_runs history "$RUNS" "$LONG_TIMEOUT"
 confab_runs idle "$RUNS" "$LONG_TIMEOUT"
 confab_runs idle 1 "$LONG_TIMEOUT" --register --connections "$REGISTERED_CONNECTIONS"
 
+# fanout and rate on one and on two relays sharing a nats-server (JetStream).
+cluster_table="$RESULTS/$date-cluster.md"
+rm -f "$cluster_table"
+if (($(date +%s) - started < BUDGET)); then
+    echo "== fanout and rate on one and two relays on NATS JetStream" >&2
+    RUNS=$RUNS bench/cluster.sh >/dev/null || failed+=("the runs on NATS JetStream (bench/cluster.sh)")
+else
+    failed+=("the runs on NATS JetStream: skipped, past the ${BUDGET} s budget")
+fi
+
 # matplotlib from a virtualenv (PyPI), made on first use; no plot, and a
 # line in the report saying so, when it cannot be had.
 plotted=no
@@ -560,6 +570,24 @@ at the relay's own parameters, as in real use.
 | --- | --- | --- |
 $(idle_rows)
 
+## Several relays on one NATS JetStream store
+
+The same fanout and rate loads with \`relay serve --nats\` (messages in a
+JetStream stream, accounts in a key-value bucket; see "Scaling out" in the
+README): once on one relay, once on two relays sharing the nats-server
+with the 50 clients spread over both (each relay fans out what either
+stored, read back from the stream). All of it (nats-server, both relays,
+loadgen) shares the same 2 cores, so a second relay adds work rather than
+cores here; on separate machines each relay carries only its own
+clients. A fresh nats-server store per run; nats-server at its defaults,
+which acknowledge a message once it is written but fsync it on its own
+schedule (every 2 minutes) where the SQLite relay fsyncs before every
+acknowledgement, so the ack times are not a like-for-like comparison.
+Commands in \`bench/results/$date-cluster-commands.txt\`, raw lines in
+\`bench/results/$date-cluster.jsonl\`; median (min..max) of $RUNS runs.
+
+$(cat "$cluster_table" 2>/dev/null || echo "(not measured in this run)")
+
 ## Where the memory and time go
 
 $(cat bench/findings.md)
@@ -602,9 +630,8 @@ $(cat "$RESULTS/$date-fanout.jsonl" "$RESULTS/$date-rate.jsonl" "$ack_file" "$sl
 
 ## Not done yet
 
-- the comparison with a durable NATS (JetStream, file storage);
-- the relay-side changes the findings above point to (they touch files
-  outside the benchmark's remit).
+- the comparison of confab's fanout with a durable NATS (JetStream, file
+  storage) as the broker under test.
 EOF
     if ((${#failed[@]})); then
         echo

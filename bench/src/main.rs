@@ -396,7 +396,9 @@ struct RelayArgs {
     #[arg(long, value_name = "PATH", conflicts_with = "server")]
     relay_bin: Option<PathBuf>,
     /// Benchmark a relay started by hand at this address instead of
-    /// starting one. Accounts get a random name part, so runs can repeat.
+    /// starting one (several, comma-separated, for relays sharing one NATS
+    /// store: clients are spread over them). Accounts get a random name
+    /// part, so runs can repeat.
     #[arg(long, value_name = "ADDR", requires = "ca")]
     server: Option<String>,
     /// The certificate (or CA) of --server's relay, pinned.

@@ -259,9 +259,14 @@ pub(crate) async fn connect_all(
     tracing::info!("registering {} clients at {}", names.len(), target.server);
     let permits = Arc::new(Semaphore::new(CONNECTING));
     let mut connecting = JoinSet::new();
+    // Several relays (comma-separated): clients are spread over them, each
+    // with the others as its fallbacks.
+    let relays: Vec<&str> = target.server.split(',').collect();
     for (i, name) in names.iter().enumerate() {
+        let k = i % relays.len();
+        let servers = [&relays[k..], &relays[..k]].concat().join(",");
         let mut cfg = Config::new(
-            &target.server,
+            &servers,
             TrustMode::Pinned(target.ca.clone()),
             name,
             PASSWORD,
