@@ -599,9 +599,9 @@ $(cat bench/findings.md)
   process from the start of the clock to the last delivery
   (\`/proc/PID/stat\`); loadgen's own CPU is not in it.
 - server peak RSS is sampled every 100 ms while the clock runs. The relay's
-  includes what it still holds from registering the 50 accounts just
-  before (argon2id uses 19 MiB per hash, and glibc keeps much of it; see
-  above), so it says little about the cost of the messages themselves.
+  includes the runtime, the store and the 50 sessions; since the relay
+  returns argon2's 19 MiB blocks after each login (see above) it is ~50 MiB
+  where it was 300-450 MiB before.
 - deliveries/s in rate is fixed by the load (50,000 a second); there the
   latency, CPU and memory columns are the comparison.
 - idle's RSS per connection is the relay's VmRSS after the 10 s hold minus
