@@ -82,7 +82,7 @@ sessions = {
     "public": [join("dev"), send("dev", 1), history("dev", latest(5)), members("dev"), leave("dev")],
     "create": [create("music"), send("music"), history("music", after_max_page(0)), list_rooms(), leave("music")],
     "private": [create("x", True), invite("x", "alice"), members("x"), send("x"), leave("x"), join("x")],
-    "dm": [open_dm("alice"), send("@alice+mallory"), peer_send(3), history("@alice+mallory", latest(9)), members("@alice+mallory")],
+    "dm": [open_dm("alice"), send("@alice+mallory"), peer_send(3), history("@alice+mallory", latest(7)), members("@alice+mallory")],
     "intrude": [send("vault"), history("vault", latest(5)), join("vault"), invite("vault", "bob"), resume("vault"),
                 members("@alice+bob"), join("@alice+bob"), peer_send(1), peer_send(2), members("vault"), leave("lobby")],
     "again": [hello_again(), login_again(True), login_again(False), ping(), resume("lobby"),
