@@ -46,3 +46,50 @@ for name, p in {**client, **server}.items():
     open(f"{out}/{name}", "wb").write(p)
 open(f"{out}/stream_client", "wb").write(b"".join(frame(p) for p in client.values()))
 open(f"{out}/stream_oversized", "wb").write(frame(client["ping"]) + (65537).to_bytes(4, "big") + b"x")
+
+# seeds/session_frames/: op sequences in the byte format `arbitrary` reads
+# for fuzz_targets/session_frames.rs (each op after a byte 01, "one more";
+# an enum variant is a u32, LE, scaled to the variant count; u8/u16 as
+# they are; bool one byte). Only variants
+# without strings or vectors, whose lengths `arbitrary` takes from the end.
+# The indices follow the order of the enums there: keep them in step.
+def tag(i, n): return (-(-(i << 32) // n)).to_bytes(4, "little")
+ROOM = {r: i for i, r in enumerate(["lobby", "dev", "ops", "vault", "music", "x", "b-o_b9", "@alice+bob", "@alice+mallory"])}
+USER = {u: i for i, u in enumerate(["mallory", "alice", "bob"])}
+def room(r): return tag(0, 3) + bytes([ROOM[r]])
+def user(u): return tag(0, 3) + bytes([USER[u]])
+def op(i, *fields): return tag(i, 15) + b"".join(fields)
+def body(i=0): return tag(0, 4) + bytes([i])
+def create(r, private=False): return op(0, room(r), bytes([private]))
+def join(r): return op(1, room(r))
+def leave(r): return op(2, room(r))
+def invite(r, u): return op(3, room(r), user(u))
+def list_rooms(): return op(4)
+def members(r): return op(5, room(r))
+def open_dm(u): return op(6, user(u))
+def send(r, fixed=None, b=body()): return op(7, room(r), tag(0, 2) + bytes([fixed]) if fixed is not None else tag(1, 2), b)
+def latest(limit): return tag(0, 5) + tag(0, 3) + bytes([limit])
+def after_max_page(seq): return tag(2, 5) + seq.to_bytes(2, "little") + tag(1, 3) + b"\x00"
+def history(r, page): return op(8, room(r), page)
+def ping(): return op(9)
+def resume(r): return op(10, room(r))
+def hello_again(): return op(11, tag(0, 3) + (1).to_bytes(2, "little"))
+def login_again(right): return op(11, tag(2, 3) + bytes([right]))
+def peer_send(i, b=body(1)): return op(12, bytes([i]), b)
+def bye(): return op(14, tag(0, 5))
+
+sessions = {
+    "public": [join("dev"), send("dev", 1), history("dev", latest(5)), members("dev"), leave("dev")],
+    "create": [create("music"), send("music"), history("music", after_max_page(0)), list_rooms(), leave("music")],
+    "private": [create("x", True), invite("x", "alice"), members("x"), send("x"), leave("x"), join("x")],
+    "dm": [open_dm("alice"), send("@alice+mallory"), peer_send(3), history("@alice+mallory", latest(7)), members("@alice+mallory")],
+    "intrude": [send("vault"), history("vault", latest(5)), join("vault"), invite("vault", "bob"), resume("vault"),
+                members("@alice+bob"), join("@alice+bob"), peer_send(1), peer_send(2), members("vault"), leave("lobby")],
+    "again": [hello_again(), login_again(True), login_again(False), ping(), resume("lobby"),
+              send("lobby", 2, tag(2, 4) + bytes([2])), history("lobby", latest(0)), peer_send(0)],
+    "bye": [join("dev"), send("dev"), bye()],
+}
+out = "seeds/session_frames"
+os.makedirs(out, exist_ok=True)
+for name, ops in sessions.items():
+    open(f"{out}/{name}", "wb").write(b"".join(b"\x01" + o for o in ops))
