@@ -254,6 +254,7 @@ impl NatsStore {
         *lock(&store.publish) = Some(tx);
         *lock(&store.publisher) = Some(tokio::spawn(publisher(
             js,
+            store.stream.clone(),
             store.kv.clone(),
             store.rooms.clone(),
             rx,
@@ -486,6 +487,7 @@ async fn open_bucket(js: &Context, replicas: usize) -> anyhow::Result<kv::Store>
 /// JetStream has stored it.
 async fn publisher(
     js: Context,
+    stream: stream::Stream,
     kv: kv::Store,
     rooms: Arc<Mutex<HashSet<String>>>,
     mut rx: mpsc::UnboundedReceiver<Publish>,
@@ -517,7 +519,7 @@ async fn publisher(
             .await
         {
             Ok(ack) => {
-                let js = js.clone();
+                let stream = stream.clone();
                 let room = msg.room;
                 acks.spawn(async move {
                     let acked = ack.await;
@@ -529,7 +531,7 @@ async fn publisher(
                         std::process::abort();
                     }
                     let result = match acked {
-                        Ok(a) if a.duplicate => original(&js, &room, a.sequence).await,
+                        Ok(a) if a.duplicate => original(&stream, &room, a.sequence).await,
                         Ok(a) => Ok(Appended {
                             seq: a.sequence,
                             ts,
@@ -550,8 +552,7 @@ async fn publisher(
 }
 
 /// The stored time of a message JetStream recognised as a resend.
-async fn original(js: &Context, room: &str, seq: Seq) -> Result<Appended, StoreError> {
-    let stream = js.get_stream_no_info(keys::STREAM).await.map_err(db)?;
+async fn original(stream: &stream::Stream, room: &str, seq: Seq) -> Result<Appended, StoreError> {
     let m = stream.get_raw_message(seq).await.map_err(db)?;
     let msg = to_message(room.to_owned(), seq, &m.payload)?;
     Ok(Appended {

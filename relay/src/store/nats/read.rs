@@ -12,6 +12,7 @@ use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::Message as JsMessage;
 use futures_util::StreamExt;
 
+use super::db;
 use crate::store::StoreError;
 
 /// A consumer standing at some position, with how many matching messages
@@ -20,10 +21,6 @@ pub struct Cursor {
     stream: Stream,
     consumer: Consumer<pull::Config>,
     pub pending: u64,
-}
-
-fn db(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Db(format!("nats: {e}"))
 }
 
 impl Cursor {
