@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::hub::{Hub, HubEvent};
-use crate::server::Relay;
+use crate::state::Relay;
 use crate::store::nats::EVENTS;
 use crate::store::Store;
 

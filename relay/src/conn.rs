@@ -16,8 +16,8 @@ use crate::auth::{self, Gate};
 use crate::defaults::{DRAIN_TIMEOUT, SERVER_NAME, WRITE_BATCH};
 use crate::hub::{Lags, Outbox};
 use crate::metrics::inc;
-use crate::server::Relay;
 use crate::session::Session;
+use crate::state::Relay;
 use crate::store::{Store, StoreError};
 
 /// How a connection ended, and so how it is closed.
@@ -144,7 +144,7 @@ async fn login<S: Store>(
     loop {
         let frame = tokio::select! {
             r = timeout_at(deadline, codec::read_frame::<ClientFrame, _>(recv, MAX_CONTROL_FRAME)) => r,
-            _ = crate::server::until_shutdown(&mut shutdown) => {
+            _ = crate::state::until_shutdown(&mut shutdown) => {
                 write(send, &ServerFrame::Shutdown { reason: "relay shutting down".into() }).await;
                 return Err(Exit::Shutdown);
             }

@@ -17,4 +17,5 @@ pub mod metrics;
 pub mod rate;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod store;

@@ -1,65 +1,20 @@
-//! The accept loop, the shared state of a running relay, the fan-out task
-//! and the orderly shutdown.
+//! The accept loop, the fan-out task and the orderly shutdown.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::frame::{close, Message, ServerFrame};
 use quinn::Endpoint;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::auth::{Hasher, Throttle};
 use crate::config::Config;
 use crate::conn;
 use crate::defaults::DRAIN_TIMEOUT;
-use crate::hub::{Hub, SessionId};
 use crate::limits::Admission;
-use crate::metrics::{inc, Metrics};
+use crate::metrics::inc;
+use crate::state::Relay;
 use crate::store::Store;
-
-/// State shared by every connection of a running relay.
-pub struct Relay<S> {
-    pub store: S,
-    pub hub: Hub,
-    pub throttle: Throttle,
-    pub cfg: Config,
-    next_id: AtomicU64,
-    shutdown: watch::Sender<bool>,
-    hasher: Hasher,
-    /// Counters for `/metrics`.
-    pub metrics: Metrics,
-}
-
-impl<S> Relay<S> {
-    /// A fresh id for a logged-in session.
-    pub fn next_session_id(&self) -> SessionId {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Becomes true when the relay starts shutting down.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
-    }
-}
-
-impl<S> Relay<S> {
-    /// Runs argon2 work on the relay's hashing threads, a few at a time:
-    /// logins and registrations queue instead of taking every core.
-    pub async fn hash<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
-        self.hasher.run(work).await
-    }
-}
-
-/// Completes once the relay is shutting down.
-pub async fn until_shutdown(signal: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is dropped here, never held across an await.
-    let _ = signal.wait_for(|stopping| *stopping).await;
-}
 
 /// Serves `endpoint` until `stop` completes, then shuts down in order: stop
 /// accepting, tell every client, let sessions finish their in-flight sends,
@@ -78,16 +33,7 @@ pub async fn serve<S: Store>(
     cluster: Option<(async_nats::Client, tokio::sync::watch::Receiver<u64>)>,
     stop: impl Future<Output = ()>,
 ) {
-    let relay = Arc::new(Relay {
-        store,
-        hub: Hub::default(),
-        throttle: Throttle::default(),
-        cfg,
-        next_id: AtomicU64::new(1),
-        shutdown: watch::channel(false).0,
-        metrics: Metrics::default(),
-        hasher: Hasher::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
-    });
+    let relay = Arc::new(Relay::new(store, cfg));
     // Made now, not by the first login with an unknown name, whose slower
     // answer would tell that the name does not exist.
     let _ = relay.hash(|| crate::auth::dummy_hash().len()).await;
@@ -165,7 +111,7 @@ pub async fn serve<S: Store>(
     relay.hub.broadcast(&ServerFrame::Shutdown {
         reason: "the relay is shutting down; reconnect shortly".into(),
     });
-    let _ = relay.shutdown.send(true);
+    relay.shut_down();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT * 3, async {
         while conns.join_next().await.is_some() {}
     })

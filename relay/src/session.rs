@@ -21,7 +21,7 @@ use crate::defaults::{BULK_WRITE_TIMEOUT, MAX_BULK_IN_FLIGHT, MAX_IN_FLIGHT};
 use crate::hub::Outbox;
 use crate::metrics::inc;
 use crate::rate::{SendGate, TokenBucket};
-use crate::server::Relay;
+use crate::state::Relay;
 use crate::store::{NewMessage, RoomRow, Store, StoreError};
 
 type Reply = Result<ServerFrame, (ErrorCode, String)>;
@@ -82,7 +82,7 @@ impl<S: Store> Session<S> {
                     }
                 },
                 // Shutdown may drop a half-read frame: the connection ends anyway.
-                _ = crate::server::until_shutdown(&mut shutdown) => break Exit::Shutdown,
+                _ = crate::state::until_shutdown(&mut shutdown) => break Exit::Shutdown,
             }
         };
         // Sends already handed to the store finish and are acknowledged.

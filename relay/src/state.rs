@@ -1,0 +1,74 @@
+//! What every connection of a running relay shares: the store, the hub,
+//! the login throttle, the settings, the hashing threads, the counters and
+//! the shutdown signal.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::auth::{Hasher, Throttle};
+use crate::config::Config;
+use crate::hub::{Hub, SessionId};
+use crate::metrics::Metrics;
+
+/// State shared by every connection of a running relay.
+pub struct Relay<S> {
+    /// Shared with the cluster link, which reads memberships on its own.
+    pub store: Arc<S>,
+    /// Shared with the cluster link, which applies the other relays' events.
+    pub hub: Arc<Hub>,
+    pub throttle: Throttle,
+    pub cfg: Config,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    next_id: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    hasher: Hasher,
+}
+
+impl<S> Relay<S> {
+    /// A relay on `store` with settings `cfg`, one hashing thread per core.
+    pub fn new(store: S, cfg: Config) -> Self {
+        Relay {
+            store: Arc::new(store),
+            hub: Arc::default(),
+            throttle: Throttle::default(),
+            cfg,
+            metrics: Metrics::default(),
+            next_id: AtomicU64::new(1),
+            shutdown: watch::channel(false).0,
+            hasher: Hasher::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        }
+    }
+
+    /// A fresh id for a logged-in session.
+    pub fn next_session_id(&self) -> SessionId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Becomes true when the relay starts shutting down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Tells every connection that the relay is shutting down.
+    pub fn shut_down(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Runs argon2 work on the relay's hashing threads, a few at a time:
+    /// logins and registrations queue instead of taking every core.
+    pub async fn hash<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        self.hasher.run(work).await
+    }
+}
+
+/// Completes once the relay is shutting down.
+pub async fn until_shutdown(signal: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, never held across an await.
+    let _ = signal.wait_for(|stopping| *stopping).await;
+}
