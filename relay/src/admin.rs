@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use common::names;
 
 use crate::auth;
-use crate::conn::check_password;
+use crate::auth::check_password;
 use crate::store::nats::{NatsOptions, NatsStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -25,7 +25,7 @@ pub enum Backend {
 /// Creates an account.
 pub async fn add(backend: &Backend, user: &str, password: &str) -> Result<()> {
     names::check_user(user).with_context(|| format!("invalid user name {user:?}"))?;
-    check_password(password).map_err(|(_, msg)| anyhow::anyhow!(msg))?;
+    check_password(password).map_err(|r| anyhow::anyhow!(r.message))?;
     let phc = hash(password).await?;
     let store = open(backend).await?;
     let result = match &store {
@@ -41,7 +41,7 @@ pub async fn add(backend: &Backend, user: &str, password: &str) -> Result<()> {
 
 /// Replaces an account's password.
 pub async fn passwd(backend: &Backend, user: &str, password: &str) -> Result<()> {
-    check_password(password).map_err(|(_, msg)| anyhow::anyhow!(msg))?;
+    check_password(password).map_err(|r| anyhow::anyhow!(r.message))?;
     let phc = hash(password).await?;
     let store = open(backend).await?;
     let result = match &store {

@@ -10,9 +10,13 @@ use argon2::password_hash::{
 };
 use argon2::Argon2;
 
+use common::frame::ErrorCode;
+use common::limits::{MAX_PASSWORD, MIN_PASSWORD};
+
 use crate::defaults::{
     FAILURE_DELAY, FAILURE_WINDOW, FREE_FAILURES, LOCKOUT, LOCK_AFTER, MAX_FAILURE_DELAY,
 };
+use crate::reply::Refusal;
 
 /// Hashes a password with argon2id and a random salt. Slow on purpose: call
 /// it off the async threads.
@@ -32,6 +36,17 @@ pub fn verify_password(phc: &str, password: &str) -> bool {
             .is_ok(),
         Err(_) => false,
     }
+}
+
+/// Checks the password rules shared by registration and `relay user`.
+pub fn check_password(password: &str) -> Result<(), Refusal> {
+    if password.len() < MIN_PASSWORD || password.len() > MAX_PASSWORD {
+        return Err(Refusal::new(
+            ErrorCode::BadPassword,
+            format!("a password must be {MIN_PASSWORD} to {MAX_PASSWORD} bytes long"),
+        ));
+    }
+    Ok(())
 }
 
 /// A hash to verify against when the user does not exist, so that an
@@ -219,10 +234,20 @@ mod tests {
         for _ in 0..FREE_FAILURES {
             assert_eq!(fail("Alice"), Duration::ZERO);
         }
-        assert_eq!(fail("alice"), FAILURE_DELAY);
-        for _ in FREE_FAILURES + 1..LOCK_AFTER {
-            assert!(fail("alice") <= MAX_FAILURE_DELAY);
+        let mut last = Duration::ZERO;
+        for n in FREE_FAILURES + 1..=LOCK_AFTER {
+            let delay = fail("alice");
+            if n == FREE_FAILURES + 1 {
+                assert_eq!(delay, FAILURE_DELAY, "the first delayed failure");
+            }
+            assert!(
+                delay > last || delay == MAX_FAILURE_DELAY,
+                "failure {n}: {delay:?} after {last:?}"
+            );
+            assert!(delay <= MAX_FAILURE_DELAY);
+            last = delay;
         }
+        assert_eq!(last, MAX_FAILURE_DELAY, "the delay reaches its cap");
         assert_eq!(t.begin("ALICE", ip, now), Gate::Locked(LOCKOUT));
         let other: IpAddr = "127.0.0.2".parse().unwrap();
         assert_eq!(t.begin("alice", other, now), Gate::Open, "per address");

@@ -1,50 +1,28 @@
-//! One client connection: the control stream, the login handshake, the
-//! writer that drains the session's queue, and the orderly close.
+//! One client connection's I/O: the control stream, the pre-login exchange
+//! and the session driven from their cores (`login`, `session`), the writer
+//! that drains the session's queue, bulk replies on streams of their own,
+//! and the orderly close. Nothing here decides what a request means.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use common::codec::{self, FrameError};
-use common::frame::{close, ClientFrame, ErrorCode, RequestId, ServerFrame, PROTOCOL_VERSION};
-use common::limits::{MAX_CLIENT_NAME, MAX_CONTROL_FRAME, MAX_PASSWORD, MIN_PASSWORD};
-use common::names;
+use common::frame::{close, ClientFrame, ErrorCode, ServerFrame};
+use common::limits::MAX_CONTROL_FRAME;
 use quinn::{Connection, RecvStream, SendStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio::time::{timeout_at, Instant};
 
-use crate::auth::{self, Gate};
-use crate::defaults::{DRAIN_TIMEOUT, SERVER_NAME, WRITE_BATCH};
+use crate::defaults::{
+    BULK_WRITE_TIMEOUT, DRAIN_TIMEOUT, MAX_BULK_IN_FLIGHT, MAX_IN_FLIGHT, WRITE_BATCH,
+};
 use crate::hub::{Lags, Outbox};
-use crate::metrics::inc;
-use crate::session::Session;
-use crate::state::Relay;
-use crate::store::{Store, StoreError};
-
-/// How a connection ended, and so how it is closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// The client said `Bye` or closed its stream.
-    Normal,
-    /// The client broke the protocol; it was told why.
-    Protocol,
-    /// The relay is shutting down.
-    Shutdown,
-    /// No login before the deadline; the client was told.
-    LoginTimeout,
-    /// The connection is already gone.
-    Lost,
-}
-
-impl Exit {
-    fn code(self) -> (u32, &'static [u8]) {
-        match self {
-            Exit::Normal | Exit::Lost => (close::NORMAL, b"bye"),
-            Exit::Protocol => (close::PROTOCOL, b"protocol error"),
-            Exit::Shutdown => (close::SHUTDOWN, b"relay shutting down"),
-            Exit::LoginTimeout => (close::LOGIN_TIMEOUT, b"no login before the deadline"),
-        }
-    }
-}
+use crate::login::{Exit, Login, Step};
+use crate::reply::error;
+use crate::session::{acked, bulk_bytes, bulk_timed_out, Answer, BulkWork, Session};
+use crate::state::{until_shutdown, Relay};
+use crate::store::Store;
 
 /// Serves one established connection until it ends. The login deadline
 /// counts from when the connection arrived, handshake included;
@@ -77,61 +55,53 @@ pub async fn serve<S: Store>(
         Ok(user) => user,
         Err(exit) => {
             drain(&mut send).await;
-            let (code, reason) = exit.code();
-            conn.close(code.into(), reason);
+            close_with(&conn, exit);
             return;
         }
     };
     drop(unauthenticated);
 
-    let id = relay.next_session_id();
-    let (outbox, rx) = Outbox::new(id, user.clone(), relay.cfg.queue_depth);
-    // Attached before the rooms are read, so a join or leave on another
-    // device meanwhile reaches this session; the epoch catches a stale read.
-    let mut epoch = relay.hub.attach(outbox.clone());
-    loop {
-        let rooms = match relay.store.rooms_of(&user).await {
-            Ok(rooms) => rooms.into_iter().map(|r| r.name).collect::<Vec<_>>(),
-            Err(e) => {
-                tracing::error!(%user, "cannot load rooms: {e}");
-                relay.hub.detach(id);
-                let frame = error(
-                    0,
-                    ErrorCode::Unavailable,
-                    "the relay cannot read its store; try again later",
-                );
-                let _ = send.write_all(&codec::encode(&frame)).await;
-                drain(&mut send).await;
-                conn.close(close::NORMAL.into(), b"store unavailable");
-                return;
-            }
-        };
-        // Subscribed before the first reply: anything committed from here
-        // on arrives live, anything before is in history.
-        match relay.hub.subscribe_all(id, &rooms, epoch) {
-            Ok(()) => break,
-            Err(now) => epoch = now,
+    let (session, rx) = match Session::start(relay.clone(), user.clone(), now()).await {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::error!(%user, "cannot load rooms: {e}");
+            let frame = error(
+                0,
+                ErrorCode::Unavailable,
+                "the relay cannot read its store; try again later",
+            );
+            let _ = send.write_all(&codec::encode(&frame)).await;
+            drain(&mut send).await;
+            conn.close(close::NORMAL.into(), b"store unavailable");
+            return;
         }
-    }
-    relay.hub.announce_online(id);
+    };
+    let outbox = session.outbox().clone();
+    let id = outbox.id;
     let writer = tokio::spawn(write_loop(send, rx, outbox.lags.clone()));
     tracing::info!(%user, session = id, addr = %conn.remote_address(), "logged in");
 
-    let exit = Session::new(relay.clone(), outbox.clone(), conn.clone())
-        .run(&mut recv)
-        .await;
+    let exit = run(&relay, session, &conn, &mut recv).await;
 
-    relay.hub.detach(id);
     drop(outbox);
     // The writer ends once every outbox handle is gone and the queue is empty.
     let _ = tokio::time::timeout(DRAIN_TIMEOUT * 2, writer).await;
-    let (code, reason) = exit.code();
-    conn.close(code.into(), reason);
+    close_with(&conn, exit);
     tracing::info!(%user, session = id, ?exit, "disconnected");
 }
 
-/// Runs the pre-login exchange: `Hello`, then `Register` or `Login`, all
-/// before the deadline. Returns the canonical user name.
+fn close_with(conn: &Connection, exit: Exit) {
+    let (code, reason) = exit.code();
+    conn.close(code.into(), reason);
+}
+
+/// The time as the cores take it.
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// Runs the pre-login exchange, all before the deadline. Returns the
+/// canonical user name.
 async fn login<S: Store>(
     relay: &Relay<S>,
     conn: &Connection,
@@ -139,270 +109,147 @@ async fn login<S: Store>(
     recv: &mut RecvStream,
     deadline: Instant,
 ) -> Result<String, Exit> {
-    let mut hello = false;
+    let mut core = Login::new(relay, conn.remote_address().ip());
     let mut shutdown = relay.shutdown_signal();
     loop {
-        let frame = tokio::select! {
+        let read = tokio::select! {
             r = timeout_at(deadline, codec::read_frame::<ClientFrame, _>(recv, MAX_CONTROL_FRAME)) => r,
-            _ = crate::state::until_shutdown(&mut shutdown) => {
+            _ = until_shutdown(&mut shutdown) => {
                 write(send, &ServerFrame::Shutdown { reason: "relay shutting down".into() }).await;
                 return Err(Exit::Shutdown);
             }
         };
-        let frame = match frame {
-            Err(_) => {
-                let secs = relay.cfg.login_timeout.as_secs_f32();
-                write(
-                    send,
-                    &error(
-                        0,
-                        ErrorCode::LoginTimeout,
-                        &format!("log in within {secs} s of connecting"),
-                    ),
-                )
-                .await;
-                return Err(Exit::LoginTimeout);
-            }
-            Ok(Ok(Some(frame))) => frame,
+        let step = match read {
+            Err(_) => core.timed_out(),
+            Ok(Ok(Some(frame))) => core.handle(frame, now()).await,
             Ok(Ok(None)) => return Err(Exit::Normal),
-            Ok(Err(e)) => {
-                inc(&relay.metrics.protocol_errors);
-                write(send, &frame_error(&e)).await;
-                return Err(Exit::Protocol);
+            Ok(Err(e)) => core.bad_frame(&e),
+        };
+        match step {
+            Step::Reply(frame) => write(send, &frame).await,
+            Step::ReplyAfter(delay, frame) => {
+                tokio::time::sleep(delay).await;
+                write(send, &frame).await;
+            }
+            Step::LoggedIn(user, frame) => {
+                write(send, &frame).await;
+                return Ok(user);
+            }
+            Step::Close(exit, frame) => {
+                if let Some(frame) = frame {
+                    write(send, &frame).await;
+                }
+                return Err(exit);
+            }
+        }
+    }
+}
+
+/// Serves a logged-in session's requests until the client leaves, breaks
+/// the protocol, or the relay shuts down. Sends are pipelined: each is
+/// handed to the store in arrival order and acknowledged by a task when its
+/// commit lands, so one client's commits overlap instead of queueing
+/// behind each other.
+async fn run<S: Store>(
+    relay: &Arc<Relay<S>>,
+    mut session: Session<S>,
+    conn: &Connection,
+    recv: &mut RecvStream,
+) -> Exit {
+    let outbox = session.outbox().clone();
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let bulk = Arc::new(Semaphore::new(MAX_BULK_IN_FLIGHT));
+    // Owned here so that they end with the session: no orphan tasks.
+    let mut tasks = JoinSet::new();
+    let mut shutdown = relay.shutdown_signal();
+    let exit = loop {
+        // Finished tasks are reaped here rather than in the select:
+        // `read_frame` is not cancel-safe, and dropping it half-way
+        // through a frame would lose bytes and desync the stream.
+        while tasks.try_join_next().is_some() {}
+        let frame = tokio::select! {
+            frame = codec::read_frame::<ClientFrame, _>(recv, MAX_CONTROL_FRAME) => frame,
+            // Shutdown may drop a half-read frame: the connection ends anyway.
+            _ = until_shutdown(&mut shutdown) => break Exit::Shutdown,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break Exit::Normal,
+            Err(FrameError::Io(_)) => break Exit::Lost,
+            Err(e) => {
+                outbox.reply(&session.bad_frame(&e)).await;
+                break Exit::Protocol;
             }
         };
-        match frame {
-            ClientFrame::Hello { version, client } if !hello => {
-                if version != PROTOCOL_VERSION {
-                    let msg = format!(
-                        "this relay speaks protocol version {PROTOCOL_VERSION}, the client {version}; update the client"
-                    );
-                    write(send, &error(0, ErrorCode::VersionMismatch, &msg)).await;
-                    drain(send).await;
-                    conn.close(close::VERSION.into(), b"protocol version mismatch");
-                    return Err(Exit::Lost);
-                }
-                if client.len() > MAX_CLIENT_NAME {
-                    write(
-                        send,
-                        &error(0, ErrorCode::Malformed, "client name too long"),
-                    )
-                    .await;
-                    return Err(Exit::Protocol);
-                }
-                hello = true;
-                let welcome = ServerFrame::Welcome {
-                    version: PROTOCOL_VERSION,
-                    server: SERVER_NAME.into(),
-                    registration_open: relay.cfg.registration_open,
-                };
-                write(send, &welcome).await;
+        match session.handle(frame, now()).await {
+            Answer::Reply(frame) => {
+                outbox.reply(&frame).await;
             }
-            ClientFrame::Ping { req } if hello => write(send, &ServerFrame::Pong { req }).await,
-            ClientFrame::Register {
-                req,
-                user,
-                password,
-            } if hello => match register(relay, &user, password.expose()).await {
-                Ok(()) => {
-                    tracing::info!(%user, "registered");
-                    inc(&relay.metrics.registrations);
-                    inc(&relay.metrics.logins);
-                    write(
-                        send,
-                        &ServerFrame::LoggedIn {
-                            req,
-                            user: user.clone(),
-                        },
-                    )
-                    .await;
-                    return Ok(user);
-                }
-                Err((code, msg)) => write(send, &error(req, code, &msg)).await,
-            },
-            ClientFrame::Login {
-                req,
-                user,
-                password,
-            } if hello => match authenticate(relay, conn, &user, password.expose()).await {
-                Ok(name) => {
-                    write(
-                        send,
-                        &ServerFrame::LoggedIn {
-                            req,
-                            user: name.clone(),
-                        },
-                    )
-                    .await;
-                    return Ok(name);
-                }
-                Err((code, msg)) => write(send, &error(req, code, &msg)).await,
-            },
-            ClientFrame::Bye => return Err(Exit::Normal),
-            other => {
-                let msg = if hello {
-                    "log in first: only Register, Login and Ping are allowed before login"
-                } else {
-                    "the first frame must be Hello"
-                };
-                write(send, &error(other.req(), ErrorCode::Unexpected, msg)).await;
-                return Err(Exit::Protocol);
+            Answer::Append { req, msg } => {
+                let permit = acquire(&in_flight).await;
+                let (room, id) = (msg.room.clone(), msg.id);
+                // Handed to the store now, in arrival order; awaited in a task.
+                let appended = relay.store.append(msg);
+                let (relay, outbox) = (relay.clone(), outbox.clone());
+                tasks.spawn(async move {
+                    let frame = acked(&relay, req, room, id, appended.await);
+                    outbox.reply(&frame).await;
+                    drop(permit);
+                });
             }
+            Answer::Bulk { req, work } => {
+                // At most MAX_BULK_IN_FLIGHT per session: past that the
+                // reader waits, and so does a client that asks faster than
+                // it reads.
+                let permit = acquire(&bulk).await;
+                tasks.spawn(send_bulk(conn.clone(), outbox.clone(), req, work, permit));
+            }
+            Answer::Bye => break Exit::Normal,
         }
-    }
+    };
+    // Sends already handed to the store finish and are acknowledged.
+    while tasks.join_next().await.is_some() {}
+    session.end();
+    exit
 }
 
-type Refusal = (ErrorCode, String);
-
-async fn register<S: Store>(relay: &Relay<S>, user: &str, password: &str) -> Result<(), Refusal> {
-    if !relay.cfg.registration_open {
-        return Err((
-            ErrorCode::RegistrationClosed,
-            "registration is closed on this relay; ask its operator for an account".into(),
-        ));
-    }
-    names::check_user(user).map_err(|e| {
-        (
-            ErrorCode::InvalidName,
-            format!("invalid user name {user:?}: {e}"),
-        )
-    })?;
-    check_password(password)?;
-    // Cheap refusal first: NameTaken says as much as the hash would time.
-    if relay
-        .store
-        .user(user)
+async fn acquire(semaphore: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    semaphore
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(store_refusal)?
-        .is_some()
+        .expect("semaphore never closed")
+}
+
+/// Sends a bulk reply on a stream of its own, so a big reply never holds up
+/// chat lines. A reply that cannot be delivered becomes an `Unavailable`
+/// error on the control stream.
+async fn send_bulk(
+    conn: Connection,
+    outbox: Arc<Outbox>,
+    req: common::frame::RequestId,
+    work: BulkWork,
+    _permit: OwnedSemaphorePermit,
+) {
+    let bytes = match bulk_bytes(req, work.await) {
+        Ok(bytes) => bytes,
+        Err(frame) => {
+            outbox.reply(&frame).await;
+            return;
+        }
+    };
+    let write = async {
+        let mut stream = conn.open_uni().await.ok()?;
+        stream.write_all(&bytes).await.ok()?;
+        stream.finish().ok()
+    };
+    if tokio::time::timeout(BULK_WRITE_TIMEOUT, write)
+        .await
+        .ok()
+        .flatten()
+        .is_none()
     {
-        return Err((
-            ErrorCode::NameTaken,
-            format!("the name {user:?} is taken; choose another"),
-        ));
-    }
-    let password = password.to_owned();
-    let phc = relay
-        .hash(move || auth::hash_password(&password))
-        .await
-        .ok_or_else(|| {
-            (
-                ErrorCode::Unavailable,
-                "password hashing failed; try again".to_owned(),
-            )
-        })?;
-    relay
-        .store
-        .create_user(user, &phc)
-        .await
-        .map_err(|e| match e {
-            StoreError::NameTaken => (
-                ErrorCode::NameTaken,
-                format!("the name {user:?} is taken; choose another"),
-            ),
-            other => store_refusal(other),
-        })
-}
-
-/// Checks the password rules shared by registration and `relay user`.
-pub fn check_password(password: &str) -> Result<(), Refusal> {
-    if password.len() < MIN_PASSWORD || password.len() > MAX_PASSWORD {
-        return Err((
-            ErrorCode::BadPassword,
-            format!("a password must be {MIN_PASSWORD} to {MAX_PASSWORD} bytes long"),
-        ));
-    }
-    Ok(())
-}
-
-async fn authenticate<S: Store>(
-    relay: &Relay<S>,
-    conn: &Connection,
-    user: &str,
-    password: &str,
-) -> Result<String, Refusal> {
-    let wrong = || {
-        (
-            ErrorCode::BadCredentials,
-            "wrong user name or password".to_owned(),
-        )
-    };
-    // No account can have an invalid name: refuse without any work, and
-    // without filling the throttle's table with junk keys.
-    if names::check_user(user).is_err() || password.len() > MAX_PASSWORD {
-        return Err(wrong());
-    }
-    let addr = conn.remote_address().ip();
-    if let Gate::Locked(wait) = relay.throttle.begin(user, addr, std::time::Instant::now()) {
-        inc(&relay.metrics.login_failures);
-        return Err((
-            ErrorCode::Throttled,
-            format!(
-                "too many failed logins for {user:?} from this address; try again in {} s",
-                wait.as_secs() + 1
-            ),
-        ));
-    }
-    let found = relay.store.user(user).await.map_err(store_refusal)?;
-    let (name, phc) = match &found {
-        Some(u) => (u.name.clone(), u.phc.clone()),
-        None => (user.to_owned(), auth::dummy_hash().to_owned()),
-    };
-    let password = password.to_owned();
-    let ok = relay
-        .hash(move || auth::verify_password(&phc, &password))
-        .await
-        .unwrap_or(false);
-    if ok && found.is_some() {
-        relay.throttle.succeeded(user, addr);
-        inc(&relay.metrics.logins);
-        return Ok(name);
-    }
-    inc(&relay.metrics.login_failures);
-    let delay = relay.throttle.failed(user, addr);
-    tracing::info!(user, %addr, "failed login");
-    tokio::time::sleep(delay).await;
-    Err(wrong())
-}
-
-/// Maps a storage failure to what the client is told.
-pub fn store_refusal(e: StoreError) -> Refusal {
-    match e {
-        StoreError::NoSuchUser => (ErrorCode::NoSuchUser, "no such user".into()),
-        StoreError::NoSuchRoom => (ErrorCode::NoSuchRoom, "no such room".into()),
-        StoreError::RoomExists => (
-            ErrorCode::RoomExists,
-            "the room exists; join it instead".into(),
-        ),
-        StoreError::NameTaken => (ErrorCode::NameTaken, "the name is taken".into()),
-        StoreError::Db(e) => {
-            tracing::error!("store: {e}");
-            (
-                ErrorCode::Unavailable,
-                "the relay could not store this; nothing was saved, try again later".into(),
-            )
-        }
-        StoreError::Closed => (
-            ErrorCode::Unavailable,
-            "the relay is shutting down; try again shortly".into(),
-        ),
-    }
-}
-
-/// An `Error` frame.
-pub fn error(req: RequestId, code: ErrorCode, message: &str) -> ServerFrame {
-    ServerFrame::Error {
-        req,
-        code,
-        message: message.to_owned(),
-    }
-}
-
-/// The `Error` frame for a frame that could not be read.
-pub fn frame_error(e: &FrameError) -> ServerFrame {
-    match e {
-        FrameError::TooLarge { .. } => error(0, ErrorCode::FrameTooLarge, &e.to_string()),
-        _ => error(0, ErrorCode::Malformed, &e.to_string()),
+        outbox.reply(&bulk_timed_out(req)).await;
     }
 }
 

@@ -1,96 +1,139 @@
-//! A logged-in session: reads requests from the control stream and answers
-//! them. Sends are pipelined: each is handed to the store in arrival order
-//! and acknowledged by a task when its commit lands, so one client's
-//! commits overlap instead of queueing behind each other.
+//! What a logged-in session does with a request, without any I/O of its
+//! own: [`Session::handle`] is fed a decoded frame and the time, checks and
+//! applies it against the store and the hub, and answers with what the
+//! connection must do ([`Answer`]). The connection (`conn`) moves the
+//! bytes: it writes replies, hands appends to the store in arrival order,
+//! and sends bulk replies on streams of their own.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::codec;
+use bytes::Bytes;
+use common::codec::{self, FrameError};
 use common::frame::{
-    ClientFrame, ErrorCode, Member, Page, RequestId, RoomInfo, RoomKind, ServerFrame,
+    ClientFrame, ErrorCode, Member, MsgId, Page, RequestId, RoomInfo, RoomKind, ServerFrame,
 };
-use common::limits::{MAX_BULK_FRAME, MAX_CONTROL_FRAME, MAX_PAGE};
+use common::limits::{MAX_BULK_FRAME, MAX_PAGE};
 use common::names::{self, LOBBY};
-use quinn::{Connection, RecvStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 
-use crate::conn::{error, frame_error, store_refusal, Exit};
-use crate::defaults::{BULK_WRITE_TIMEOUT, MAX_BULK_IN_FLIGHT, MAX_IN_FLIGHT};
 use crate::hub::Outbox;
 use crate::metrics::inc;
 use crate::rate::{SendGate, TokenBucket};
+use crate::reply::{frame_error, Refusal};
 use crate::state::Relay;
-use crate::store::{NewMessage, RoomRow, Store, StoreError};
+use crate::store::{Appended, NewMessage, RoomRow, Store, StoreError};
 
-type Reply = Result<ServerFrame, (ErrorCode, String)>;
+/// The work behind a bulk reply: store reads, run by the connection in a
+/// task of its own so a big reply never holds up the next request.
+pub type BulkWork = Pin<Box<dyn Future<Output = Result<ServerFrame, Refusal>> + Send>>;
 
-/// State of one logged-in connection.
+/// What the connection must do with a request.
+pub enum Answer {
+    /// Write this frame on the control stream.
+    Reply(ServerFrame),
+    /// Hand this message to the store at once, before reading the next
+    /// frame, so one sender's messages commit in the order sent; answer
+    /// with [`acked`] when the commit lands.
+    Append { req: RequestId, msg: NewMessage },
+    /// Run `work` and send its frame on a bulk stream of its own (see
+    /// [`bulk_bytes`]); a refusal goes on the control stream.
+    Bulk { req: RequestId, work: BulkWork },
+    /// The client said `Bye`: close the connection normally.
+    Bye,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Reply(frame) => f.debug_tuple("Reply").field(frame).finish(),
+            Answer::Append { req, msg } => f
+                .debug_struct("Append")
+                .field("req", req)
+                .field("room", &msg.room)
+                .finish(),
+            Answer::Bulk { req, .. } => f.debug_struct("Bulk").field("req", req).finish(),
+            Answer::Bye => f.write_str("Bye"),
+        }
+    }
+}
+
+type Reply = Result<ServerFrame, Refusal>;
+
+/// State of one logged-in session.
 pub struct Session<S: Store> {
     relay: Arc<Relay<S>>,
     outbox: Arc<Outbox>,
-    conn: Connection,
     gate: SendGate,
     requests: TokenBucket,
-    in_flight: Arc<Semaphore>,
-    bulk: Arc<Semaphore>,
-    // Owned here so that they end with the session: no orphan tasks.
-    tasks: JoinSet<()>,
 }
 
 impl<S: Store> Session<S> {
-    /// A session for a user who just logged in.
-    pub fn new(relay: Arc<Relay<S>>, outbox: Arc<Outbox>, conn: Connection) -> Self {
-        let gate = SendGate::new(relay.cfg.rate_limit, Instant::now());
-        let requests = TokenBucket::new(relay.cfg.request_rate, Instant::now());
-        Session {
+    /// Starts the session of `user`, who just logged in: attaches it to the
+    /// hub and subscribes it to every room of the user before any request
+    /// is read, so anything committed from now on arrives live and anything
+    /// before is in history. Returns the session and the queue its writer
+    /// drains. On a store failure nothing stays attached.
+    pub async fn start(
+        relay: Arc<Relay<S>>,
+        user: String,
+        now: Instant,
+    ) -> Result<(Self, mpsc::Receiver<Bytes>), StoreError> {
+        let id = relay.next_session_id();
+        let (outbox, rx) = Outbox::new(id, user, relay.cfg.queue_depth);
+        // Attached before the rooms are read, so a join or leave on another
+        // device meanwhile reaches this session; the epoch catches a stale read.
+        let mut epoch = relay.hub.attach(outbox.clone());
+        loop {
+            let rooms = match relay.store.rooms_of(&outbox.user).await {
+                Ok(rows) => rows.into_iter().map(|r| r.name).collect::<Vec<_>>(),
+                Err(e) => {
+                    relay.hub.detach(id);
+                    return Err(e);
+                }
+            };
+            match relay.hub.subscribe_all(id, &rooms, epoch) {
+                Ok(()) => break,
+                Err(now) => epoch = now,
+            }
+        }
+        relay.hub.announce_online(id);
+        let session = Session {
+            gate: SendGate::new(relay.cfg.rate_limit, now),
+            requests: TokenBucket::new(relay.cfg.request_rate, now),
             relay,
             outbox,
-            conn,
-            gate,
-            requests,
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-            bulk: Arc::new(Semaphore::new(MAX_BULK_IN_FLIGHT)),
-            tasks: JoinSet::new(),
-        }
+        };
+        Ok((session, rx))
+    }
+
+    /// The hub's side of this session: its queue of frames to write.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
     }
 
     fn user(&self) -> &str {
         &self.outbox.user
     }
 
-    /// Serves requests until the client leaves, breaks the protocol, or the
-    /// relay shuts down.
-    pub async fn run(mut self, recv: &mut RecvStream) -> Exit {
-        let mut shutdown = self.relay.shutdown_signal();
-        let exit = loop {
-            // Finished tasks are reaped here rather than in the select:
-            // `read_frame` is not cancel-safe, and dropping it half-way
-            // through a frame would lose bytes and desync the stream.
-            while self.tasks.try_join_next().is_some() {}
-            tokio::select! {
-                frame = codec::read_frame::<ClientFrame, _>(recv, MAX_CONTROL_FRAME) => match frame {
-                    Ok(Some(ClientFrame::Bye)) | Ok(None) => break Exit::Normal,
-                    Ok(Some(frame)) => self.handle(frame).await,
-                    Err(common::codec::FrameError::Io(_)) => break Exit::Lost,
-                    Err(e) => {
-                        tracing::info!(user = %self.user(), "bad frame: {e}");
-                        inc(&self.relay.metrics.protocol_errors);
-                        self.outbox.reply(&frame_error(&e)).await;
-                        break Exit::Protocol;
-                    }
-                },
-                // Shutdown may drop a half-read frame: the connection ends anyway.
-                _ = crate::state::until_shutdown(&mut shutdown) => break Exit::Shutdown,
-            }
-        };
-        // Sends already handed to the store finish and are acknowledged.
-        while self.tasks.join_next().await.is_some() {}
-        exit
+    /// Leaves the hub: the session's user goes offline if this was their
+    /// last session.
+    pub fn end(self) {
+        self.relay.hub.detach(self.outbox.id);
     }
 
-    async fn handle(&mut self, frame: ClientFrame) {
+    /// The reply to a frame that could not be read; the connection then
+    /// closes as a protocol error.
+    pub fn bad_frame(&self, e: &FrameError) -> ServerFrame {
+        tracing::info!(user = %self.user(), "bad frame: {e}");
+        inc(&self.relay.metrics.protocol_errors);
+        frame_error(e)
+    }
+
+    /// Decides what a request does, at time `now`.
+    pub async fn handle(&mut self, frame: ClientFrame, now: Instant) -> Answer {
         let req = frame.req();
         let changes_membership = matches!(
             frame,
@@ -101,16 +144,13 @@ impl<S: Store> Session<S> {
                 | ClientFrame::OpenDm { .. }
         );
         // These write to the store and fan out presence: bounded like sends.
-        if changes_membership && !self.requests.take(Instant::now()) {
+        if changes_membership && !self.requests.take(now) {
             inc(&self.relay.metrics.rate_limited);
             let msg = format!(
                 "more than {} room changes per second; try again in a moment",
                 self.relay.cfg.request_rate
             );
-            self.outbox
-                .reply(&error(req, ErrorCode::RateLimited, &msg))
-                .await;
-            return;
+            return refused(req, Refusal::new(ErrorCode::RateLimited, msg));
         }
         let reply = match frame {
             ClientFrame::Send {
@@ -118,13 +158,16 @@ impl<S: Store> Session<S> {
                 room,
                 id,
                 body,
-            } => return self.send(req, room, id, body).await,
+            } => return self.send(req, room, id, body, now).await,
             ClientFrame::History {
                 req,
                 room,
                 page,
                 limit,
             } => return self.history(req, room, page, limit).await,
+            ClientFrame::ListRooms { req } => return self.list_rooms(req),
+            ClientFrame::Members { req, room } => return self.members(req, room).await,
+            ClientFrame::Bye => return Answer::Bye,
             ClientFrame::Ping { req } => Ok(ServerFrame::Pong { req }),
             ClientFrame::CreateRoom { req, room, private } => {
                 self.create_room(req, &room, private).await
@@ -132,103 +175,59 @@ impl<S: Store> Session<S> {
             ClientFrame::Join { req, room } => self.join(req, &room).await,
             ClientFrame::Leave { req, room } => self.leave(req, &room).await,
             ClientFrame::Invite { req, room, user } => self.invite(req, &room, &user).await,
-            ClientFrame::ListRooms { req } => return self.list_rooms(req).await,
-            ClientFrame::Members { req, room } => return self.members(req, room).await,
             ClientFrame::OpenDm { req, user } => self.open_dm(req, &user).await,
             ClientFrame::Resume { req, room } => self.resume(req, &room).await,
             ClientFrame::Hello { .. }
             | ClientFrame::Register { .. }
-            | ClientFrame::Login { .. } => Err((ErrorCode::Unexpected, "already logged in".into())),
-            ClientFrame::Bye => return,
+            | ClientFrame::Login { .. } => {
+                Err(Refusal::new(ErrorCode::Unexpected, "already logged in"))
+            }
         };
-        let frame = reply.unwrap_or_else(|(code, msg)| error(req, code, &msg));
-        self.outbox.reply(&frame).await;
+        Answer::Reply(reply.unwrap_or_else(|refusal| refusal.into_frame(req)))
     }
 
-    async fn send(&mut self, req: RequestId, room: String, id: common::frame::MsgId, body: String) {
-        let refusal = if let Err(msg) = common::limits::check_body(&body) {
-            Some((ErrorCode::BadBody, msg))
-        } else if !self.relay.hub.is_subscribed(self.outbox.id, &room) {
-            Some(self.not_member(&room).await)
-        } else if !self.gate.admit(id, Instant::now()) {
-            Some((
-                ErrorCode::RateLimited,
-                format!(
-                    "more than {} messages per second; not stored: resend it, and the messages after it, in order in a moment",
-                    self.relay.cfg.rate_limit
-                ),
-            ))
-        } else {
-            None
-        };
-        if let Some((code, msg)) = refusal {
-            if code == ErrorCode::RateLimited {
-                inc(&self.relay.metrics.rate_limited);
-            }
-            self.outbox.reply(&error(req, code, &msg)).await;
-            return;
+    async fn send(
+        &mut self,
+        req: RequestId,
+        room: String,
+        id: MsgId,
+        body: String,
+        now: Instant,
+    ) -> Answer {
+        if let Err(msg) = common::limits::check_body(&body) {
+            return refused(req, Refusal::new(ErrorCode::BadBody, msg));
         }
-        let permit = self
-            .in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
-        // Handed to the store now, in arrival order; awaited in a task.
-        let appended = self.relay.store.append(NewMessage {
-            room: room.clone(),
+        if !self.relay.hub.is_subscribed(self.outbox.id, &room) {
+            return refused(req, self.not_member(&room).await);
+        }
+        if !self.gate.admit(id, now) {
+            inc(&self.relay.metrics.rate_limited);
+            let msg = format!(
+                "more than {} messages per second; not stored: resend it, and the messages after it, in order in a moment",
+                self.relay.cfg.rate_limit
+            );
+            return refused(req, Refusal::new(ErrorCode::RateLimited, msg));
+        }
+        let msg = NewMessage {
+            room,
             from: self.user().to_owned(),
             id,
             body,
-        });
-        let outbox = self.outbox.clone();
-        let relay = self.relay.clone();
-        self.tasks.spawn(async move {
-            let frame = match appended.await {
-                Ok(a) => {
-                    inc(if a.duplicate {
-                        &relay.metrics.messages_duplicate
-                    } else {
-                        &relay.metrics.messages_stored
-                    });
-                    ServerFrame::Ack {
-                        req,
-                        room,
-                        id,
-                        seq: a.seq,
-                        ts: a.ts,
-                    }
-                }
-                Err(e) => {
-                    let (code, msg) = store_refusal(e);
-                    error(req, code, &msg)
-                }
-            };
-            outbox.reply(&frame).await;
-            drop(permit);
-        });
+        };
+        Answer::Append { req, msg }
     }
 
-    async fn history(&mut self, req: RequestId, room: String, page: Page, limit: u16) {
+    async fn history(&mut self, req: RequestId, room: String, page: Page, limit: u16) -> Answer {
         if limit == 0 || limit > MAX_PAGE {
             let msg = format!("page size must be 1 to {MAX_PAGE}");
-            self.outbox
-                .reply(&error(req, ErrorCode::BadLimit, &msg))
-                .await;
-            return;
+            return refused(req, Refusal::new(ErrorCode::BadLimit, msg));
         }
         if !self.relay.hub.is_subscribed(self.outbox.id, &room) {
-            let (code, msg) = self.not_member(&room).await;
-            self.outbox.reply(&error(req, code, &msg)).await;
-            return;
+            return refused(req, self.not_member(&room).await);
         }
         let relay = self.relay.clone();
-        self.send_bulk(req, async move {
-            let (messages, more) = relay
-                .store
-                .history(&room, page, limit)
-                .await
-                .map_err(store_refusal)?;
+        bulk(req, async move {
+            let (messages, more) = relay.store.history(&room, page, limit).await?;
             Ok(ServerFrame::HistoryPage {
                 req,
                 room,
@@ -236,82 +235,69 @@ impl<S: Store> Session<S> {
                 more,
             })
         })
-        .await;
     }
 
-    /// Answers on a bulk stream of its own, in a task, so a big reply never
-    /// holds up chat lines. At most [`MAX_BULK_IN_FLIGHT`] per session: past
-    /// that, the reader waits, and so does a client that asks faster than it
-    /// reads. Every request gets an answer: a reply that cannot be delivered
-    /// becomes an `Unavailable` error on the control stream.
-    async fn send_bulk<F>(&mut self, req: RequestId, reply: F)
-    where
-        F: std::future::Future<Output = Reply> + Send + 'static,
-    {
-        let permit = self
-            .bulk
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
-        let outbox = self.outbox.clone();
-        let conn = self.conn.clone();
-        self.tasks.spawn(async move {
-            let _permit = permit;
-            let frame = match reply.await {
-                Ok(frame) => frame,
-                Err((code, msg)) => {
-                    outbox.reply(&error(req, code, &msg)).await;
-                    return;
-                }
-            };
-            let bytes = codec::encode(&frame);
-            if bytes.len() - 4 > MAX_BULK_FRAME {
-                let msg = "the reply is too large to send; narrow the request";
-                outbox.reply(&error(req, ErrorCode::Unavailable, msg)).await;
-                return;
-            }
-            let write = async {
-                let mut stream = conn.open_uni().await.ok()?;
-                stream.write_all(&bytes).await.ok()?;
-                stream.finish().ok()
-            };
-            if tokio::time::timeout(BULK_WRITE_TIMEOUT, write)
-                .await
-                .ok()
-                .flatten()
-                .is_none()
-            {
-                let msg = "the reply could not be delivered in time; ask again";
-                outbox.reply(&error(req, ErrorCode::Unavailable, msg)).await;
-            }
-        });
+    fn list_rooms(&mut self, req: RequestId) -> Answer {
+        let relay = self.relay.clone();
+        let user = self.user().to_owned();
+        bulk(req, async move {
+            let joined = relay.store.rooms_of(&user).await?;
+            let public = relay.store.public_rooms().await?;
+            Ok(ServerFrame::Rooms {
+                req,
+                joined: joined.iter().map(info).collect(),
+                public: public.iter().map(info).collect(),
+            })
+        })
+    }
+
+    async fn members(&mut self, req: RequestId, room: String) -> Answer {
+        let row = match self.room_or_refuse(&room).await {
+            Ok(row) => row,
+            Err(refusal) => return refused(req, refusal),
+        };
+        if row.kind != RoomKind::Public && !self.relay.hub.is_subscribed(self.outbox.id, &room) {
+            let msg = format!("only members can see who is in {room}");
+            return refused(req, Refusal::new(ErrorCode::NotMember, msg));
+        }
+        let relay = self.relay.clone();
+        bulk(req, async move {
+            let names = relay.store.members(&room).await?;
+            let members = names
+                .into_iter()
+                .map(|user| Member {
+                    online: relay.hub.is_online(&user),
+                    user,
+                })
+                .collect();
+            Ok(ServerFrame::Members { req, room, members })
+        })
     }
 
     /// The refusal for a room the user is not in: distinguishes rooms that
     /// do not exist, so a typo is not reported as a permission problem.
-    async fn not_member(&self, room: &str) -> (ErrorCode, String) {
+    async fn not_member(&self, room: &str) -> Refusal {
         match self.relay.store.room(room).await {
-            Ok(Some(_)) => (
+            Ok(Some(_)) => Refusal::new(
                 ErrorCode::NotMember,
                 format!("you are not a member of {room}; join it first"),
             ),
-            Ok(None) => (ErrorCode::NoSuchRoom, format!("there is no room {room}")),
-            Err(e) => store_refusal(e),
+            Ok(None) => no_such_room(room),
+            Err(e) => e.into(),
         }
     }
 
-    async fn room_or_refuse(&self, room: &str) -> Result<RoomRow, (ErrorCode, String)> {
-        match self.relay.store.room(room).await {
-            Ok(Some(row)) => Ok(row),
-            Ok(None) => Err((ErrorCode::NoSuchRoom, format!("there is no room {room}"))),
-            Err(e) => Err(store_refusal(e)),
-        }
+    async fn room_or_refuse(&self, room: &str) -> Result<RoomRow, Refusal> {
+        self.relay
+            .store
+            .room(room)
+            .await?
+            .ok_or_else(|| no_such_room(room))
     }
 
     async fn create_room(&mut self, req: RequestId, room: &str, private: bool) -> Reply {
         names::check_room(room).map_err(|e| {
-            (
+            Refusal::new(
                 ErrorCode::InvalidName,
                 format!("invalid room name {room:?}: {e}"),
             )
@@ -327,11 +313,11 @@ impl<S: Store> Session<S> {
             .create_room(room, kind, self.user())
             .await
             .map_err(|e| match e {
-                StoreError::RoomExists => (
+                StoreError::RoomExists => Refusal::new(
                     ErrorCode::RoomExists,
                     format!("{room} exists; join it instead"),
                 ),
-                other => store_refusal(other),
+                other => other.into(),
             })?;
         self.relay.hub.joined(self.user(), room);
         Ok(ServerFrame::Joined {
@@ -343,41 +329,26 @@ impl<S: Store> Session<S> {
     async fn join(&mut self, req: RequestId, room: &str) -> Reply {
         let row = self.room_or_refuse(room).await?;
         let user = self.user().to_owned();
-        let member = self
-            .relay
-            .store
-            .is_member(room, &user)
-            .await
-            .map_err(store_refusal)?;
-        if !member {
+        let store = &self.relay.store;
+        if !store.is_member(room, &user).await? {
             match row.kind {
                 RoomKind::Public => {}
                 RoomKind::Private => {
-                    if !self
-                        .relay
-                        .store
-                        .is_invited(room, &user)
-                        .await
-                        .map_err(store_refusal)?
-                    {
-                        return Err((
+                    if !store.is_invited(room, &user).await? {
+                        return Err(Refusal::new(
                             ErrorCode::Forbidden,
                             format!("{room} is private; ask a member to invite you"),
                         ));
                     }
                 }
                 RoomKind::Direct => {
-                    return Err((
+                    return Err(Refusal::new(
                         ErrorCode::Forbidden,
-                        "direct-message rooms cannot be joined".into(),
+                        "direct-message rooms cannot be joined",
                     ))
                 }
             }
-            self.relay
-                .store
-                .add_member(room, &user)
-                .await
-                .map_err(store_refusal)?;
+            store.add_member(room, &user).await?;
             self.relay.hub.joined(&user, room);
         }
         // Heals a subscription a concurrent login may have missed.
@@ -392,24 +363,21 @@ impl<S: Store> Session<S> {
 
     async fn leave(&mut self, req: RequestId, room: &str) -> Reply {
         if room == LOBBY {
-            return Err((ErrorCode::Forbidden, "everyone stays in lobby".into()));
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "everyone stays in lobby",
+            ));
         }
         let row = self.room_or_refuse(room).await?;
         if row.kind == RoomKind::Direct {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::Forbidden,
-                "direct-message rooms cannot be left".into(),
+                "direct-message rooms cannot be left",
             ));
         }
         let user = self.user().to_owned();
-        if !self
-            .relay
-            .store
-            .remove_member(room, &user)
-            .await
-            .map_err(store_refusal)?
-        {
-            return Err((
+        if !self.relay.store.remove_member(room, &user).await? {
+            return Err(Refusal::new(
                 ErrorCode::NotMember,
                 format!("you are not a member of {room}"),
             ));
@@ -424,84 +392,26 @@ impl<S: Store> Session<S> {
     async fn invite(&mut self, req: RequestId, room: &str, user: &str) -> Reply {
         let row = self.room_or_refuse(room).await?;
         if !self.relay.hub.is_subscribed(self.outbox.id, room) {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::NotMember,
                 format!("only members of {room} can invite to it"),
             ));
         }
         if row.kind == RoomKind::Direct {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::Forbidden,
-                "nobody can be invited to a direct-message room".into(),
+                "nobody can be invited to a direct-message room",
             ));
         }
         let target = self.canonical_user(user).await?;
-        self.relay
-            .store
-            .invite(room, &target)
-            .await
-            .map_err(store_refusal)?;
+        self.relay.store.invite(room, &target).await?;
         Ok(ServerFrame::Done { req })
-    }
-
-    async fn list_rooms(&mut self, req: RequestId) {
-        let relay = self.relay.clone();
-        let user = self.user().to_owned();
-        self.send_bulk(req, async move {
-            let joined = relay.store.rooms_of(&user).await.map_err(store_refusal)?;
-            let public = relay.store.public_rooms().await.map_err(store_refusal)?;
-            Ok(ServerFrame::Rooms {
-                req,
-                joined: joined.iter().map(info).collect(),
-                public: public.iter().map(info).collect(),
-            })
-        })
-        .await;
-    }
-
-    async fn members(&mut self, req: RequestId, room: String) {
-        let allowed = match self.room_or_refuse(&room).await {
-            Ok(row)
-                if row.kind != RoomKind::Public
-                    && !self.relay.hub.is_subscribed(self.outbox.id, &room) =>
-            {
-                Err((
-                    ErrorCode::NotMember,
-                    format!("only members can see who is in {room}"),
-                ))
-            }
-            Ok(_) => Ok(()),
-            Err(refusal) => Err(refusal),
-        };
-        if let Err((code, msg)) = allowed {
-            self.outbox.reply(&error(req, code, &msg)).await;
-            return;
-        }
-        let relay = self.relay.clone();
-        self.send_bulk(req, async move {
-            let names = relay.store.members(&room).await.map_err(store_refusal)?;
-            let members = names
-                .into_iter()
-                .map(|user| Member {
-                    online: relay.hub.is_online(&user),
-                    user,
-                })
-                .collect();
-            Ok(ServerFrame::Members { req, room, members })
-        })
-        .await;
     }
 
     /// Live delivery of a room again after `Lagged`. Never changes
     /// membership: a room left on another device stays left.
     async fn resume(&mut self, req: RequestId, room: &str) -> Reply {
-        if !self
-            .relay
-            .store
-            .is_member(room, self.user())
-            .await
-            .map_err(store_refusal)?
-        {
+        if !self.relay.store.is_member(room, self.user()).await? {
             return Err(self.not_member(room).await);
         }
         self.relay.hub.subscribe(self.outbox.id, room);
@@ -514,12 +424,7 @@ impl<S: Store> Session<S> {
         let me = self.user().to_owned();
         let room = names::dm_room(&me, &other);
         let known = self.relay.hub.is_subscribed(self.outbox.id, &room);
-        let row = self
-            .relay
-            .store
-            .open_dm(&me, &other)
-            .await
-            .map_err(store_refusal)?;
+        let row = self.relay.store.open_dm(&me, &other).await?;
         if !known {
             self.relay.hub.joined(&me, &room);
             if other != me {
@@ -532,13 +437,88 @@ impl<S: Store> Session<S> {
         })
     }
 
-    async fn canonical_user(&self, user: &str) -> Result<String, (ErrorCode, String)> {
-        match self.relay.store.user(user).await {
-            Ok(Some(u)) => Ok(u.name),
-            Ok(None) => Err((ErrorCode::NoSuchUser, format!("there is no user {user:?}"))),
-            Err(e) => Err(store_refusal(e)),
+    async fn canonical_user(&self, user: &str) -> Result<String, Refusal> {
+        match self.relay.store.user(user).await? {
+            Some(u) => Ok(u.name),
+            None => Err(Refusal::new(
+                ErrorCode::NoSuchUser,
+                format!("there is no user {user:?}"),
+            )),
         }
     }
+}
+
+/// The answer to a send once the store has committed it (or failed to):
+/// `Ack` with the message's sequence, or the refusal.
+pub fn acked<S>(
+    relay: &Relay<S>,
+    req: RequestId,
+    room: String,
+    id: MsgId,
+    result: Result<Appended, StoreError>,
+) -> ServerFrame {
+    match result {
+        Ok(a) => {
+            inc(if a.duplicate {
+                &relay.metrics.messages_duplicate
+            } else {
+                &relay.metrics.messages_stored
+            });
+            ServerFrame::Ack {
+                req,
+                room,
+                id,
+                seq: a.seq,
+                ts: a.ts,
+            }
+        }
+        Err(e) => Refusal::from(e).into_frame(req),
+    }
+}
+
+/// What a bulk reply puts on the wire: the encoded frame for a bulk stream
+/// of its own, or, when there is nothing to send there, the `Error` frame
+/// for the control stream. Every request gets an answer.
+pub fn bulk_bytes(
+    req: RequestId,
+    reply: Result<ServerFrame, Refusal>,
+) -> Result<Bytes, ServerFrame> {
+    let frame = reply.map_err(|refusal| refusal.into_frame(req))?;
+    let bytes = codec::encode(&frame);
+    if bytes.len() - 4 > MAX_BULK_FRAME {
+        return Err(undeliverable(
+            req,
+            "the reply is too large to send; narrow the request",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The answer when a bulk reply could not be sent in time.
+pub fn bulk_timed_out(req: RequestId) -> ServerFrame {
+    undeliverable(req, "the reply could not be delivered in time; ask again")
+}
+
+fn undeliverable(req: RequestId, msg: &str) -> ServerFrame {
+    Refusal::new(ErrorCode::Unavailable, msg).into_frame(req)
+}
+
+fn refused(req: RequestId, refusal: Refusal) -> Answer {
+    Answer::Reply(refusal.into_frame(req))
+}
+
+fn bulk(
+    req: RequestId,
+    work: impl Future<Output = Result<ServerFrame, Refusal>> + Send + 'static,
+) -> Answer {
+    Answer::Bulk {
+        req,
+        work: Box::pin(work),
+    }
+}
+
+fn no_such_room(room: &str) -> Refusal {
+    Refusal::new(ErrorCode::NoSuchRoom, format!("there is no room {room}"))
 }
 
 fn info(row: &RoomRow) -> RoomInfo {
@@ -549,3 +529,6 @@ fn info(row: &RoomRow) -> RoomInfo {
         latest: row.latest,
     }
 }
+
+#[cfg(test)]
+mod tests;

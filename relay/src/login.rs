@@ -1,0 +1,258 @@
+//! The exchange before login, without I/O of its own: `Hello`, then
+//! `Register` or `Login`, each frame answered by a [`Step`] the connection
+//! carries out. Password hashing runs on the relay's hashing threads; a
+//! failed login's delay is returned, not slept, so the connection decides
+//! how to wait.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use common::frame::{ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
+use common::limits::{MAX_CLIENT_NAME, MAX_PASSWORD};
+use common::names;
+
+use crate::auth::{self, check_password, Gate};
+use crate::defaults::SERVER_NAME;
+use crate::metrics::inc;
+use crate::reply::{error, frame_error, Refusal};
+use crate::state::Relay;
+use crate::store::{Store, StoreError};
+
+/// How a connection ended, and so how it is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The client said `Bye` or closed its stream.
+    Normal,
+    /// The client broke the protocol; it was told why.
+    Protocol,
+    /// The client speaks another protocol version; it was told.
+    Version,
+    /// The relay is shutting down.
+    Shutdown,
+    /// No login before the deadline; the client was told.
+    LoginTimeout,
+    /// The connection is already gone.
+    Lost,
+}
+
+impl Exit {
+    /// The QUIC application close code and reason (PROTOCOL §7).
+    pub fn code(self) -> (u32, &'static [u8]) {
+        use common::frame::close;
+        match self {
+            Exit::Normal | Exit::Lost => (close::NORMAL, b"bye"),
+            Exit::Protocol => (close::PROTOCOL, b"protocol error"),
+            Exit::Version => (close::VERSION, b"protocol version mismatch"),
+            Exit::Shutdown => (close::SHUTDOWN, b"relay shutting down"),
+            Exit::LoginTimeout => (close::LOGIN_TIMEOUT, b"no login before the deadline"),
+        }
+    }
+}
+
+/// What the connection does with a frame before login.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// Write this frame and read the next one.
+    Reply(ServerFrame),
+    /// Wait this long, then write the frame and read the next one: a
+    /// failed login is answered late, more so the more it fails.
+    ReplyAfter(Duration, ServerFrame),
+    /// Write the frame: the user is logged in under this canonical name.
+    LoggedIn(String, ServerFrame),
+    /// Write the frame, if any, and close the connection.
+    Close(Exit, Option<ServerFrame>),
+}
+
+/// One connection's pre-login state.
+pub struct Login<'a, S> {
+    relay: &'a Relay<S>,
+    addr: IpAddr,
+    hello: bool,
+}
+
+impl<'a, S: Store> Login<'a, S> {
+    /// The exchange of a connection from `addr`, before its `Hello`.
+    pub fn new(relay: &'a Relay<S>, addr: IpAddr) -> Self {
+        Login {
+            relay,
+            addr,
+            hello: false,
+        }
+    }
+
+    /// Answers one frame, at time `now`.
+    pub async fn handle(&mut self, frame: ClientFrame, now: Instant) -> Step {
+        let relay = self.relay;
+        match frame {
+            ClientFrame::Hello { version, client } if !self.hello => {
+                if version != PROTOCOL_VERSION {
+                    let msg = format!(
+                        "this relay speaks protocol version {PROTOCOL_VERSION}, the client {version}; update the client"
+                    );
+                    let frame = error(0, ErrorCode::VersionMismatch, &msg);
+                    return Step::Close(Exit::Version, Some(frame));
+                }
+                if client.len() > MAX_CLIENT_NAME {
+                    let frame = error(0, ErrorCode::Malformed, "client name too long");
+                    return Step::Close(Exit::Protocol, Some(frame));
+                }
+                self.hello = true;
+                Step::Reply(ServerFrame::Welcome {
+                    version: PROTOCOL_VERSION,
+                    server: SERVER_NAME.into(),
+                    registration_open: relay.cfg.registration_open,
+                })
+            }
+            ClientFrame::Ping { req } if self.hello => Step::Reply(ServerFrame::Pong { req }),
+            ClientFrame::Register {
+                req,
+                user,
+                password,
+            } if self.hello => match self.register(&user, password.expose()).await {
+                Ok(()) => {
+                    tracing::info!(%user, "registered");
+                    inc(&relay.metrics.registrations);
+                    inc(&relay.metrics.logins);
+                    let frame = ServerFrame::LoggedIn {
+                        req,
+                        user: user.clone(),
+                    };
+                    Step::LoggedIn(user, frame)
+                }
+                Err(refusal) => Step::Reply(refusal.into_frame(req)),
+            },
+            ClientFrame::Login {
+                req,
+                user,
+                password,
+            } if self.hello => match self.authenticate(&user, password.expose(), now).await {
+                Ok(name) => {
+                    let frame = ServerFrame::LoggedIn {
+                        req,
+                        user: name.clone(),
+                    };
+                    Step::LoggedIn(name, frame)
+                }
+                Err((delay, refusal)) if delay.is_zero() => Step::Reply(refusal.into_frame(req)),
+                Err((delay, refusal)) => Step::ReplyAfter(delay, refusal.into_frame(req)),
+            },
+            ClientFrame::Bye => Step::Close(Exit::Normal, None),
+            other => {
+                let msg = if self.hello {
+                    "log in first: only Register, Login and Ping are allowed before login"
+                } else {
+                    "the first frame must be Hello"
+                };
+                let frame = error(other.req(), ErrorCode::Unexpected, msg);
+                Step::Close(Exit::Protocol, Some(frame))
+            }
+        }
+    }
+
+    /// The answer to a frame that could not be read.
+    pub fn bad_frame(&self, e: &common::codec::FrameError) -> Step {
+        inc(&self.relay.metrics.protocol_errors);
+        Step::Close(Exit::Protocol, Some(frame_error(e)))
+    }
+
+    /// The answer when the login deadline passes.
+    pub fn timed_out(&self) -> Step {
+        let secs = self.relay.cfg.login_timeout.as_secs_f32();
+        let msg = format!("log in within {secs} s of connecting");
+        let frame = error(0, ErrorCode::LoginTimeout, &msg);
+        Step::Close(Exit::LoginTimeout, Some(frame))
+    }
+
+    async fn register(&self, user: &str, password: &str) -> Result<(), Refusal> {
+        let relay = self.relay;
+        if !relay.cfg.registration_open {
+            return Err(Refusal::new(
+                ErrorCode::RegistrationClosed,
+                "registration is closed on this relay; ask its operator for an account",
+            ));
+        }
+        names::check_user(user).map_err(|e| {
+            Refusal::new(
+                ErrorCode::InvalidName,
+                format!("invalid user name {user:?}: {e}"),
+            )
+        })?;
+        check_password(password)?;
+        let taken = || {
+            Refusal::new(
+                ErrorCode::NameTaken,
+                format!("the name {user:?} is taken; choose another"),
+            )
+        };
+        // Cheap refusal first: NameTaken says as much as the hash would time.
+        if relay.store.user(user).await?.is_some() {
+            return Err(taken());
+        }
+        let password = password.to_owned();
+        let phc = relay
+            .hash(move || auth::hash_password(&password))
+            .await
+            .ok_or_else(|| {
+                Refusal::new(ErrorCode::Unavailable, "password hashing failed; try again")
+            })?;
+        relay
+            .store
+            .create_user(user, &phc)
+            .await
+            .map_err(|e| match e {
+                StoreError::NameTaken => taken(),
+                other => other.into(),
+            })
+    }
+
+    /// The canonical name, or the refusal and how long to wait before
+    /// giving it.
+    async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        now: Instant,
+    ) -> Result<String, (Duration, Refusal)> {
+        let relay = self.relay;
+        let addr = self.addr;
+        let wrong = || Refusal::new(ErrorCode::BadCredentials, "wrong user name or password");
+        // No account can have an invalid name: refuse without any work, and
+        // without filling the throttle's table with junk keys.
+        if names::check_user(user).is_err() || password.len() > MAX_PASSWORD {
+            return Err((Duration::ZERO, wrong()));
+        }
+        if let Gate::Locked(wait) = relay.throttle.begin(user, addr, now) {
+            inc(&relay.metrics.login_failures);
+            let msg = format!(
+                "too many failed logins for {user:?} from this address; try again in {} s",
+                wait.as_secs() + 1
+            );
+            return Err((Duration::ZERO, Refusal::new(ErrorCode::Throttled, msg)));
+        }
+        let found = relay
+            .store
+            .user(user)
+            .await
+            .map_err(|e| (Duration::ZERO, e.into()))?;
+        let (name, phc) = match &found {
+            Some(u) => (u.name.clone(), u.phc.clone()),
+            None => (user.to_owned(), auth::dummy_hash().to_owned()),
+        };
+        let password = password.to_owned();
+        let ok = relay
+            .hash(move || auth::verify_password(&phc, &password))
+            .await
+            .unwrap_or(false);
+        if ok && found.is_some() {
+            relay.throttle.succeeded(user, addr);
+            inc(&relay.metrics.logins);
+            return Ok(name);
+        }
+        inc(&relay.metrics.login_failures);
+        tracing::info!(user, %addr, "failed login");
+        Err((relay.throttle.failed(user, addr), wrong()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

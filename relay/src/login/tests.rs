@@ -1,0 +1,342 @@
+//! The pre-login core fed frames directly: the handshake's order, every
+//! refusal of `Register` and `Login` in the order PROTOCOL §8.2 gives, and
+//! the throttle's delays and lockout (§8.3) in virtual time.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use common::frame::{ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
+
+use super::*;
+use crate::config::Config;
+use crate::defaults::{FAILURE_DELAY, LOCKOUT, LOCK_AFTER, MAX_FAILURE_DELAY};
+use crate::testing::TestRelay;
+
+const ADDR: &str = "192.0.2.7";
+
+fn hello() -> ClientFrame {
+    ClientFrame::Hello {
+        version: PROTOCOL_VERSION,
+        client: "test".into(),
+    }
+}
+
+fn login_as(user: &str, password: &str) -> ClientFrame {
+    ClientFrame::Login {
+        req: 3,
+        user: user.into(),
+        password: password.into(),
+    }
+}
+
+fn register(user: &str, password: &str) -> ClientFrame {
+    ClientFrame::Register {
+        req: 4,
+        user: user.into(),
+        password: password.into(),
+    }
+}
+
+fn code(step: &Step) -> Option<ErrorCode> {
+    match step {
+        Step::Reply(ServerFrame::Error { code, .. })
+        | Step::ReplyAfter(_, ServerFrame::Error { code, .. })
+        | Step::Close(_, Some(ServerFrame::Error { code, .. })) => Some(*code),
+        _ => None,
+    }
+}
+
+async fn relay_with_alice(cfg: Config) -> TestRelay {
+    let t = TestRelay::new(cfg);
+    let phc = crate::auth::hash_password("correct horse");
+    t.users(&["Alice"], &phc).await;
+    t
+}
+
+async fn greeted<S: Store>(relay: &Relay<S>) -> Login<'_, S> {
+    let mut login = Login::new(relay, ADDR.parse().unwrap());
+    let step = login.handle(hello(), Instant::now()).await;
+    assert!(
+        matches!(step, Step::Reply(ServerFrame::Welcome { .. })),
+        "{step:?}"
+    );
+    login
+}
+
+#[tokio::test]
+async fn the_first_frame_must_be_hello_in_the_right_version() {
+    let t = TestRelay::new(Config::default());
+    let now = Instant::now();
+    let addr: IpAddr = ADDR.parse().unwrap();
+    let cases: Vec<(&str, ClientFrame, Exit, Option<ErrorCode>)> = vec![
+        (
+            "ping first",
+            ClientFrame::Ping { req: 1 },
+            Exit::Protocol,
+            Some(ErrorCode::Unexpected),
+        ),
+        (
+            "login first",
+            login_as("alice", "correct horse"),
+            Exit::Protocol,
+            Some(ErrorCode::Unexpected),
+        ),
+        ("bye first", ClientFrame::Bye, Exit::Normal, None),
+        (
+            "another version",
+            ClientFrame::Hello {
+                version: PROTOCOL_VERSION + 1,
+                client: "x".into(),
+            },
+            Exit::Version,
+            Some(ErrorCode::VersionMismatch),
+        ),
+        (
+            "a client name over the limit",
+            ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                client: "x".repeat(MAX_CLIENT_NAME + 1),
+            },
+            Exit::Protocol,
+            Some(ErrorCode::Malformed),
+        ),
+    ];
+    for (what, frame, exit, want) in cases {
+        let step = Login::new(&*t.relay, addr).handle(frame, now).await;
+        let Step::Close(got, _) = &step else {
+            panic!("{what}: closes, got {step:?}");
+        };
+        assert_eq!((*got, code(&step)), (exit, want), "{what}");
+    }
+    let ServerFrame::Error { req, .. } = unexpected_req(&t, addr).await else {
+        panic!("an error");
+    };
+    assert_eq!(req, 1, "Unexpected echoes the request");
+}
+
+async fn unexpected_req(t: &TestRelay, addr: IpAddr) -> ServerFrame {
+    match Login::new(&*t.relay, addr)
+        .handle(ClientFrame::Ping { req: 1 }, Instant::now())
+        .await
+    {
+        Step::Close(_, Some(frame)) => frame,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn after_hello_only_register_login_ping_and_bye() {
+    let t = TestRelay::new(Config::default());
+    let now = Instant::now();
+    let mut login = greeted(&t.relay).await;
+    assert_eq!(
+        login.handle(ClientFrame::Ping { req: 9 }, now).await,
+        Step::Reply(ServerFrame::Pong { req: 9 })
+    );
+    for frame in [hello(), ClientFrame::ListRooms { req: 2 }] {
+        let mut login = greeted(&t.relay).await;
+        let step = login.handle(frame.clone(), now).await;
+        assert!(
+            matches!(step, Step::Close(Exit::Protocol, _)),
+            "{frame:?}: {step:?}"
+        );
+        assert_eq!(code(&step), Some(ErrorCode::Unexpected), "{frame:?}");
+    }
+    assert_eq!(
+        login.handle(ClientFrame::Bye, now).await,
+        Step::Close(Exit::Normal, None)
+    );
+}
+
+#[tokio::test]
+async fn register_checks_in_order_and_logs_in_under_the_name_given() {
+    let t = relay_with_alice(Config::default()).await;
+    let now = Instant::now();
+    let cases: Vec<(&str, ClientFrame, ErrorCode)> = vec![
+        (
+            "bad name and bad password",
+            register("no spaces", "short"),
+            ErrorCode::InvalidName,
+        ),
+        (
+            "bad password",
+            register("bob", "short"),
+            ErrorCode::BadPassword,
+        ),
+        (
+            "password over the limit",
+            register("bob", &"p".repeat(MAX_PASSWORD + 1)),
+            ErrorCode::BadPassword,
+        ),
+        (
+            "taken in another case",
+            register("ALICE", "a fine password"),
+            ErrorCode::NameTaken,
+        ),
+    ];
+    let mut login = greeted(&t.relay).await;
+    for (what, frame, want) in cases {
+        let step = login.handle(frame, now).await;
+        assert!(
+            matches!(step, Step::Reply(_)),
+            "{what}: the connection stays, got {step:?}"
+        );
+        assert_eq!(code(&step), Some(want), "{what}");
+    }
+    let step = login.handle(register("Bob", "a fine password"), now).await;
+    assert_eq!(
+        step,
+        Step::LoggedIn(
+            "Bob".into(),
+            ServerFrame::LoggedIn {
+                req: 4,
+                user: "Bob".into()
+            }
+        )
+    );
+    assert!(t.relay.store.user("bob").await.unwrap().is_some());
+
+    let closed = TestRelay::new(Config {
+        registration_open: false,
+        ..Config::default()
+    });
+    let mut login = greeted(&closed.relay).await;
+    let step = login.handle(register("no spaces", "short"), now).await;
+    assert_eq!(
+        code(&step),
+        Some(ErrorCode::RegistrationClosed),
+        "checked first"
+    );
+    let ServerFrame::Welcome {
+        registration_open, ..
+    } = welcome(&closed).await
+    else {
+        unreachable!()
+    };
+    assert!(!registration_open, "Welcome says so");
+}
+
+async fn welcome(t: &TestRelay) -> ServerFrame {
+    let mut login = Login::new(&*t.relay, ADDR.parse().unwrap());
+    match login.handle(hello(), Instant::now()).await {
+        Step::Reply(frame) => frame,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn login_ignores_case_and_answers_with_the_name_as_registered() {
+    let t = relay_with_alice(Config::default()).await;
+    let mut login = greeted(&t.relay).await;
+    let step = login
+        .handle(login_as("alice", "correct horse"), Instant::now())
+        .await;
+    assert_eq!(
+        step,
+        Step::LoggedIn(
+            "Alice".into(),
+            ServerFrame::LoggedIn {
+                req: 3,
+                user: "Alice".into()
+            }
+        )
+    );
+}
+
+#[tokio::test]
+async fn wrong_passwords_and_unknown_names_are_the_same_refusal() {
+    let t = relay_with_alice(Config::default()).await;
+    let now = Instant::now();
+    let mut login = greeted(&t.relay).await;
+    let wrong = login.handle(login_as("alice", "wrong horse"), now).await;
+    let unknown = login.handle(login_as("nobody", "correct horse"), now).await;
+    let invalid = login
+        .handle(login_as("no spaces", "correct horse"), now)
+        .await;
+    assert_eq!(wrong, unknown, "no telling which names exist");
+    assert_eq!(wrong, invalid);
+    assert_eq!(code(&wrong), Some(ErrorCode::BadCredentials));
+}
+
+#[tokio::test]
+async fn failed_logins_are_answered_later_and_later_then_locked_out() {
+    let t = relay_with_alice(Config::default()).await;
+    let t0 = Instant::now();
+    let mut login = greeted(&t.relay).await;
+    let mut delays = Vec::new();
+    for _ in 0..LOCK_AFTER {
+        let step = login.handle(login_as("alice", "wrong horse"), t0).await;
+        assert_eq!(code(&step), Some(ErrorCode::BadCredentials));
+        delays.push(match step {
+            Step::ReplyAfter(delay, _) => delay,
+            _ => Duration::ZERO,
+        });
+    }
+    let ms: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
+    assert_eq!(
+        ms,
+        [0, 0, 0, 0, 0, 250, 500, 1000, 2000, 4000],
+        "PROTOCOL §8.3"
+    );
+    assert_eq!(delays[5], FAILURE_DELAY);
+    assert!(delays.iter().all(|d| *d <= MAX_FAILURE_DELAY));
+
+    let locked = login.handle(login_as("alice", "correct horse"), t0).await;
+    let Step::Reply(ServerFrame::Error {
+        code: refused,
+        message,
+        ..
+    }) = &locked
+    else {
+        panic!("refused at once, got {locked:?}");
+    };
+    assert_eq!(*refused, ErrorCode::Throttled, "even the right password");
+    assert!(
+        message.contains("try again in 301 s"),
+        "rounded up: {message}"
+    );
+
+    let mut elsewhere = Login::new(&*t.relay, "192.0.2.8".parse().unwrap());
+    elsewhere.handle(hello(), t0).await;
+    let step = elsewhere
+        .handle(login_as("alice", "correct horse"), t0)
+        .await;
+    assert!(matches!(step, Step::LoggedIn(..)), "per address: {step:?}");
+
+    let later = t0 + LOCKOUT;
+    let step = login
+        .handle(login_as("alice", "correct horse"), later)
+        .await;
+    assert!(
+        matches!(step, Step::LoggedIn(..)),
+        "the lock ends: {step:?}"
+    );
+    let step = login.handle(login_as("alice", "wrong horse"), later).await;
+    assert_eq!(code(&step), Some(ErrorCode::BadCredentials));
+    assert!(
+        matches!(step, Step::Reply(_)),
+        "a good login cleared the count"
+    );
+}
+
+#[tokio::test]
+async fn the_deadline_and_unreadable_frames_close_with_their_codes() {
+    let t = TestRelay::new(Config::default());
+    let login = Login::new(&*t.relay, ADDR.parse().unwrap());
+    let step = login.timed_out();
+    assert_eq!(code(&step), Some(ErrorCode::LoginTimeout));
+    assert!(matches!(step, Step::Close(Exit::LoginTimeout, _)));
+    let e = common::codec::FrameError::TooLarge {
+        len: 1 << 20,
+        max: 1 << 16,
+    };
+    let step = login.bad_frame(&e);
+    assert_eq!(code(&step), Some(ErrorCode::FrameTooLarge));
+    assert!(matches!(step, Step::Close(Exit::Protocol, _)));
+    assert_eq!(Exit::Version.code().0, common::frame::close::VERSION);
+    assert_eq!(
+        Exit::LoginTimeout.code().0,
+        common::frame::close::LOGIN_TIMEOUT
+    );
+    assert_eq!(Exit::Protocol.code().0, common::frame::close::PROTOCOL);
+}
