@@ -10,8 +10,15 @@
 //! one and resumes there exactly as it would on the same relay (see
 //! [`RelayList`]).
 
+mod backoff;
+mod command;
+mod config;
 mod connect;
+mod error;
+mod event;
+mod pending;
 pub mod relays;
+mod session;
 pub mod sync;
 mod worker;
 
@@ -22,188 +29,17 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub use connect::{with_port, ATTEMPT_DELAY, CONNECT_TIMEOUT, DEFAULT_PORT};
-pub use relays::RelayList;
+pub use command::Acked;
+pub use config::Config;
+pub use connect::{ATTEMPT_DELAY, CONNECT_TIMEOUT};
+pub use error::{ConnectError, RequestError};
+pub use event::Event;
+pub use relays::{with_port, RelayList, DEFAULT_PORT};
 
-use crate::frame::{
-    ClientFrame, ErrorCode, Member, Message, Page, Presence, RoomInfo, Seq, ServerFrame,
-};
-use crate::trust::{TrustFailure, TrustMode};
+use command::Command;
+use worker::CurrentRelay;
 
-/// How to reach and log in to a relay. Its `Debug` leaves the password out.
-#[derive(Clone)]
-pub struct Config {
-    /// `host:port` (port 4433 when left out), or several separated by
-    /// commas: relays sharing one store, tried in order (see [`RelayList`]).
-    /// Each address's certificate is checked on its own, as `trust` says.
-    pub server: String,
-    pub trust: TrustMode,
-    pub user: String,
-    pub password: String,
-    /// Create the account on the first connection.
-    pub register: bool,
-    /// Sent in `Hello`, for the relay's logs.
-    pub client_name: String,
-    /// First reconnect delay; doubles up to `reconnect_max`. It is waited
-    /// once per round over every address, not once per address.
-    pub reconnect_initial: Duration,
-    pub reconnect_max: Duration,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("server", &self.server)
-            .field("trust", &self.trust)
-            .field("user", &self.user)
-            .field("register", &self.register)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Config {
-    /// A configuration with the default reconnect policy.
-    pub fn new(server: &str, trust: TrustMode, user: &str, password: &str) -> Self {
-        Config {
-            server: server.to_owned(),
-            trust,
-            user: user.to_owned(),
-            password: password.to_owned(),
-            register: false,
-            client_name: concat!("confab-common/", env!("CARGO_PKG_VERSION")).to_owned(),
-            reconnect_initial: Duration::from_millis(250),
-            reconnect_max: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Why connecting failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ConnectError {
-    /// The relay could not be reached (resolve, no answer, reset).
-    #[error("{0}")]
-    Unreachable(String),
-    /// The relay's certificate was refused; see the failure for what to do.
-    #[error("{0}")]
-    Trust(TrustFailure),
-    /// The TLS or QUIC handshake failed for another reason (e.g. ALPN).
-    #[error("{0}")]
-    Tls(String),
-    /// The relay refused the login or registration.
-    #[error("{message}")]
-    Auth { code: ErrorCode, message: String },
-    /// The relay speaks another protocol version.
-    #[error("{0}")]
-    Version(String),
-    /// The relay closed the connection (shutting down, busy, ...).
-    #[error("{0}")]
-    Closed(String),
-    /// The relay answered something the protocol does not allow.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// The local configuration is unusable (e.g. unreadable --ca file).
-    #[error("{0}")]
-    Config(String),
-}
-
-impl ConnectError {
-    /// Whether retrying cannot help without the user changing something.
-    pub fn is_fatal(&self) -> bool {
-        match self {
-            // A lockout ends by itself: keep trying, with backoff.
-            ConnectError::Auth {
-                code: ErrorCode::Throttled,
-                ..
-            } => false,
-            ConnectError::Trust(_)
-            | ConnectError::Auth { .. }
-            | ConnectError::Version(_)
-            | ConnectError::Config(_) => true,
-            _ => false,
-        }
-    }
-}
-
-/// Why a request failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequestError {
-    /// The relay refused it.
-    #[error("{message}")]
-    Refused { code: ErrorCode, message: String },
-    /// Not connected right now (the session is reconnecting); retry later.
-    #[error("not connected to the relay; retry when reconnected")]
-    NotConnected,
-    /// The session has ended.
-    #[error("the session is closed")]
-    Closed,
-    /// The relay answered with a frame that does not fit the request.
-    #[error("unexpected reply: {0}")]
-    Unexpected(String),
-}
-
-/// A message the relay stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Acked {
-    pub seq: Seq,
-    /// Server time, ms since the Unix epoch.
-    pub ts: i64,
-}
-
-/// What happened, in order.
-#[derive(Debug, Clone)]
-pub enum Event {
-    /// Logged in (first time or after a reconnect) at the relay `server`
-    /// (`host:port`, as in [`RelayList::addrs`]).
-    Connected { user: String, server: String },
-    /// The user is in a room the application has not been told of yet:
-    /// its latest messages (oldest first) and whether older ones exist.
-    Joined {
-        room: String,
-        recent: Vec<Message>,
-        more: bool,
-    },
-    /// The user is no longer in a room.
-    Left { room: String },
-    /// A new message, exactly once, in sequence order within its room.
-    Message(Message),
-    /// Someone joined, left, came online or went offline.
-    Presence(Presence),
-    /// The connection dropped, or the last round of attempts failed;
-    /// retrying after `delay`.
-    Reconnecting {
-        /// Rounds tried since the connection was last healthy, this one
-        /// included.
-        attempt: u32,
-        delay: Duration,
-        reason: String,
-        /// The relay whose connection just went away; `None` when this
-        /// follows a round in which no relay could be reached.
-        lost: Option<String>,
-        /// The relay the round tries first; the others of the list follow
-        /// if it does not answer ([`Event::Connected`] names the one
-        /// reached). With one address, always that address.
-        next: String,
-    },
-    /// The session gave up (e.g. the password was changed, the certificate
-    /// changed). Nothing more will come.
-    Failed(ConnectError),
-}
-
-pub(crate) enum Command {
-    Send {
-        room: String,
-        body: String,
-        reply: oneshot::Sender<Result<Acked, RequestError>>,
-    },
-    Request {
-        frame: ClientFrame,
-        reply: oneshot::Sender<Result<ServerFrame, RequestError>>,
-    },
-    Reconnect,
-    Close {
-        done: oneshot::Sender<()>,
-    },
-}
+use crate::frame::{ClientFrame, ErrorCode, Member, Message, Page, RoomInfo, ServerFrame};
 
 /// A handle to a running session. Dropping it ends the session.
 pub struct Client {
@@ -212,11 +48,6 @@ pub struct Client {
     relay: CurrentRelay,
     worker: JoinHandle<()>,
 }
-
-/// The relay the worker is connected to, `None` between connections. A std
-/// mutex: it is only ever held to copy a short string, never across an
-/// await.
-pub(crate) type CurrentRelay = Arc<Mutex<Option<String>>>;
 
 impl Drop for Client {
     fn drop(&mut self) {
@@ -233,9 +64,8 @@ impl Client {
     pub async fn connect(
         cfg: Config,
     ) -> Result<(Client, mpsc::UnboundedReceiver<Event>), ConnectError> {
-        let mut relays = RelayList::parse(&cfg.server).map_err(ConnectError::Config)?;
+        let relays = RelayList::parse(&cfg.server).map_err(ConnectError::Config)?;
         let (link, at) = connect::open(&cfg, &relays, cfg.register).await?;
-        relays.connected(at);
         let user = link.user.clone();
         let relay: CurrentRelay = Arc::new(Mutex::new(Some(link.server.clone())));
         let (commands, rx) = mpsc::unbounded_channel();

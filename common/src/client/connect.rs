@@ -11,8 +11,9 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use super::config::Config;
+use super::error::ConnectError;
 use super::relays::RelayList;
-use super::{Config, ConnectError};
 use crate::codec;
 use crate::frame::{ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
 use crate::limits::{MAX_BULK_FRAME, MAX_CONTROL_FRAME};
@@ -29,9 +30,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// waits 250 ms between TCP attempts; a QUIC handshake with a distant relay
 /// can take two round trips, so twice that.
 pub const ATTEMPT_DELAY: Duration = Duration::from_millis(500);
-
-/// Port used when the server address names none.
-pub const DEFAULT_PORT: u16 = 4433;
 
 /// What the reader tasks pass to the session worker.
 #[derive(Debug)]
@@ -59,25 +57,6 @@ impl Drop for Link {
         for r in &self.readers {
             r.abort();
         }
-    }
-}
-
-/// The server address with the default port added when it has none.
-pub fn with_port(server: &str) -> String {
-    let s = server.trim();
-    if s.parse::<SocketAddr>().is_ok() {
-        return s.to_owned();
-    }
-    if let Ok(ip) = s
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-    {
-        return SocketAddr::new(ip, DEFAULT_PORT).to_string();
-    }
-    match s.rsplit_once(':') {
-        Some((_, port)) if port.parse::<u16>().is_ok() => s.to_owned(),
-        _ => format!("{s}:{DEFAULT_PORT}"),
     }
 }
 

@@ -9,7 +9,29 @@
 //! the address after it, so sessions spread over the relays left instead of
 //! waiting for a dead one.
 
-use super::connect::with_port;
+use std::net::{IpAddr, SocketAddr};
+
+/// Port used when the server address names none.
+pub const DEFAULT_PORT: u16 = 4433;
+
+/// The server address with the default port added when it has none.
+pub fn with_port(server: &str) -> String {
+    let s = server.trim();
+    if s.parse::<SocketAddr>().is_ok() {
+        return s.to_owned();
+    }
+    if let Ok(ip) = s
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return SocketAddr::new(ip, DEFAULT_PORT).to_string();
+    }
+    match s.rsplit_once(':') {
+        Some((_, port)) if port.parse::<u16>().is_ok() => s.to_owned(),
+        _ => format!("{s}:{DEFAULT_PORT}"),
+    }
+}
 
 /// The addresses of a session's relays and where the next round starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

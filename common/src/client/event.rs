@@ -1,0 +1,46 @@
+//! What a session tells the application, in order.
+
+use std::time::Duration;
+
+use super::error::ConnectError;
+use crate::frame::{Message, Presence};
+
+/// What happened, in order.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Logged in (first time or after a reconnect) at the relay `server`
+    /// (`host:port`, as in [`RelayList::addrs`](super::RelayList::addrs)).
+    Connected { user: String, server: String },
+    /// The user is in a room the application has not been told of yet:
+    /// its latest messages (oldest first) and whether older ones exist.
+    Joined {
+        room: String,
+        recent: Vec<Message>,
+        more: bool,
+    },
+    /// The user is no longer in a room.
+    Left { room: String },
+    /// A new message, exactly once, in sequence order within its room.
+    Message(Message),
+    /// Someone joined, left, came online or went offline.
+    Presence(Presence),
+    /// The connection dropped, or the last round of attempts failed;
+    /// retrying after `delay`.
+    Reconnecting {
+        /// Rounds tried since the connection was last healthy, this one
+        /// included.
+        attempt: u32,
+        delay: Duration,
+        reason: String,
+        /// The relay whose connection just went away; `None` when this
+        /// follows a round in which no relay could be reached.
+        lost: Option<String>,
+        /// The relay the round tries first; the others of the list follow
+        /// if it does not answer ([`Event::Connected`] names the one
+        /// reached). With one address, always that address.
+        next: String,
+    },
+    /// The session gave up (e.g. the password was changed, the certificate
+    /// changed). Nothing more will come.
+    Failed(ConnectError),
+}

@@ -1,0 +1,117 @@
+//! Messages sent but not yet acknowledged, without I/O. Each keeps the id
+//! it was given when queued, so every resend names the same message and
+//! the relay stores it once.
+
+use std::collections::HashMap;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::command::Acked;
+use super::error::RequestError;
+use crate::frame::{ClientFrame, MsgId, RequestId};
+
+struct PendingSend {
+    /// Queue order: resends go out in the order the application sent.
+    order: u64,
+    room: String,
+    body: String,
+    reply: oneshot::Sender<Result<Acked, RequestError>>,
+    /// Set while waiting out a rate-limit refusal.
+    retry_at: Option<Instant>,
+}
+
+/// The unacknowledged messages of a session, each with the future that
+/// waits for it.
+#[derive(Default)]
+pub(crate) struct Pending {
+    sends: HashMap<MsgId, PendingSend>,
+    next_order: u64,
+}
+
+impl Pending {
+    /// Queues a message under `id`.
+    pub(crate) fn insert(
+        &mut self,
+        id: MsgId,
+        room: String,
+        body: String,
+        reply: oneshot::Sender<Result<Acked, RequestError>>,
+    ) {
+        let order = self.next_order;
+        self.next_order += 1;
+        self.sends.insert(
+            id,
+            PendingSend {
+                order,
+                room,
+                body,
+                reply,
+                retry_at: None,
+            },
+        );
+    }
+
+    /// The `Send` frame for message `id` as request `req`, if it is still
+    /// pending.
+    pub(crate) fn frame(&self, id: MsgId, req: RequestId) -> Option<ClientFrame> {
+        let p = self.sends.get(&id)?;
+        Some(ClientFrame::Send {
+            req,
+            room: p.room.clone(),
+            id,
+            body: p.body.clone(),
+        })
+    }
+
+    /// Every message, in the order it was queued, to send again now (after
+    /// a login): a rate-limit wait ends with the connection it was for.
+    pub(crate) fn take_all(&mut self) -> Vec<MsgId> {
+        self.take(|_| true)
+    }
+
+    /// The messages whose rate-limit wait is over at `now`, in queue order.
+    pub(crate) fn take_due(&mut self, now: Instant) -> Vec<MsgId> {
+        self.take(|p| p.retry_at.is_some_and(|t| t <= now))
+    }
+
+    fn take(&mut self, due: impl Fn(&PendingSend) -> bool) -> Vec<MsgId> {
+        let mut ids: Vec<(u64, MsgId)> = self
+            .sends
+            .iter_mut()
+            .filter(|(_, p)| due(p))
+            .map(|(id, p)| {
+                p.retry_at = None;
+                (p.order, *id)
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// The earliest end of a rate-limit wait.
+    pub(crate) fn next_retry(&self) -> Option<Instant> {
+        self.sends.values().filter_map(|p| p.retry_at).min()
+    }
+
+    /// The relay refused message `id` for now: send it again at `at`.
+    pub(crate) fn retry_at(&mut self, id: MsgId, at: Instant) {
+        if let Some(p) = self.sends.get_mut(&id) {
+            p.retry_at = Some(at);
+        }
+    }
+
+    /// Resolves message `id` and forgets it.
+    pub(crate) fn resolve(&mut self, id: MsgId, result: Result<Acked, RequestError>) {
+        if let Some(p) = self.sends.remove(&id) {
+            let _ = p.reply.send(result);
+        }
+    }
+
+    /// Fails every message with `error` and forgets them all.
+    pub(crate) fn fail_all(&mut self, error: RequestError) {
+        for (_, p) in self.sends.drain() {
+            let _ = p.reply.send(Err(error.clone()));
+        }
+    }
+}
