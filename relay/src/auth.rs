@@ -220,8 +220,15 @@ mod tests {
             assert_eq!(fail("Alice"), Duration::ZERO);
         }
         assert_eq!(fail("alice"), FAILURE_DELAY);
+        let mut last = FAILURE_DELAY;
         for _ in FREE_FAILURES + 1..LOCK_AFTER {
-            assert!(fail("alice") <= MAX_FAILURE_DELAY);
+            let delay = fail("alice");
+            assert_eq!(
+                delay,
+                (last * 2).min(MAX_FAILURE_DELAY),
+                "doubles to the cap"
+            );
+            last = delay;
         }
         assert_eq!(t.begin("ALICE", ip, now), Gate::Locked(LOCKOUT));
         let other: IpAddr = "127.0.0.2".parse().unwrap();
