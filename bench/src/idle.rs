@@ -26,9 +26,6 @@ use anyhow::{anyhow, ensure, Context, Result};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Version};
-use common::codec::read_frame;
-use common::frame::ServerFrame;
-use common::limits::MAX_CONTROL_FRAME;
 use hdrhistogram::Histogram;
 use relay::store::sqlite::SqliteStore;
 use relay::store::Store;
@@ -37,11 +34,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::dialer::{Dialer, Link};
 use crate::procfs::Proc;
 use crate::report::{round, Latency};
 use crate::stamp::now_ns;
 use crate::target::Target;
-use crate::wire::{Dialer, Link};
 use crate::workload::{account_names, watch_relay_rss, PASSWORD};
 
 /// How often progress goes to stderr while connecting.
@@ -478,6 +475,6 @@ async fn hold(link: Link, f: Arc<IdleFigures>) {
         mut recv,
         ..
     } = link;
-    while let Ok(Some(_)) = read_frame::<ServerFrame, _>(&mut recv, MAX_CONTROL_FRAME).await {}
+    while let Ok(Some(_)) = common::wire::read_frame(&mut recv).await {}
     f.dropped.fetch_add(1, Ordering::Relaxed);
 }

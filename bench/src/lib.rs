@@ -7,6 +7,7 @@
 //! from the same monotonic clock ([`stamp::now_ns`]) and latency needs no
 //! clock synchronisation.
 
+pub mod dialer;
 pub mod history;
 pub mod idle;
 pub mod measure;
@@ -18,5 +19,4 @@ pub mod slow;
 pub mod stamp;
 pub mod tally;
 pub mod target;
-pub mod wire;
 pub mod workload;

@@ -9,7 +9,7 @@
 //! live). The others' latency is split by the phase a message was sent
 //! in, so the three sit side by side from one run on one relay.
 //!
-//! The member is a lean connection (`wire`) rather than `common::client`,
+//! The member is a lean connection (`dialer`) rather than `common::client`,
 //! whose reader drains the socket into memory whatever the application
 //! does; its catch-up is `common::client::sync::RoomSync`, the real
 //! client's logic, fed by hand.
@@ -27,11 +27,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::dialer::{self, Dialer, Link};
 use crate::measure::Measurements;
 use crate::report::{round, Latency, Report};
 use crate::stamp::{now_ns, Stamp};
 use crate::target::Target;
-use crate::wire::{self, Dialer, Link};
 use crate::workload::{
     account_names, close_all, connect_all, drain, progress, send_all_steadily, settle_all,
     watch_relay, Params, PASSWORD, ROOM, SLOW_WARMUP,
@@ -260,8 +260,8 @@ impl Member {
         let (control_tx, mut control) = mpsc::channel(1);
         let (bulk_tx, mut bulk) = mpsc::unbounded_channel();
         let mut readers = JoinSet::new();
-        readers.spawn(wire::read_control(recv, control_tx));
-        readers.spawn(wire::read_bulk(conn.clone(), bulk_tx));
+        readers.spawn(dialer::read_control(recv, control_tx));
+        readers.spawn(dialer::read_bulk(conn.clone(), bulk_tx));
 
         let mut sync = RoomSync::default();
         sync.logged_in();
@@ -379,8 +379,7 @@ impl Sender {
     }
 
     async fn write(&mut self, frame: &ClientFrame) -> Result<()> {
-        self.send
-            .write_all(&common::codec::encode(frame))
+        common::wire::write_frame(&mut self.send, frame)
             .await
             .context("the slow member's write failed")
     }

@@ -4,10 +4,11 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use common::child::KillOnDrop;
 use tempfile::TempDir;
 
 /// How long a fresh relay may take to print its address.
@@ -96,8 +97,9 @@ impl Target {
 /// it kills the relay, so no error path leaves one behind.
 #[derive(Debug)]
 struct OwnRelay {
+    // Before `dir`: fields drop in order, and the relay goes before its folder.
+    child: KillOnDrop,
     dir: TempDir,
-    child: Child,
     addr: String,
 }
 
@@ -148,8 +150,8 @@ impl OwnRelay {
             .with_context(|| format!("cannot start {}", relay_bin.display()))?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut relay = OwnRelay {
+            child: KillOnDrop(child),
             dir,
-            child,
             addr: String::new(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -178,12 +180,5 @@ impl OwnRelay {
 
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("relay.log")
-    }
-}
-
-impl Drop for OwnRelay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

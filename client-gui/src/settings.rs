@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use common::atomic_file;
 use serde::{Deserialize, Serialize};
 
 /// Env var naming the settings file (tests point it at a temp folder).
@@ -53,13 +54,8 @@ impl Settings {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            // Per process, so two windows saving at once do not collide.
-            let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-            std::fs::write(
-                &tmp,
-                serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
-            )?;
-            std::fs::rename(tmp, &path)
+            let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+            atomic_file::write(&path, &json, atomic_file::READABLE)
         };
         if let Err(e) = write() {
             tracing::warn!("cannot save settings to {}: {e}", path.display());

@@ -7,12 +7,13 @@
 //! both operations return it for the relay to print.
 
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::atomic_file::{self, PRIVATE};
 use common::frame::ALPN;
 use common::trust::fingerprint;
 use quinn::crypto::rustls::QuicServerConfig;
@@ -236,20 +237,18 @@ pub fn generate(opts: &GenCert) -> Result<Generated, CertError> {
         path: opts.out.clone(),
         error,
     })?;
-    let key_tmp = write_temp(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
-    let cert_tmp = match write_temp(&cert_path, cert.pem().as_bytes(), 0o644) {
-        Ok(tmp) => tmp,
-        Err(e) => {
-            let _ = fs::remove_file(&key_tmp);
-            return Err(e);
-        }
+    let failed = |path: &Path| {
+        let path = path.to_owned();
+        move |error| CertError::Write { path, error }
     };
+    let key_new = atomic_file::stage(&key_path, key.serialize_pem().as_bytes(), PRIVATE)
+        .map_err(failed(&key_path))?;
+    let cert_new =
+        atomic_file::stage(&cert_path, cert.pem().as_bytes(), 0o644).map_err(failed(&cert_path))?;
     // Key first: a relay restarted between the two renames fails with
     // "key does not belong to certificate", never serves a stale pair.
-    rename(&key_tmp, &key_path).inspect_err(|_| {
-        let _ = fs::remove_file(&cert_tmp);
-    })?;
-    rename(&cert_tmp, &cert_path)?;
+    key_new.commit().map_err(failed(&key_path))?;
+    cert_new.commit().map_err(failed(&cert_path))?;
 
     Ok(Generated {
         cert_path,
@@ -286,50 +285,6 @@ fn unix_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-}
-
-/// Write `contents` to a new temporary file beside `path`, created with
-/// `mode` so a key is never readable by others, not even for an instant.
-fn write_temp(path: &Path, contents: &[u8], mode: u32) -> Result<PathBuf, CertError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-    #[cfg(not(unix))]
-    let _ = mode;
-    let result = options.open(&tmp).and_then(|mut file| {
-        file.write_all(contents)?;
-        file.sync_all()
-    });
-    match result {
-        Ok(()) => Ok(tmp),
-        Err(error) => {
-            let _ = fs::remove_file(&tmp);
-            Err(CertError::Write {
-                path: path.to_owned(),
-                error,
-            })
-        }
-    }
-}
-
-fn rename(tmp: &Path, path: &Path) -> Result<(), CertError> {
-    fs::rename(tmp, path).map_err(|error| {
-        let _ = fs::remove_file(tmp);
-        CertError::Write {
-            path: path.to_owned(),
-            error,
-        }
-    })
 }
 
 /// The QUIC server configuration of `relay serve` from a PEM certificate

@@ -8,13 +8,14 @@ pub mod proxy;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::child::KillOnDrop;
 use common::client::{Client, Config, Event};
 use common::frame::{Message, ALPN};
 use common::trust::TrustMode;
+use common::wire::{self, Wire, WireError};
 use tempfile::TempDir;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -28,6 +29,18 @@ pub const PATIENCE: Duration = Duration::from_secs(15);
 /// (`CONFAB_TEST_NATS=1`, as `make test-nats` sets).
 pub fn on_nats() -> bool {
     std::env::var("CONFAB_TEST_NATS").is_ok_and(|v| v == "1")
+}
+
+/// Skips a test whose tool (nats-server, Python with aioquic, root for a
+/// mount, ...) this machine lacks: a note locally, where not everyone
+/// installs everything, but a failure under `CI=true`, where a skipped
+/// test would pass without having tested anything.
+pub fn skip_without(tool: &str, how: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI must provide {tool}: {how}"
+    );
+    eprintln!("skipped: no {tool}; {how}");
 }
 
 /// Path of a workspace binary, built next to the test executable.
@@ -51,7 +64,7 @@ pub struct Relay {
     /// The nats-server this relay keeps its store in, when the whole suite
     /// runs on NATS (`CONFAB_TEST_NATS=1`) and the test did not pick one.
     pub own_nats: Option<nats::NatsServer>,
-    child: Option<Child>,
+    child: Option<KillOnDrop>,
     args: Vec<String>,
     env: Vec<(String, String)>,
 }
@@ -153,23 +166,26 @@ impl Relay {
             .append(true)
             .open(self.dir.path().join("relay.log"))
             .expect("relay log");
-        let mut child = Command::new(bin("relay"))
-            .arg("serve")
-            .arg("--cert")
-            .arg(self.cert())
-            .arg("--key")
-            .arg(self.dir.path().join("certs/key.pem"))
-            .arg("--data")
-            .arg(self.data())
-            .arg("--listen")
-            .arg(self.addr.to_string())
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "info,quinn=warn")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start relay");
+        // Owned at once, so a relay that fails to start is not left behind.
+        let mut child = KillOnDrop(
+            Command::new(bin("relay"))
+                .arg("serve")
+                .arg("--cert")
+                .arg(self.cert())
+                .arg("--key")
+                .arg(self.dir.path().join("certs/key.pem"))
+                .arg("--data")
+                .arg(self.data())
+                .arg("--listen")
+                .arg(self.addr.to_string())
+                .args(&self.args)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .env("RUST_LOG", "info,quinn=warn")
+                .stdout(Stdio::piped())
+                .stderr(log)
+                .spawn()
+                .expect("start relay"),
+        );
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -215,10 +231,7 @@ impl Relay {
 
     /// Kills the relay with SIGKILL: no flush, no goodbye.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child = None;
     }
 
     /// Waits for the relay to exit by itself (e.g. after a fault), returning
@@ -315,24 +328,38 @@ impl Relay {
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
             roots.add(cert.expect("pem")).expect("root");
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("tls13")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![alpn.to_vec()];
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic config");
-        let mut config = quinn::ClientConfig::new(Arc::new(quic));
-        config.transport_config(Arc::new(transport));
-        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("endpoint");
-        let conn = endpoint
-            .connect_with(config, self.addr, "localhost")
-            .expect("connect")
-            .await;
+        let config = wire::raw_config(roots, alpn, transport).expect("client config");
+        let endpoint = wire::endpoint_for(self.addr).expect("endpoint");
+        let conn = wire::dial(&endpoint, config, self.addr, "localhost").await;
         // The endpoint must outlive the connection; tests are short.
         std::mem::forget(endpoint);
-        conn
+        match conn {
+            Ok(conn) => Ok(conn),
+            Err(WireError::Connection(e)) => Err(e),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+
+    /// A raw connection with the standard ALPN and its control stream open,
+    /// for tests that write frames (or anything else) by hand.
+    pub async fn wire(&self) -> Wire {
+        let conn = self
+            .raw_connection(GOOD_ALPN)
+            .await
+            .expect("handshake with the right ALPN");
+        Wire::open(conn).await.expect("open the control stream")
+    }
+
+    /// [`Relay::wire`], logged in as `user` (registered first when
+    /// `register`) with [`PASSWORD`].
+    pub async fn wire_logged_in(&self, user: &str, register: bool) -> Wire {
+        let mut wire = self.wire().await;
+        let login = wire.login("confab-tests", user, PASSWORD, register);
+        match tokio::time::timeout(PATIENCE, login).await {
+            Ok(Ok(_)) => wire,
+            Ok(Err(e)) => panic!("{user} cannot log in: {e}"),
+            Err(_) => panic!("{user}: no login within {PATIENCE:?}"),
+        }
     }
 }
 

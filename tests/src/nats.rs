@@ -3,8 +3,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use common::child::KillOnDrop;
 use tempfile::TempDir;
 
 use crate::PATIENCE;
@@ -43,11 +44,12 @@ fn knows_sync_interval() -> bool {
 
 /// A running nats-server.
 pub struct NatsServer {
+    // First: fields drop in order, and the server goes before its folder.
+    child: Option<KillOnDrop>,
     pub dir: TempDir,
     pub port: u16,
     /// More configuration (authorization, tls, ...).
     extra: String,
-    child: Option<Child>,
 }
 
 impl NatsServer {
@@ -61,10 +63,10 @@ impl NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let extra = extra.replace("{dir}", &dir.path().display().to_string());
         let mut server = NatsServer {
+            child: None,
             dir,
             port: 0,
             extra,
-            child: None,
         };
         server.spawn();
         server
@@ -99,19 +101,22 @@ impl NatsServer {
             self.port.to_string()
         };
         let binary = server_binary();
-        let mut child = Command::new(&binary)
-            .arg("-c")
-            .arg(&conf)
-            .args(["-a", "127.0.0.1", "-p", &port])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e}; make test installs it (scripts/test-deps.sh)",
-                    binary.display()
-                )
-            });
+        // Owned at once, so a server that fails to start is not left behind.
+        let mut child = KillOnDrop(
+            Command::new(&binary)
+                .arg("-c")
+                .arg(&conf)
+                .args(["-a", "127.0.0.1", "-p", &port])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start {}: {e}; make test installs it (scripts/test-deps.sh)",
+                        binary.display()
+                    )
+                }),
+        );
         let stderr = child.stderr.take().expect("stderr");
         let log = self.dir.path().join("nats.log");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -153,21 +158,12 @@ impl NatsServer {
 
     /// Stops the server abruptly (SIGKILL).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child = None;
     }
 
     /// Stops the server and starts it again on the same port and store.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

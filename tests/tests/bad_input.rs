@@ -9,10 +9,12 @@ use common::client::{Client, Config, ConnectError, Event, RequestError};
 use common::codec;
 use common::frame::{close, ClientFrame, ErrorCode, MsgId, Page, ServerFrame, PROTOCOL_VERSION};
 use common::limits::{MAX_BODY, MAX_CLIENT_NAME, MAX_CONTROL_FRAME};
+use common::wire::Wire;
 use confab_tests::{Relay, Session, GOOD_ALPN, PASSWORD};
 use quinn::{ConnectionError, VarInt};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
+use relay::defaults::{FAILURE_DELAY, FREE_FAILURES, LOCK_AFTER, MAX_FAILURE_DELAY};
 use tokio::time::Instant;
 
 /// Bound on any single step that should happen at once. Well under the
@@ -26,22 +28,16 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 }
 
 /// A hand-driven connection: whatever bytes the test wants on the control
-/// stream, and the relay's replies read back one frame at a time.
+/// stream, and the relay's replies read back one frame at a time, each
+/// step bounded by [`WAIT`].
 struct Raw {
-    conn: quinn::Connection,
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    wire: Wire,
 }
 
 impl Raw {
     async fn open(relay: &Relay) -> Raw {
-        let conn = within("the QUIC handshake", relay.raw_connection(GOOD_ALPN))
-            .await
-            .expect("handshake with the right ALPN");
-        let (send, recv) = within("a control stream", conn.open_bi())
-            .await
-            .expect("open the control stream");
-        Raw { conn, send, recv }
+        let wire = within("a control stream", relay.wire()).await;
+        Raw { wire }
     }
 
     /// A connection past `Hello` and `Register`, as a well-behaved client
@@ -63,7 +59,7 @@ impl Raw {
     }
 
     async fn write(&mut self, bytes: &[u8]) {
-        within("a write", self.send.write_all(bytes))
+        within("a write", self.wire.write_raw(bytes))
             .await
             .expect("write to the control stream");
     }
@@ -86,12 +82,9 @@ impl Raw {
 
     /// The next frame, or `None` when the relay ended the stream cleanly.
     async fn next(&mut self) -> Option<ServerFrame> {
-        within(
-            "a frame from the relay",
-            codec::read_frame::<ServerFrame, _>(&mut self.recv, MAX_CONTROL_FRAME),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("reading the relay's reply: {e}"))
+        within("a frame from the relay", self.wire.read_frame())
+            .await
+            .unwrap_or_else(|e| panic!("reading the relay's reply: {e}"))
     }
 
     /// The next frame that answers something, skipping live traffic that
@@ -130,7 +123,7 @@ impl Raw {
     }
 
     async fn closed_with(&self, code: u32) {
-        closed_with(&self.conn, code).await;
+        closed_with(&self.wire.conn, code).await;
     }
 }
 
@@ -671,7 +664,7 @@ async fn a_truncated_frame_closes_that_connection_only() {
     let mut bytes = 100u32.to_be_bytes().to_vec();
     bytes.extend_from_slice(&[0; 10]);
     raw.write(&bytes).await;
-    raw.send.finish().expect("finish the control stream");
+    raw.wire.send.finish().expect("finish the control stream");
     let (req, _) = raw.error(ErrorCode::Malformed).await;
     assert_eq!(req, 0);
     raw.closed_with(close::PROTOCOL).await;
@@ -679,7 +672,7 @@ async fn a_truncated_frame_closes_that_connection_only() {
     // The same after login, where a different loop reads the stream.
     let mut raw = Raw::logged_in(&relay, "mallory").await;
     raw.write(&bytes).await;
-    raw.send.finish().expect("finish the control stream");
+    raw.wire.send.finish().expect("finish the control stream");
     raw.error(ErrorCode::Malformed).await;
     raw.closed_with(close::PROTOCOL).await;
 
@@ -751,7 +744,7 @@ async fn bye_before_login_closes_normally() {
     let mut wrong = Vec::new();
     for (when, raw) in [("first", &mut first), ("after Hello", &mut after_hello)] {
         let frame = raw.next().await;
-        let closed = within("the close", raw.conn.closed()).await;
+        let closed = within("the close", raw.wire.conn.closed()).await;
         let code = match &closed {
             ConnectionError::ApplicationClosed(c) => Some(c.error_code),
             _ => None,
@@ -765,6 +758,38 @@ async fn bye_before_login_closes_normally() {
     assert_still_serving(&mut relay, &alice, &mut bob, "an early Bye").await;
 }
 
+/// How many variants `ClientFrame` has, asked of the decoder itself so that
+/// the number follows the enum: refusing an index, serde names the valid
+/// range ("expected variant index 0 <= i < 15").
+fn client_frame_variants() -> u8 {
+    let refusal = codec::decode::<ClientFrame>(&[250])
+        .expect_err("no enum of ours has 250 variants")
+        .to_string();
+    let count = refusal
+        .split_once("variant index 0 <= i < ")
+        .and_then(|(_, rest)| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no variant range in {refusal:?}"));
+    let last = codec::decode::<ClientFrame>(&[count - 1]);
+    assert!(
+        !matches!(&last, Err(e) if e.to_string().contains("variant index")),
+        "index {} is a variant: {last:?}",
+        count - 1
+    );
+    count
+}
+
+#[test]
+fn the_variant_count_is_past_every_client_frame() {
+    let resume = codec::encode(&ClientFrame::Resume {
+        req: 1,
+        room: "lobby".into(),
+    });
+    assert_eq!(resume[4] + 1, client_frame_variants(), "Resume is the last");
+}
+
 #[tokio::test]
 async fn random_frames_after_login_never_hurt_the_relay() {
     let mut relay = Relay::start();
@@ -772,14 +797,16 @@ async fn random_frames_after_login_never_hurt_the_relay() {
 
     // Valid prefixes around random payloads: each connection is refused on
     // its first undecodable frame, whatever came before it.
+    let variants = client_frame_variants();
     let mut rng = StdRng::seed_from_u64(42);
     for round in 0..3 {
         let mut raw = Raw::logged_in(&relay, &format!("fuzz{round}")).await;
         let mut bytes = Vec::new();
         let mut payload = vec![0u8; rng.gen_range(1..512)];
         rng.fill_bytes(&mut payload);
-        // Variant index past the last ClientFrame: never decodable.
-        payload[0] = 14 + rng.gen_range(0..200);
+        // Variant index past the last ClientFrame: never decodable. Up to
+        // 250, which bincode's varint still writes as a single byte.
+        payload[0] = rng.gen_range(variants..=250);
         bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         bytes.extend_from_slice(&payload);
         raw.write(&bytes).await;
@@ -799,8 +826,8 @@ async fn repeated_wrong_passwords_slow_down_then_lock() {
     relay.register("victim").await.client.close().await;
     let mut cfg = relay.config("victim");
     cfg.password = "not the password".into();
-    let mut slow = Duration::ZERO;
-    for attempt in 1..=10 {
+    let mut took = Vec::new();
+    for attempt in 1..=LOCK_AFTER {
         let started = std::time::Instant::now();
         let err = Client::connect(cfg.clone())
             .await
@@ -816,13 +843,28 @@ async fn repeated_wrong_passwords_slow_down_then_lock() {
             ),
             "attempt {attempt}: {err:?}"
         );
-        if attempt == 10 {
-            slow = started.elapsed();
-        }
+        took.push(started.elapsed());
     }
+    let slow = took[9];
     assert!(
         slow >= Duration::from_secs(2),
         "the 10th failure is answered slowly: {slow:?}"
+    );
+    // PROTOCOL.md §8.3: past the free failures the answer waits
+    // FAILURE_DELAY, doubling with each failure up to the cap, so no answer
+    // comes sooner than its delay and each comes later than the one before.
+    let mut delay = Duration::ZERO;
+    for (i, t) in took.iter().enumerate().skip(FREE_FAILURES as usize) {
+        delay = match delay.is_zero() {
+            true => FAILURE_DELAY,
+            false => (delay * 2).min(MAX_FAILURE_DELAY),
+        };
+        assert!(*t >= delay, "failure {} after {t:?}: {took:?}", i + 1);
+    }
+    let delayed = &took[FREE_FAILURES as usize..];
+    assert!(
+        delayed.windows(2).all(|w| w[1] > w[0]),
+        "each failure is answered later than the one before: {took:?}"
     );
     let err = Client::connect(cfg.clone()).await.err().expect("locked");
     assert!(

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use common::child::KillOnDrop;
 use confab_tests::{bin, Relay, PASSWORD};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -201,28 +202,30 @@ fn temp() -> TempDir {
 /// A `relay serve` process of the test's own, for the cases that need its
 /// pid, its stdout or a fixed port. Killed when dropped.
 struct Served {
-    child: Child,
+    child: KillOnDrop,
     lines: Receiver<String>,
     addr: String,
 }
 
 impl Served {
     fn start(cert_dir: &Path, listen: &str, data: &Path, extra: &[&str]) -> Served {
-        let mut child = relay_cmd()
-            .arg("serve")
-            .arg("--cert")
-            .arg(cert_dir.join("cert.pem"))
-            .arg("--key")
-            .arg(cert_dir.join("key.pem"))
-            .args(["--listen", listen])
-            .arg("--data")
-            .arg(data)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start relay serve");
+        let mut child = KillOnDrop(
+            relay_cmd()
+                .arg("serve")
+                .arg("--cert")
+                .arg(cert_dir.join("cert.pem"))
+                .arg("--key")
+                .arg(cert_dir.join("key.pem"))
+                .args(["--listen", listen])
+                .arg("--data")
+                .arg(data)
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start relay serve"),
+        );
         let lines = lines_of(child.stdout.take().expect("stdout"));
         let mut seen = Vec::new();
         let addr = match wait_line(&lines, &mut seen, LIMIT, |l| {
@@ -233,34 +236,13 @@ impl Served {
                 .next()
                 .expect("address")
                 .to_owned(),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("relay did not start; stdout: {seen:?}");
-            }
+            None => panic!("relay did not start; stdout: {seen:?}"),
         };
         Served { child, lines, addr }
     }
 
     fn pid(&self) -> String {
         self.child.id().to_string()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A child killed when the test ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -779,7 +761,7 @@ fn sigterm_stops_the_relay_cleanly_and_an_interactive_client_starts_reconnecting
     let out = lines_of(child.stdout.take().expect("stdout"));
     // Held so the client's stdin stays open: EOF would make it quit.
     let _stdin = child.stdin.take();
-    let _client = Guard(child);
+    let _client = KillOnDrop(child);
     let mut seen = Vec::new();
     assert!(
         wait_line(&out, &mut seen, LIMIT, |l| l

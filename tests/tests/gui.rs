@@ -4,16 +4,17 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::child::KillOnDrop;
 use confab_tests::{bin, Relay};
 
 const ALICE_PASSWORD: &str = "alicepassword1";
 
 /// An X server of our own, on a display it picks itself.
 struct Xvfb {
-    child: Child,
+    _child: KillOnDrop,
     display: String,
 }
 
@@ -38,26 +39,9 @@ impl Xvfb {
             .read_line(&mut line)
             .expect("Xvfb display number");
         Xvfb {
-            child,
+            _child: KillOnDrop(child),
             display: format!(":{}", line.trim()),
         }
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Kills the window at the end, whatever happens.
-struct Window(Child);
-
-impl Drop for Window {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -173,7 +157,7 @@ async fn a_person_logs_in_in_the_window_and_chats_with_a_terminal_user() {
         .spawn()
         .expect("start client-gui");
     let pid = gui.id().to_string();
-    let _gui = Window(gui);
+    let _gui = KillOnDrop(gui);
     let window = xdotool(
         &x.display,
         &["search", "--sync", "--onlyvisible", "--pid", &pid],

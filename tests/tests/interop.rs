@@ -43,7 +43,8 @@ fn run(python: &std::ffi::OsStr, args: &[&str], env: &[(&str, &str)]) -> (bool, 
 #[test]
 fn a_python_client_written_from_the_protocol_document_works() {
     let Some(python) = std::env::var_os(PYTHON_ENV) else {
-        eprintln!("skipped: set {PYTHON_ENV} to a python with aioquic (`make test` does)");
+        let how = format!("set {PYTHON_ENV} to a python with aioquic (`make test` does)");
+        confab_tests::skip_without("Python with aioquic", &how);
         return;
     };
     let (ok, out) = run(&python, &["--self-test"], &[]);

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use common::codec::{encode, read_frame};
-use common::frame::{ClientFrame, Page, ServerFrame, PROTOCOL_VERSION};
-use common::limits::{MAX_BULK_FRAME, MAX_CONTROL_FRAME, MAX_PAGE};
-use confab_tests::{Relay, GOOD_ALPN, PASSWORD, PATIENCE};
+use common::frame::{ClientFrame, Page, ServerFrame};
+use common::limits::MAX_PAGE;
+use common::wire::Wire;
+use confab_tests::{Relay, PATIENCE};
 use tokio::time::timeout;
 
 const MESSAGES: usize = 400;
@@ -20,26 +20,7 @@ async fn a_reader_that_stops_reading_lags_then_catches_up_from_history() {
     let writer = relay.register("writer").await;
 
     // The slow reader logs in by hand and then reads nothing.
-    let conn = relay.raw_connection(GOOD_ALPN).await.expect("connect");
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let hello = ClientFrame::Hello {
-        version: PROTOCOL_VERSION,
-        client: "test".into(),
-    };
-    let login = ClientFrame::Login {
-        req: 1,
-        user: "slow".into(),
-        password: PASSWORD.into(),
-    };
-    send.write_all(&encode(&hello)).await.unwrap();
-    send.write_all(&encode(&login)).await.unwrap();
-    loop {
-        match read(&mut recv).await {
-            ServerFrame::LoggedIn { .. } => break,
-            ServerFrame::Welcome { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let mut slow = relay.wire_logged_in("slow", false).await;
 
     // Big bodies fill the slow reader's QUIC window and then its queue.
     let body = "x".repeat(4000);
@@ -66,7 +47,7 @@ async fn a_reader_that_stops_reading_lags_then_catches_up_from_history() {
     // The slow reader now reads: some live messages, then the lag notice.
     let mut seen = Vec::new();
     let from = loop {
-        match read(&mut recv).await {
+        match read(&mut slow).await {
             ServerFrame::Message(m) => seen.push(m.seq),
             ServerFrame::Lagged { room, from } => {
                 assert_eq!(room, "lobby");
@@ -84,10 +65,10 @@ async fn a_reader_that_stops_reading_lags_then_catches_up_from_history() {
 
     // Catch up as PROTOCOL.md §13 says: Join, then page After(last seen).
     let mut last = seen.last().copied().unwrap_or(0);
-    send.write_all(&encode(&ClientFrame::Join {
+    slow.write_frame(&ClientFrame::Join {
         req: 2,
         room: "lobby".into(),
-    }))
+    })
     .await
     .unwrap();
     let mut req = 3;
@@ -98,17 +79,10 @@ async fn a_reader_that_stops_reading_lags_then_catches_up_from_history() {
             page: Page::After(last),
             limit: MAX_PAGE,
         };
-        send.write_all(&encode(&page)).await.unwrap();
-        let mut bulk = timeout(PATIENCE, conn.accept_uni())
+        slow.write_frame(&page).await.unwrap();
+        let frame = timeout(PATIENCE, slow.next_bulk())
             .await
-            .expect("history page")
-            .unwrap();
-        let frame = timeout(
-            PATIENCE,
-            read_frame::<ServerFrame, _>(&mut bulk, MAX_BULK_FRAME),
-        )
-        .await
-        .unwrap();
+            .expect("history page");
         let Some(ServerFrame::HistoryPage { messages, more, .. }) = frame.unwrap() else {
             panic!("not a page")
         };
@@ -128,7 +102,7 @@ async fn a_reader_that_stops_reading_lags_then_catches_up_from_history() {
     // may still trail in (the notice jumps the queue); they are old news.
     writer.client.send("lobby", "live again").await.unwrap();
     loop {
-        match read(&mut recv).await {
+        match read(&mut slow).await {
             ServerFrame::Message(m) if m.body == "live again" => break,
             ServerFrame::Message(m) => {
                 assert!(m.seq <= last, "only old messages trail the lag notice")
@@ -138,13 +112,10 @@ async fn a_reader_that_stops_reading_lags_then_catches_up_from_history() {
     }
 }
 
-async fn read(recv: &mut quinn::RecvStream) -> ServerFrame {
-    timeout(
-        Duration::from_secs(15),
-        read_frame::<ServerFrame, _>(recv, MAX_CONTROL_FRAME),
-    )
-    .await
-    .expect("a frame in time")
-    .expect("a valid frame")
-    .expect("stream open")
+async fn read(wire: &mut Wire) -> ServerFrame {
+    timeout(Duration::from_secs(15), wire.read_frame())
+        .await
+        .expect("a frame in time")
+        .expect("a valid frame")
+        .expect("stream open")
 }

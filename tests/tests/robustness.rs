@@ -3,34 +3,20 @@
 
 use std::time::Duration;
 
-use common::codec::{encode, read_frame};
+use common::codec::encode;
 use common::frame::{ClientFrame, Page, ServerFrame, PROTOCOL_VERSION};
-use common::limits::MAX_CONTROL_FRAME;
+use common::wire::{self, Wire};
 use confab_tests::{Relay, GOOD_ALPN, PASSWORD};
 
-async fn login(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, user: &str) {
-    send.write_all(&encode(&ClientFrame::Hello {
-        version: PROTOCOL_VERSION,
-        client: "t".into(),
-    }))
-    .await
-    .unwrap();
-    send.write_all(&encode(&ClientFrame::Login {
-        req: 1,
-        user: user.into(),
-        password: PASSWORD.into(),
-    }))
-    .await
-    .unwrap();
-    loop {
-        let frame = tokio::time::timeout(
-            Duration::from_secs(10),
-            read_frame::<ServerFrame, _>(recv, MAX_CONTROL_FRAME),
-        );
-        if let ServerFrame::LoggedIn { .. } = frame.await.unwrap().unwrap().unwrap() {
-            return;
-        }
-    }
+/// Logs `user` in by hand on `conn`, returning its control stream.
+async fn login(conn: quinn::Connection, user: &str) -> Wire {
+    let mut wire = Wire::open(conn).await.unwrap();
+    let login = wire.login("t", user, PASSWORD, false);
+    tokio::time::timeout(Duration::from_secs(10), login)
+        .await
+        .unwrap()
+        .unwrap();
+    wire
 }
 
 /// Big frames split over many packets while acks complete: the relay must
@@ -40,8 +26,9 @@ async fn pipelined_large_sends_keep_the_stream_in_sync() {
     let relay = Relay::start_with(&["--rate-limit", "100000"], &[]);
     relay.register("w").await.client.close().await;
     let conn = relay.raw_connection(GOOD_ALPN).await.unwrap();
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    login(&mut send, &mut recv, "w").await;
+    let Wire {
+        mut send, mut recv, ..
+    } = login(conn, "w").await;
     let n = 600u32;
     let writer = tokio::spawn(async move {
         for i in 0..n {
@@ -53,7 +40,7 @@ async fn pipelined_large_sends_keep_the_stream_in_sync() {
                 id,
                 body: "x".repeat(4000),
             };
-            send.write_all(&encode(&frame)).await.unwrap();
+            wire::write_frame(&mut send, &frame).await.unwrap();
             // Pauses let acks complete while the next frame is in flight.
             if i % 7 == 0 {
                 tokio::time::sleep(Duration::from_micros(300)).await;
@@ -64,7 +51,7 @@ async fn pipelined_large_sends_keep_the_stream_in_sync() {
     let mut acks = 0;
     let outcome = tokio::time::timeout(Duration::from_secs(60), async {
         while acks < n {
-            match read_frame::<ServerFrame, _>(&mut recv, MAX_CONTROL_FRAME).await {
+            match wire::read_frame(&mut recv).await {
                 Ok(Some(ServerFrame::Ack { .. })) => acks += 1,
                 Ok(Some(ServerFrame::Error { code, message, .. })) => {
                     return Err(format!("{code:?}: {message}"))
@@ -162,8 +149,7 @@ async fn a_history_flood_is_bounded() {
         .raw_connection_with(GOOD_ALPN, transport)
         .await
         .unwrap();
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    login(&mut send, &mut recv, "w").await;
+    let mut wire = login(conn, "w").await;
     let before = relay.rss_kib();
     let mut flood = Vec::new();
     for i in 0..20_000u32 {
@@ -176,7 +162,7 @@ async fn a_history_flood_is_bounded() {
         flood.extend_from_slice(&encode(&frame));
     }
     // The relay stops reading once its few bulk slots are taken.
-    let _ = tokio::time::timeout(Duration::from_secs(4), send.write_all(&flood)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(4), wire.write_raw(&flood)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let grown = relay.rss_kib().saturating_sub(before);
     assert!(
@@ -257,8 +243,7 @@ async fn pre_login_connections_are_capped_per_address() {
         "a third pre-login connection from one address must be refused"
     );
 
-    let (mut send, mut recv) = first.open_bi().await.unwrap();
-    login(&mut send, &mut recv, "w").await;
+    let _first = login(first, "w").await;
     let fourth = relay.raw_connection(GOOD_ALPN).await;
     assert!(
         fourth.is_ok(),

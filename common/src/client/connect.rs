@@ -3,7 +3,6 @@
 //! `Login` with the relay that answered first.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use quinn::{Connection, ConnectionError, Endpoint, SendStream};
@@ -14,10 +13,9 @@ use tokio::time::Instant;
 use super::config::Config;
 use super::error::ConnectError;
 use super::relays::RelayList;
-use crate::codec;
-use crate::frame::{ClientFrame, ErrorCode, ServerFrame, PROTOCOL_VERSION};
-use crate::limits::{MAX_BULK_FRAME, MAX_CONTROL_FRAME};
+use crate::frame::{ErrorCode, ServerFrame};
 use crate::trust;
+use crate::wire::{self, WireError};
 
 /// Time a connection attempt to one address may take, handshake and login
 /// included.
@@ -206,30 +204,22 @@ async fn dial(cfg: &Config, server: String) -> Result<Dialed, ConnectError> {
 }
 
 async fn dial_inner(cfg: &Config, server: &str) -> Result<(Connection, Endpoint), ConnectError> {
-    let addr: SocketAddr = tokio::net::lookup_host(server)
-        .await
-        .map_err(|e| ConnectError::Unreachable(format!("cannot resolve {server}: {e}")))?
-        .next()
-        .ok_or_else(|| ConnectError::Unreachable(format!("{server} resolves to no address")))?;
+    let unreachable = |e: WireError| ConnectError::Unreachable(e.to_string());
+    let addr = wire::resolve(server).await.map_err(unreachable)?;
     let (client_config, check) = trust::client_config(&cfg.trust, server)
         .map_err(|e| ConnectError::Config(e.to_string()))?;
-    let bind: SocketAddr = if addr.is_ipv6() {
-        "[::]:0".parse().unwrap()
-    } else {
-        "0.0.0.0:0".parse().unwrap()
-    };
-    let endpoint = Endpoint::client(bind)
-        .map_err(|e| ConnectError::Unreachable(format!("cannot open a UDP socket: {e}")))?;
+    let endpoint = wire::endpoint_for(addr).map_err(unreachable)?;
     let host = trust::server_host(server);
-    let connecting = endpoint
-        .connect_with(client_config, addr, host)
-        .map_err(|e| ConnectError::Config(format!("cannot connect to {server}: {e}")))?;
-    match connecting.await {
+    match wire::dial(&endpoint, client_config, addr, host).await {
         Ok(conn) => Ok((conn, endpoint)),
-        Err(e) => match check.outcome() {
+        Err(WireError::Connect { error, .. }) => Err(ConnectError::Config(format!(
+            "cannot connect to {server}: {error}"
+        ))),
+        Err(WireError::Connection(e)) => match check.outcome() {
             Some(failure) => Err(ConnectError::Trust(failure)),
             None => Err(connection_error(server, e)),
         },
+        Err(other) => Err(unreachable(other)),
     }
 }
 
@@ -259,32 +249,13 @@ async fn login_inner(cfg: &Config, dialed: Dialed, register: bool) -> Result<Lin
         ))
     };
 
-    let hello = ClientFrame::Hello {
-        version: PROTOCOL_VERSION,
-        client: cfg.client_name.clone(),
-    };
-    send.write_all(&codec::encode(&hello))
-        .await
-        .map_err(|e| lost(e.to_string()))?;
-    let login = if register {
-        ClientFrame::Register {
-            req: 1,
-            user: cfg.user.clone(),
-            password: cfg.password.as_str().into(),
-        }
-    } else {
-        ClientFrame::Login {
-            req: 1,
-            user: cfg.user.clone(),
-            password: cfg.password.as_str().into(),
-        }
-    };
-    // Pipelined after Hello: one round trip saved on every reconnect.
-    send.write_all(&codec::encode(&login))
+    // Pipelined: one round trip saved on every reconnect.
+    let frames = wire::login_frames(&cfg.client_name, &cfg.user, &cfg.password, register);
+    wire::write_raw(&mut send, &frames)
         .await
         .map_err(|e| lost(e.to_string()))?;
     let user = loop {
-        let frame = codec::read_frame::<ServerFrame, _>(&mut recv, MAX_CONTROL_FRAME)
+        let frame = wire::read_frame(&mut recv)
             .await
             .map_err(|e| lost(e.to_string()))?
             .ok_or_else(|| lost("stream ended".into()))?;
@@ -355,7 +326,7 @@ fn connection_error(server: &str, e: ConnectionError) -> ConnectError {
 
 async fn read_control(mut recv: quinn::RecvStream, tx: mpsc::UnboundedSender<Incoming>) {
     loop {
-        match codec::read_frame::<ServerFrame, _>(&mut recv, MAX_CONTROL_FRAME).await {
+        match wire::read_frame(&mut recv).await {
             Ok(Some(frame)) => {
                 if tx.send(Incoming::Frame(frame)).is_err() {
                     return;
@@ -375,23 +346,14 @@ async fn read_control(mut recv: quinn::RecvStream, tx: mpsc::UnboundedSender<Inc
 
 /// Accepts the relay's bulk streams (history pages): one frame each.
 async fn read_bulk(conn: Connection, tx: mpsc::UnboundedSender<Incoming>) {
-    let mut readers = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            stream = conn.accept_uni() => {
-                let Ok(mut stream) = stream else { return };
-                let tx = tx.clone();
-                readers.spawn(async move {
-                    match codec::read_frame::<ServerFrame, _>(&mut stream, MAX_BULK_FRAME).await {
-                        Ok(Some(frame)) => { let _ = tx.send(Incoming::Frame(frame)); }
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!("bad bulk frame from the relay: {e}"),
-                    }
-                });
-            }
-            Some(_) = readers.join_next(), if !readers.is_empty() => {}
+    wire::accept_bulk(conn, move |frame| match frame {
+        Ok(Some(frame)) => {
+            let _ = tx.send(Incoming::Frame(frame));
         }
-    }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("bad bulk frame from the relay: {e}"),
+    })
+    .await
 }
 
 #[cfg(test)]

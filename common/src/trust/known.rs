@@ -5,8 +5,10 @@
 //! as it was.
 
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::atomic_file;
 
 /// Environment variable that overrides [`default_known_relays`].
 pub const KNOWN_RELAYS_ENV: &str = "CONFAB_KNOWN_RELAYS";
@@ -144,36 +146,12 @@ fn read_or_empty(file: &Path) -> io::Result<String> {
     }
 }
 
-/// Write `text` to a temporary file in `file`'s folder and rename it over
-/// `file`: the rename is atomic, so the file is always whole.
+/// Replace `file` with `text` atomically, creating its folder if needed.
 fn replace(file: &Path, text: &str) -> io::Result<()> {
-    let dir = match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir)?;
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "known_relays".to_owned());
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let result = (|| {
-        let mut out = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        out.write_all(text.as_bytes())?;
-        out.sync_all()?;
-        fs::rename(&tmp, file)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
     }
-    result
+    atomic_file::write(file, text.as_bytes(), atomic_file::READABLE)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! A lean protocol client for the workloads that need what
 //! `common::client` does not offer: thousands of connections sharing a
 //! few UDP sockets (idle), and a member whose reading the workload stops
-//! and starts (slow). It speaks the same protocol through the same codec,
+//! and starts (slow). It speaks the protocol through the same wire module,
 //! trust and QUIC settings as the real client; only the session logic on
 //! top (reconnects, resends) is left out.
 
@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use common::codec;
-use common::frame::{ClientFrame, ServerFrame, PROTOCOL_VERSION};
-use common::limits::{KEEP_ALIVE, MAX_BULK_FRAME, MAX_CONTROL_FRAME};
+use common::frame::ServerFrame;
+use common::limits::KEEP_ALIVE;
 use common::trust::{self, TrustMode};
+use common::wire::{self, Wire};
 use quinn::{ClientConfig, Connection, Endpoint, RecvStream, SendStream};
 use tokio::sync::mpsc;
 
@@ -50,21 +50,12 @@ impl Dialer {
     /// driver task and a receive buffer of several MiB per connection.
     pub async fn new(target: &Target, endpoints: usize) -> Result<Dialer> {
         let server = common::client::with_port(&target.server);
-        let addr = tokio::net::lookup_host(&server)
-            .await
-            .with_context(|| format!("cannot resolve {server}"))?
-            .next()
-            .with_context(|| format!("{server} resolves to no address"))?;
+        let addr = wire::resolve(&server).await?;
         let (config, _check) = trust::client_config(&TrustMode::Pinned(target.ca.clone()), &server)
             .context("client TLS configuration")?;
-        let bind: SocketAddr = if addr.is_ipv6() {
-            "[::]:0".parse()?
-        } else {
-            "0.0.0.0:0".parse()?
-        };
         let endpoints = (0..endpoints.max(1))
-            .map(|_| Endpoint::client(bind).context("cannot open a UDP socket"))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|_| wire::endpoint_for(addr))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Dialer {
             endpoints,
             config,
@@ -101,55 +92,21 @@ impl Dialer {
         register: bool,
     ) -> Result<Link> {
         let endpoint = &self.endpoints[i % self.endpoints.len()];
-        let conn = endpoint
-            .connect_with(self.config.clone(), self.addr, &self.host)
-            .with_context(|| format!("{user}: cannot connect"))?
+        let conn = wire::dial(endpoint, self.config.clone(), self.addr, &self.host)
             .await
-            .with_context(|| format!("{user}: handshake failed"))?;
-        let (mut send, mut recv) = conn.open_bi().await.context("control stream")?;
-        let hello = ClientFrame::Hello {
-            version: PROTOCOL_VERSION,
-            client: CLIENT_NAME.to_owned(),
-        };
-        let login = if register {
-            ClientFrame::Register {
-                req: 1,
-                user: user.to_owned(),
-                password: password.into(),
-            }
-        } else {
-            ClientFrame::Login {
-                req: 1,
-                user: user.to_owned(),
-                password: password.into(),
-            }
-        };
-        // One write for both, as the real client pipelines them.
-        let mut both = codec::encode(&hello).to_vec();
-        both.extend_from_slice(&codec::encode(&login));
-        send.write_all(&both)
+            .with_context(|| format!("{user}: cannot connect"))?;
+        let mut link = Wire::open(conn).await.context("control stream")?;
+        let user = link
+            .login(CLIENT_NAME, user, password, register)
             .await
-            .with_context(|| format!("{user}: login write"))?;
-        loop {
-            let frame = codec::read_frame::<ServerFrame, _>(&mut recv, MAX_CONTROL_FRAME)
-                .await
-                .with_context(|| format!("{user}: login read"))?;
-            match frame {
-                Some(ServerFrame::Welcome { .. }) => {}
-                Some(ServerFrame::LoggedIn { user, .. }) => {
-                    return Ok(Link {
-                        conn,
-                        send,
-                        recv,
-                        user,
-                    })
-                }
-                Some(ServerFrame::Error { code, message, .. }) => {
-                    bail!("{user}: refused ({code:?}): {message}")
-                }
-                other => bail!("{user}: unexpected answer to login: {other:?}"),
-            }
-        }
+            .with_context(|| format!("{user}: login"))?;
+        let Wire { conn, send, recv } = link;
+        Ok(Link {
+            conn,
+            send,
+            recv,
+            user,
+        })
     }
 
     /// Closes every endpoint and waits (boundedly) for the close to reach
@@ -173,9 +130,7 @@ impl Dialer {
 /// flow control holds the relay back as it would for a client that
 /// stopped reading its socket.
 pub async fn read_control(mut recv: RecvStream, tx: mpsc::Sender<ServerFrame>) {
-    while let Ok(Some(frame)) =
-        codec::read_frame::<ServerFrame, _>(&mut recv, MAX_CONTROL_FRAME).await
-    {
+    while let Ok(Some(frame)) = wire::read_frame(&mut recv).await {
         if tx.send(frame).await.is_err() {
             return;
         }
@@ -185,21 +140,10 @@ pub async fn read_control(mut recv: RecvStream, tx: mpsc::Sender<ServerFrame>) {
 /// Accepts the relay's bulk streams (history pages, room lists), one frame
 /// each, into `tx`.
 pub async fn read_bulk(conn: Connection, tx: mpsc::UnboundedSender<ServerFrame>) {
-    let mut readers = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            stream = conn.accept_uni() => {
-                let Ok(mut stream) = stream else { return };
-                let tx = tx.clone();
-                readers.spawn(async move {
-                    if let Ok(Some(frame)) =
-                        codec::read_frame::<ServerFrame, _>(&mut stream, MAX_BULK_FRAME).await
-                    {
-                        let _ = tx.send(frame);
-                    }
-                });
-            }
-            Some(_) = readers.join_next(), if !readers.is_empty() => {}
+    wire::accept_bulk(conn, move |frame| {
+        if let Ok(Some(frame)) = frame {
+            let _ = tx.send(frame);
         }
-    }
+    })
+    .await
 }
