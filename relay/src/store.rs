@@ -18,6 +18,15 @@ use std::future::Future;
 
 use common::frame::{Message, MsgId, Page, RoomKind, Seq};
 
+/// Fault injection for crash tests. When this environment variable is set
+/// (it is read once, at open), the store calls `std::process::abort()`
+/// right after a message whose body equals its value is durable (the
+/// SQLite transaction committed, or JetStream acknowledged it), before
+/// publishing or acknowledging it. That is the worst moment to crash: the
+/// message is durable but nobody was told, so a test can check that a
+/// client's resend after reconnecting is recognised as a duplicate.
+pub const FAULT_ABORT_AFTER_COMMIT: &str = "CONFAB_FAULT_ABORT_AFTER_COMMIT";
+
 /// An account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredUser {

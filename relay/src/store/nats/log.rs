@@ -28,8 +28,7 @@ use super::directory::Directory;
 use super::keys;
 use super::read;
 use super::record::{db, decode, encode, now_ms};
-use crate::store::sqlite::FAULT_ABORT_AFTER_COMMIT;
-use crate::store::{Appended, NewMessage, StoreError};
+use crate::store::{Appended, NewMessage, StoreError, FAULT_ABORT_AFTER_COMMIT};
 
 /// What the stream holds per message; the room is the subject and the
 /// sequence is the stream's.
