@@ -8,6 +8,7 @@ use crate::hub::HubEvent;
 /// One thing a relay says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Wire {
+    /// A change on the sender's hub.
     Event(HubEvent),
     /// Everyone online on the sender, with their rooms.
     Roster(Vec<(String, Vec<String>)>),
@@ -18,6 +19,7 @@ pub enum Wire {
 /// A [`Wire`] with the random id of the relay that sent it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
+    /// Picked at random when the relay starts.
     pub relay: u64,
     pub wire: Wire,
 }

@@ -36,9 +36,10 @@ impl fmt::Display for Backend {
 
 /// The store a [`Backend`] names, open.
 pub enum AnyStore {
+    /// The embedded store of one relay.
     Sqlite(SqliteStore),
-    // Boxed: the JetStream handles are many times the size of the SQLite
-    // store's, and only one store exists per process.
+    /// The store several relays share (boxed: its JetStream handles make
+    /// it much larger than the SQLite store).
     Nats(Box<NatsStore>),
 }
 
