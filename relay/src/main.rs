@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use relay::config::Config;
 use relay::defaults;
-use relay::store::sqlite::SqliteStore;
+use relay::store::nats::NatsOptions;
+use relay::store::Backend;
 
 /// confab relay: accepts QUIC/TLS connections from confab clients, keeps
 /// accounts, rooms and history in an embedded SQLite store (or, with
@@ -124,7 +125,7 @@ struct NatsArgs {
 }
 
 impl NatsArgs {
-    fn options(&self) -> Result<Option<relay::store::nats::NatsOptions>> {
+    fn options(&self) -> Result<Option<NatsOptions>> {
         let Some(urls) = &self.nats else {
             return Ok(None);
         };
@@ -135,7 +136,7 @@ impl NatsArgs {
         if !(1..=5).contains(&self.nats_replicas) {
             bail!("--nats-replicas must be between 1 and 5");
         }
-        let mut opts = relay::store::nats::NatsOptions::new(urls.clone());
+        let mut opts = NatsOptions::new(urls.clone());
         opts.creds = self.nats_creds.clone();
         opts.user = self.nats_user.clone();
         opts.password = password;
@@ -146,10 +147,10 @@ impl NatsArgs {
         Ok(Some(opts))
     }
 
-    fn backend(&self, data: &Path) -> Result<relay::admin::Backend> {
+    fn backend(&self, data: &Path) -> Result<Backend> {
         Ok(match self.options()? {
-            Some(opts) => relay::admin::Backend::Nats(opts),
-            None => relay::admin::Backend::Sqlite(data.to_owned()),
+            Some(opts) => Backend::Nats(opts),
+            None => Backend::Sqlite(data.to_owned()),
         })
     }
 }
@@ -257,27 +258,12 @@ async fn serve(args: Serve) -> Result<()> {
         bail!("--login-timeout must be between 0 and 3600 seconds");
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let nats = args.nats.options()?;
-    let store = match &nats {
-        Some(opts) => Backing::Nats(relay::store::nats::NatsStore::open(opts, Some(tx)).await?),
-        None => Backing::Sqlite(
-            SqliteStore::open(&args.data, Some(tx))
-                .with_context(|| format!("cannot open the store in {}", args.data.display()))?,
-        ),
-    };
+    let backend = args.nats.backend(&args.data)?;
+    let store = relay::store::open(&backend, Some(tx)).await?;
     let endpoint = listen(server_config, args.listen)
         .with_context(|| format!("cannot listen on {} (udp)", args.listen))?;
     let addr = endpoint.local_addr()?;
-    match &nats {
-        Some(opts) => println!(
-            "confab relay listening on {addr} (udp), store on NATS at {}",
-            opts.urls
-        ),
-        None => println!(
-            "confab relay listening on {addr} (udp), data in {}",
-            args.data.display()
-        ),
-    }
+    println!("confab relay listening on {addr} (udp), {backend}");
     println!("certificate fingerprint {fingerprint}");
     let cfg = Config {
         login_timeout: std::time::Duration::from_secs_f64(args.login_timeout),
@@ -299,15 +285,8 @@ async fn serve(args: Serve) -> Result<()> {
         }
         None => None,
     };
-    match store {
-        Backing::Sqlite(store) => {
-            relay::server::serve(endpoint, store, rx, cfg, metrics, None, stop_signal()).await
-        }
-        Backing::Nats(store) => {
-            let client = Some((store.client(), store.connections()));
-            relay::server::serve(endpoint, store, rx, cfg, metrics, client, stop_signal()).await
-        }
-    }
+    let cluster = store.nats();
+    relay::server::serve(endpoint, store, rx, cfg, metrics, cluster, stop_signal()).await;
     println!("confab relay stopped");
     Ok(())
 }
@@ -347,13 +326,6 @@ fn listen(config: quinn::ServerConfig, addr: SocketAddr) -> std::io::Result<quin
         socket.into(),
         runtime,
     )
-}
-
-// One of these exists, briefly, before it moves into the server.
-#[allow(clippy::large_enum_variant)]
-enum Backing {
-    Sqlite(SqliteStore),
-    Nats(relay::store::nats::NatsStore),
 }
 
 async fn stop_signal() {

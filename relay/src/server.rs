@@ -61,7 +61,14 @@ pub async fn serve<S: Store>(
     };
     let link = match cluster {
         Some((client, connections)) => {
-            match crate::cluster::Link::start(client, connections, relay.clone()).await {
+            match crate::cluster::Link::start(
+                client,
+                connections,
+                relay.hub.clone(),
+                relay.store.clone(),
+            )
+            .await
+            {
                 Ok(link) => Some(link),
                 Err(e) => {
                     tracing::error!("cannot link to the other relays: {e}");

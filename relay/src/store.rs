@@ -2,17 +2,30 @@
 //!
 //! One trait, [`Store`], so the relay can run on the embedded SQLite file
 //! (the default, [`sqlite::SqliteStore`]) or on a NATS JetStream cluster
-//! shared by several relays ([`nats::NatsStore`]).
+//! shared by several relays ([`nats::NatsStore`]); [`open`] opens the one
+//! a [`Backend`] names as an [`AnyStore`], so the programs never choose again.
 //! Appends are group-committed: a message's future resolves only after the
 //! transaction holding it is durable, and committed messages are published,
 //! in sequence order per room, on the channel given at open.
 
+mod backend;
 pub mod nats;
 pub mod sqlite;
+
+pub use self::backend::{open, AnyStore, Backend};
 
 use std::future::Future;
 
 use common::frame::{Message, MsgId, Page, RoomKind, Seq};
+
+/// Fault injection for crash tests. When this environment variable is set
+/// (it is read once, at open), the store calls `std::process::abort()`
+/// right after a message whose body equals its value is durable (the
+/// SQLite transaction committed, or JetStream acknowledged it), before
+/// publishing or acknowledging it. That is the worst moment to crash: the
+/// message is durable but nobody was told, so a test can check that a
+/// client's resend after reconnecting is recognised as a duplicate.
+pub const FAULT_ABORT_AFTER_COMMIT: &str = "CONFAB_FAULT_ABORT_AFTER_COMMIT";
 
 /// An account.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,18 +28,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::reads::ReadPool;
 use self::writer::{Op, Outcome, Request, Writer};
-use super::{Appended, NewMessage, RoomRow, Store, StoreError, StoredUser};
+use super::{
+    Appended, NewMessage, RoomRow, Store, StoreError, StoredUser, FAULT_ABORT_AFTER_COMMIT,
+};
 
 /// File name of the database inside the data folder.
 pub const DB_FILE: &str = "confab.db";
-
-/// Fault injection for crash tests. When this environment variable is set
-/// (it is read once, at open), the writer calls `std::process::abort()`
-/// right after committing a message whose body equals its value, before
-/// publishing or acknowledging it. That is the worst moment to crash: the
-/// message is durable but nobody was told, so a test can check that a
-/// client's resend after reconnecting is recognised as a duplicate.
-pub const FAULT_ABORT_AFTER_COMMIT: &str = "CONFAB_FAULT_ABORT_AFTER_COMMIT";
 
 /// Read-only connections. Reads are short index lookups, so a few cover
 /// many sessions paging history at once without holding many file handles.

@@ -12,7 +12,7 @@ use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::Message as JsMessage;
 use futures_util::StreamExt;
 
-use super::db;
+use super::record::db;
 use crate::store::StoreError;
 
 /// A consumer standing at some position, with how many matching messages

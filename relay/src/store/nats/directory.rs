@@ -1,0 +1,453 @@
+//! Accounts, rooms, memberships and invites: keys of one key-value bucket
+//! (see `keys` for their names).
+//!
+//! Creation is create-if-absent and changes compare and set, so relays
+//! racing on the same name agree. Lists are scans of the keys matching a
+//! wildcard, read through the bucket's own stream.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use anyhow::{anyhow, Context as _};
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::kv::{self, CreateErrorKind};
+use async_nats::jetstream::stream::{self, StorageType};
+use async_nats::jetstream::Context;
+use bytes::Bytes;
+use common::frame::RoomKind;
+use common::names::{dm_room, LOBBY};
+use serde::{Deserialize, Serialize};
+
+use super::keys;
+use super::read::Cursor;
+use super::record::{db, decode, encode, now_ms};
+use crate::store::{StoreError, StoredUser};
+
+#[derive(Serialize, Deserialize)]
+struct UserRecord {
+    name: String,
+    /// Empty once deleted: the name stays taken, as with SQLite.
+    phc: String,
+    created: i64,
+}
+
+/// A room as the bucket holds it.
+#[derive(Serialize, Deserialize)]
+pub struct RoomRecord {
+    pub name: String,
+    pub kind: RoomKind,
+    pub created_by: String,
+    created: i64,
+}
+
+/// The bucket, and the rooms known to exist in it.
+#[derive(Clone)]
+pub struct Directory {
+    kv: kv::Store,
+    /// Rooms are never deleted, so this only grows.
+    rooms: Arc<Mutex<HashSet<String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Directory {
+    /// Opens the bucket, creating it if it is missing.
+    pub async fn open(js: &Context, replicas: usize) -> anyhow::Result<Directory> {
+        Ok(Directory {
+            kv: open_bucket(js, replicas).await?,
+            rooms: Arc::default(),
+        })
+    }
+
+    /// Creates the lobby unless it exists.
+    pub async fn create_lobby(&self) -> Result<(), StoreError> {
+        match self.create_room_record(LOBBY, RoomKind::Public, "").await {
+            Ok(()) | Err(StoreError::RoomExists) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a room exists; a failed lookup counts as no.
+    pub async fn room_exists(&self, room: &str) -> bool {
+        if lock(&self.rooms).contains(room) {
+            return true;
+        }
+        let exists = matches!(self.kv.get(keys::room_key(room)).await, Ok(Some(_)));
+        if exists {
+            lock(&self.rooms).insert(room.to_owned());
+        }
+        exists
+    }
+
+    async fn create_room_record(
+        &self,
+        name: &str,
+        kind: RoomKind,
+        created_by: &str,
+    ) -> Result<(), StoreError> {
+        let record = RoomRecord {
+            name: name.to_owned(),
+            kind,
+            created_by: created_by.to_owned(),
+            created: now_ms() / 1000,
+        };
+        match self.kv.create(keys::room_key(name), encode(&record)).await {
+            Ok(_) => {
+                lock(&self.rooms).insert(name.to_owned());
+                Ok(())
+            }
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Err(StoreError::RoomExists),
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    /// Creates a key if absent; `Ok(false)` if it exists.
+    async fn create_key(&self, key: String, value: Bytes) -> Result<bool, StoreError> {
+        match self.kv.create(key, value).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn user_record(&self, name: &str) -> Result<Option<(UserRecord, u64)>, StoreError> {
+        let entry = self.kv.entry(keys::user_key(name)).await.map_err(db)?;
+        match entry {
+            Some(e) if e.operation == kv::Operation::Put => {
+                Ok(Some((decode::<UserRecord>(&e.value)?, e.revision)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The registered spelling of a live account.
+    async fn canonical(&self, name: &str) -> Result<String, StoreError> {
+        match self.user_record(name).await? {
+            Some((u, _)) if !u.phc.is_empty() => Ok(u.name),
+            _ => Err(StoreError::NoSuchUser),
+        }
+    }
+
+    /// A room by exact name.
+    pub async fn room(&self, name: &str) -> Result<Option<RoomRecord>, StoreError> {
+        match self.kv.get(keys::room_key(name)).await.map_err(db)? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn require_room(&self, name: &str) -> Result<(), StoreError> {
+        if lock(&self.rooms).contains(name) {
+            return Ok(());
+        }
+        match self.room(name).await? {
+            Some(_) => {
+                lock(&self.rooms).insert(name.to_owned());
+                Ok(())
+            }
+            None => Err(StoreError::NoSuchRoom),
+        }
+    }
+
+    /// Live values of the keys matching `filter` (a key with wildcards).
+    async fn scan(&self, filter: &str) -> Result<Vec<(String, Bytes)>, StoreError> {
+        let prefix = format!("$KV.{}.", keys::BUCKET);
+        let cursor = Cursor::open(
+            &self.kv.stream,
+            &format!("{prefix}{filter}"),
+            DeliverPolicy::LastPerSubject,
+        )
+        .await?;
+        let n = cursor.pending;
+        let read = cursor.read(n).await;
+        cursor.close();
+        Ok(read?
+            .into_iter()
+            .filter(|m| {
+                // Deleted and purged keys leave a marker as their last value.
+                !m.headers
+                    .as_ref()
+                    .and_then(|h| h.get("KV-Operation"))
+                    .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"))
+            })
+            .filter_map(|m| {
+                let key = m.subject.strip_prefix(&prefix)?.to_owned();
+                Some((key, m.payload.clone()))
+            })
+            .collect())
+    }
+
+    /// Purges a key if it holds a value; whether it did.
+    async fn purge_if_present(&self, key: &str) -> Result<bool, StoreError> {
+        match self.kv.entry(key).await.map_err(db)? {
+            Some(e) if e.operation == kv::Operation::Put => {
+                match self.kv.purge_expect_revision(key, Some(e.revision)).await {
+                    Ok(()) => Ok(true),
+                    // Someone else removed (or re-added) it meanwhile.
+                    Err(_) => Ok(false),
+                }
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// See [`Store::create_user`](crate::store::Store::create_user).
+    pub async fn create_user(&self, name: &str, phc: &str) -> Result<(), StoreError> {
+        let record = UserRecord {
+            name: name.to_owned(),
+            phc: phc.to_owned(),
+            created: now_ms() / 1000,
+        };
+        if !self
+            .create_key(keys::user_key(name), encode(&record))
+            .await?
+        {
+            return Err(StoreError::NameTaken);
+        }
+        self.create_key(keys::member_key(LOBBY, name), Bytes::from(name.to_owned()))
+            .await?;
+        Ok(())
+    }
+
+    /// See [`Store::user`](crate::store::Store::user).
+    pub async fn user(&self, name: &str) -> Result<Option<StoredUser>, StoreError> {
+        Ok(match self.user_record(name).await? {
+            Some((u, _)) if !u.phc.is_empty() => Some(StoredUser {
+                name: u.name,
+                phc: u.phc,
+                created: u.created,
+            }),
+            _ => None,
+        })
+    }
+
+    /// See [`Store::set_password`](crate::store::Store::set_password).
+    pub async fn set_password(&self, name: &str, phc: &str) -> Result<(), StoreError> {
+        loop {
+            let Some((mut u, revision)) = self.user_record(name).await? else {
+                return Err(StoreError::NoSuchUser);
+            };
+            if u.phc.is_empty() {
+                return Err(StoreError::NoSuchUser);
+            }
+            u.phc = phc.to_owned();
+            match self
+                .kv
+                .update(keys::user_key(name), encode(&u), revision)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Changed meanwhile: read it again.
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(db(e)),
+            }
+        }
+    }
+
+    /// See [`Store::delete_user`](crate::store::Store::delete_user).
+    pub async fn delete_user(&self, name: &str) -> Result<(), StoreError> {
+        loop {
+            let Some((mut u, revision)) = self.user_record(name).await? else {
+                return Err(StoreError::NoSuchUser);
+            };
+            if u.phc.is_empty() {
+                return Err(StoreError::NoSuchUser);
+            }
+            u.phc.clear();
+            match self
+                .kv
+                .update(keys::user_key(name), encode(&u), revision)
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(db(e)),
+            }
+        }
+        let user = keys::user_token(name);
+        for filter in [format!("m.*.{user}"), format!("i.*.{user}")] {
+            for (key, _) in self.scan(&filter).await? {
+                self.kv.purge(&key).await.map_err(db)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// See [`Store::list_users`](crate::store::Store::list_users).
+    pub async fn list_users(&self) -> Result<Vec<StoredUser>, StoreError> {
+        let mut users = Vec::new();
+        for (_, value) in self.scan("u.*").await? {
+            let u: UserRecord = decode(&value)?;
+            if !u.phc.is_empty() {
+                users.push(StoredUser {
+                    name: u.name,
+                    phc: u.phc,
+                    created: u.created,
+                });
+            }
+        }
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(users)
+    }
+
+    /// Creates a channel with its creator as first member; returns the
+    /// creator's registered spelling.
+    pub async fn create_room(
+        &self,
+        name: &str,
+        kind: RoomKind,
+        creator: &str,
+    ) -> Result<String, StoreError> {
+        let creator = self.canonical(creator).await?;
+        self.create_room_record(name, kind, &creator).await?;
+        self.create_key(
+            keys::member_key(name, &creator),
+            Bytes::from(creator.clone()),
+        )
+        .await?;
+        Ok(creator)
+    }
+
+    /// The DM room of two users, created if needed, with both as members.
+    pub async fn open_dm(&self, a: &str, b: &str) -> Result<RoomRecord, StoreError> {
+        let a = self.canonical(a).await?;
+        let b = self.canonical(b).await?;
+        let name = dm_room(&a, &b);
+        match self.create_room_record(&name, RoomKind::Direct, &a).await {
+            Ok(()) | Err(StoreError::RoomExists) => {}
+            Err(e) => return Err(e),
+        }
+        // Also when it exists: one of them may have left it.
+        for user in [&a, &b] {
+            self.create_key(keys::member_key(&name, user), Bytes::from(user.clone()))
+                .await?;
+        }
+        self.room(&name).await?.ok_or(StoreError::NoSuchRoom)
+    }
+
+    /// See [`Store::add_member`](crate::store::Store::add_member).
+    pub async fn add_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        self.require_room(room).await?;
+        let user = self.canonical(user).await?;
+        let added = self
+            .create_key(keys::member_key(room, &user), Bytes::from(user.clone()))
+            .await?;
+        self.purge_if_present(&keys::invite_key(room, &user))
+            .await?;
+        Ok(added)
+    }
+
+    /// See [`Store::remove_member`](crate::store::Store::remove_member).
+    pub async fn remove_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        self.purge_if_present(&keys::member_key(room, user)).await
+    }
+
+    /// See [`Store::members`](crate::store::Store::members).
+    pub async fn members(&self, room: &str) -> Result<Vec<String>, StoreError> {
+        let filter = format!("m.{}.*", keys::room_token(room));
+        let mut names: Vec<String> = self
+            .scan(&filter)
+            .await?
+            .into_iter()
+            .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// See [`Store::is_member`](crate::store::Store::is_member).
+    pub async fn is_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .kv
+            .get(keys::member_key(room, user))
+            .await
+            .map_err(db)?
+            .is_some())
+    }
+
+    /// The rooms `user` is a member of, in no order.
+    pub async fn rooms_of(&self, user: &str) -> Result<Vec<RoomRecord>, StoreError> {
+        let filter = format!("m.*.{}", keys::user_token(user));
+        let mut records = Vec::new();
+        for (key, _) in self.scan(&filter).await? {
+            let Some(room) = key.split('.').nth(1).and_then(keys::room_of_token) else {
+                continue;
+            };
+            if let Some(record) = self.room(&room).await? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Every public channel, in no order.
+    pub async fn public_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
+        let mut records = Vec::new();
+        for (_, value) in self.scan("r.*").await? {
+            let record: RoomRecord = decode(&value)?;
+            if record.kind == RoomKind::Public {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// See [`Store::invite`](crate::store::Store::invite).
+    pub async fn invite(&self, room: &str, user: &str) -> Result<(), StoreError> {
+        self.require_room(room).await?;
+        let user = self.canonical(user).await?;
+        self.kv
+            .put(keys::invite_key(room, &user), Bytes::new())
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// See [`Store::is_invited`](crate::store::Store::is_invited).
+    pub async fn is_invited(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .kv
+            .get(keys::invite_key(room, user))
+            .await
+            .map_err(db)?
+            .is_some())
+    }
+}
+
+async fn open_bucket(js: &Context, replicas: usize) -> anyhow::Result<kv::Store> {
+    if let Ok(kv) = js.get_key_value(keys::BUCKET).await {
+        return Ok(kv);
+    }
+    // The bucket's stream is made by hand, as the key-value layer would,
+    // with only settings every server since 2.9 reads.
+    let created = js
+        .create_stream(stream::Config {
+            name: format!("KV_{}", keys::BUCKET),
+            subjects: vec![format!("$KV.{}.>", keys::BUCKET)],
+            max_messages_per_subject: 1,
+            max_message_size: 64 * 1024,
+            storage: StorageType::File,
+            num_replicas: replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await;
+    match created {
+        Ok(_) => js
+            .get_key_value(keys::BUCKET)
+            .await
+            .context("cannot open the key-value bucket in NATS"),
+        // Another relay may have created it first.
+        Err(e) => js.get_key_value(keys::BUCKET).await.map_err(|_| {
+            anyhow!(
+                "cannot create the key-value bucket {:?} in NATS: {e}",
+                keys::BUCKET
+            )
+        }),
+    }
+}
