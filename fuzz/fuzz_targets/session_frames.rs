@@ -35,7 +35,8 @@
 //! Determinism: time is a virtual clock (a fixed step per input, and
 //! `Wait` ops), so the rate limits and the send gate's hold act the same
 //! on every run. Appends and bulk work wait until the input says `Settle`
-//! or ends, then finish in the order they were started; the fan-out (what
+//! or ends (or the connection's cap on work in flight is reached), then
+//! finish in the order they were started, appends first; the fan-out (what
 //! `server.rs`'s task does with the store's channel of committed messages,
 //! `hub.publish`) runs inline, publishing exactly the messages of the
 //! appends awaited so far, so what a session hears does not depend on
@@ -771,6 +772,11 @@ async fn drive(
         }
         Answer::Bulk { req, work } => {
             if peer.bulks.len() >= MAX_BULK_IN_FLIGHT {
+                // Appends first, as at `Settle`: what the read sees is then
+                // the same on every run.
+                while !peer.appends.is_empty() {
+                    finish_append(core, peer, known).await;
+                }
                 run_bulk(peer, known).await;
             }
             peer.bulks.push_back((req, work));
