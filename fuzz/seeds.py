@@ -58,7 +58,7 @@ ROOM = {r: i for i, r in enumerate(["lobby", "dev", "ops", "vault", "music", "x"
 USER = {u: i for i, u in enumerate(["mallory", "alice", "bob"])}
 def room(r): return tag(0, 3) + bytes([ROOM[r]])
 def user(u): return tag(0, 3) + bytes([USER[u]])
-def op(i, *fields): return tag(i, 15) + b"".join(fields)
+def op(i, *fields): return tag(i, 18) + b"".join(fields)
 def body(i=0): return tag(0, 4) + bytes([i])
 def create(r, private=False): return op(0, room(r), bytes([private]))
 def join(r): return op(1, room(r))
@@ -77,6 +77,9 @@ def hello_again(): return op(11, tag(0, 3) + (1).to_bytes(2, "little"))
 def login_again(right): return op(11, tag(2, 3) + bytes([right]))
 def peer_send(i, b=body(1)): return op(12, bytes([i]), b)
 def bye(): return op(14, tag(0, 5))
+def wait(n): return op(15, bytes([n]))
+def read(): return op(16)
+def settle(): return op(17)
 
 sessions = {
     "public": [join("dev"), send("dev", 1), history("dev", latest(5)), members("dev"), leave("dev")],
@@ -88,6 +91,9 @@ sessions = {
     "again": [hello_again(), login_again(True), login_again(False), ping(), resume("lobby"),
               send("lobby", 2, tag(2, 4) + bytes([2])), history("lobby", latest(0)), peer_send(0)],
     "bye": [join("dev"), send("dev"), bye()],
+    "lag": [peer_send(0) for _ in range(20)] + [settle(), read(), resume("lobby"), peer_send(0), settle()],
+    "rate": [join("dev"), leave("dev")] * 12 + [wait(100), join("dev"), settle()],
+    "pipeline": [join("dev"), send("dev"), send("dev"), leave("dev"), history("dev", latest(7)), list_rooms(), settle(), join("dev")],
 }
 out = "seeds/session_frames"
 os.makedirs(out, exist_ok=True)

@@ -1,79 +1,121 @@
-//! The relay's session state machine, end to end: a real relay
-//! (`relay::server::serve` on SQLite, QUIC on loopback) is fed arbitrary
-//! sequences of client frames by a logged-in user, mallory, over a real
-//! connection, and everything the relay sends back is checked.
+//! The relay's session core, end to end but without a network: a
+//! `relay::state::Relay` on a real SQLite store, with mallory's and
+//! alice's sessions (`relay::session::Session`) fed arbitrary sequences of
+//! mallory's requests, and everything the sessions answer and queue
+//! checked as their clients would see it.
 //!
-//! One relay per process, started by the first input, with accounts
-//! mallory, alice and bob, alice's private room `vault`, bob's private room
-//! `ops`, bob's public room `dev` and the DM `@alice+bob`. mallory's session
-//! is kept across inputs (a login costs an argon2 hash); an input may end
-//! it (`Bye`, a FIN, a frame the relay cannot read, a prefix over the
-//! limit) once it has lasted `SESSION_MIN` inputs, and the next input logs
-//! in again. alice stays logged in the whole time, reading her frames, and
-//! sends lines when an input says so.
+//! One relay per process, made by the first input, with accounts mallory,
+//! alice and bob, alice's private room `vault`, bob's private room `ops`,
+//! bob's public room `dev` and the DM `@alice+bob`. Users log in through
+//! `relay::login::Login` (their password hash is a cheap argon2 one, so a
+//! login costs well under a millisecond), then `Session::start`.
+//! mallory's session is kept across inputs; an input may end it (`Bye`, the
+//! end of her stream, a frame that cannot be read, a prefix over the limit,
+//! a frame cut short) once it has lasted `SESSION_MIN` inputs, and the next
+//! input logs in again. alice stays logged in the whole time, sends lines
+//! when an input says so, and resumes any room she lags in.
 //!
 //! An input is up to `MAX_OPS` of mallory's requests (names from small
 //! tables of rooms and users, valid and not, plus over-long and random
-//! ones), payloads sent as the frame they decode to, alice's lines, and
-//! the session-ending frames above.
+//! ones), payloads sent as the frame they decode to, alice's lines, the
+//! session-ending frames above, and steps of the harness: time passing,
+//! mallory's client reading, and the work in flight finishing.
 //!
-//! Each input's frames are written to mallory's control stream in one go,
-//! then a `Ping`; the input ends once the `Pong` and every other answer
-//! (acks and bulk replies come later) are in, or once the relay closed the
-//! connection when the input asked for that. Nothing within 20 s, with the
-//! connection open, is a crash: the relay stopped answering.
+//! The harness does what `relay::conn` does with each frame: it is read
+//! from its bytes with `codec::read_frame` (a frame that cannot be read
+//! goes to `Session::bad_frame`, and ends the session as a protocol error),
+//! handed to `Session::handle` with the time, and its `Answer` carried
+//! out: a reply queued on the session's outbox, an append handed to the
+//! store at once (in arrival order) and acknowledged with `acked` when it
+//! commits, bulk work run and sent as `bulk_bytes` says, `Bye` ending the
+//! session (`Session::end`). What the outbox queues is drained as
+//! `conn::write_loop` does (batches, `Lags::take`, `Lags::next`), and
+//! decoded as the client would.
 //!
-//! Checked, for both users, from what the relay sends them:
-//! - every frame decodes, on the stream it belongs on (bulk replies alone
-//!   on a uni stream, nothing after them);
+//! Determinism: time is a virtual clock (a fixed step per input, and
+//! `Wait` ops), so the rate limits and the send gate's hold act the same
+//! on every run. Appends and bulk work wait until the input says `Settle`
+//! or ends (or the connection's cap on work in flight is reached), then
+//! finish in the order they were started, appends first; the fan-out (what
+//! `server.rs`'s task does with the store's channel of committed messages,
+//! `hub.publish`) runs inline, publishing exactly the messages of the
+//! appends awaited so far, so what a session hears does not depend on
+//! when the store's writer thread got to a commit. Queues are small
+//! (`QUEUE_DEPTH`): a client that does not read lags, and a reply waits
+//! for room as it would.
+//!
+//! Checked, for both users, from what their sessions send them:
+//! - every frame decodes, and bulk replies (room lists, member lists,
+//!   history pages) come only as bulk replies, never on the control queue;
 //! - every request gets exactly one answer, of its kind (`Joined` for a
-//!   `Join`, ...) and about what was asked; answers that the relay queues
-//!   before reading the next frame arrive before the `Pong`;
+//!   `Join`, ...) and about what was asked; answers queued before the next
+//!   frame is read arrive before the `Pong` of a later `Ping`; once an
+//!   input's work is done, nothing is left unanswered;
 //! - membership, tracked from the relay's own answers (`Joined`, `Left`,
 //!   and presence about the user itself): no `Message`, `Lagged`, room
 //!   `Presence`, `Ack`, history page, `Done` for an invite or resume, or
 //!   private room's member list for a room the user was not in at some
-//!   point since the request; the room list holds exactly those rooms;
+//!   point since the request; the room list holds exactly those rooms (a
+//!   `Lagged` may overtake the user's own `Joined` held behind a full
+//!   queue, so it needs the room only by the end of that drain);
 //! - mallory never enters `vault`, `ops` or `@alice+bob`, and nobody ever
 //!   sees a line or presence of hers there; nobody receives their own
 //!   online/offline presence;
 //! - refusals are the documented ones (PROTOCOL §5.1, §9, §10) and fit
 //!   what is known: no `NotMember` for a room the user was in throughout,
 //!   no `NoSuchRoom` for a room known to exist, `BadBody`/`BadLimit`/
-//!   `InvalidName` exactly when the request breaks those rules;
-//! - live messages come in increasing seq per room and connection; a
-//!   history page holds at most `limit` messages of its room, in
-//!   increasing seq, within the page's bound;
-//! - a connection closes only when the input asked for it, with the close
-//!   code PROTOCOL §7 gives.
+//!   `InvalidName` exactly when the request breaks those rules, and
+//!   `RateLimited` exactly when a `TokenBucket` (room changes) or
+//!   `SendGate` (sends) of the same rate, fed the same requests and times,
+//!   says so;
+//! - live messages come in increasing seq per room and session; a history
+//!   page holds at most `limit` messages of its room, in increasing seq,
+//!   within the page's bound;
+//! - a session ends only on `Bye`, the end of the stream or a frame that
+//!   cannot be read, and then with the `Exit` (and so the close code of
+//!   PROTOCOL §7) asked for; a bad frame is answered with one
+//!   connection-level `Error` of the right code; after the end, nothing
+//!   more is queued.
 //!
-//! Any panic in a relay task aborts the process too (see `abort_on_panic`).
+//! What the QUIC target checked and this one cannot: frames on their
+//! streams as QUIC delivers them (one bulk reply per uni stream, nothing
+//! after it), flow control, the close as the client sees it, and a relay
+//! that stops answering for 20 s; the connection code (`relay::conn`)
+//! itself does not run.
+//!
+//! Any panic aborts the process (see `abort_on_panic`).
 //! CONFAB_FUZZ_TRACE=1 prints every frame sent and received.
 #![no_main]
 
-use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use common::codec::{self, FrameError};
 use common::frame::{
-    close, ClientFrame, ErrorCode, Message, MsgId, Page, Presence, PresenceKind, RoomInfo,
-    RoomKind, ServerFrame, ALPN, PROTOCOL_VERSION,
+    close, ClientFrame, ErrorCode, Message, MsgId, Page, Presence, PresenceKind, RequestId,
+    RoomInfo, RoomKind, ServerFrame, PROTOCOL_VERSION,
 };
 use common::limits::{check_body, MAX_BODY, MAX_BULK_FRAME, MAX_CONTROL_FRAME, MAX_PAGE};
 use common::names::{self, LOBBY};
 use libfuzzer_sys::fuzz_target;
 use relay::config::Config;
+use relay::defaults::{MAX_BULK_IN_FLIGHT, MAX_IN_FLIGHT, WRITE_BATCH};
+use relay::hub::{Lags, Outbox};
+use relay::login::{Exit, Login, Step};
+use relay::rate::{SendGate, TokenBucket};
+use relay::session::{acked, bulk_bytes, Answer, BulkWork, Session};
+use relay::state::Relay;
 use relay::store::sqlite::SqliteStore;
-use relay::store::Store;
-use rustls::pki_types::pem::PemObject;
+use relay::store::{Appended, Store, StoreError};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 const PASSWORD: &str = "correct horse battery";
 const FUZZED: &str = "mallory";
@@ -84,19 +126,28 @@ const MALLORY_NEVER: [&str; 3] = ["vault", "ops", "@alice+bob"];
 /// alice is never invited anywhere either, and DMs hold only their two users.
 const ALICE_NEVER: [&str; 3] = ["ops", "@bob+mallory", "@mallory+mallory"];
 
-/// A relay that has not answered by then has stopped answering; generous
-/// because the machine running the fuzzer may be busy.
-const PATIENCE: Duration = Duration::from_secs(20);
 /// Frames per input past which the rest is ignored: longer inputs only
 /// slow the fuzzer down.
 const MAX_OPS: usize = 48;
 /// A `Rare` op acts only once the session has served this many inputs
 /// (a fresh process's first session counts as old enough, so that a saved
-/// input replays alone as it ran). A new login costs ~100 ms, tens of
-/// typical inputs; and ending a session runs code whose coverage varies
-/// with timing, so with a gate in the input itself the fuzzer filled its
-/// corpus with inputs that end it, and one input in six logged in again.
-const SESSION_MIN: u64 = 250;
+/// input replays alone as it ran). Without the gate the fuzzer filled its
+/// corpus with inputs that end the session, each new session looking new
+/// to it; a long session is what builds up the state (rooms, lags, holds)
+/// the interesting frames act on.
+const SESSION_MIN: u64 = 20;
+/// Live frames a session may have queued before it lags: small, so that
+/// an input whose client does not read for a while makes it lag, and
+/// `Lagged` and `Resume` get exercised.
+const QUEUE_DEPTH: usize = 16;
+/// Virtual time between two inputs: a few room changes' worth of the
+/// request rate, so long runs of them meet the limit now and then.
+const STEP: Duration = Duration::from_millis(200);
+/// A `Wait(n)` op lets `n` of these pass: up to about 2.5 s, a quarter of
+/// the send gate's `HOLD_LIMIT`.
+const WAIT_UNIT: Duration = Duration::from_millis(10);
+/// The address logins come from.
+const ADDR: &str = "192.0.2.1";
 /// Payloads that do not decode (PROTOCOL §3): empty, a variant index past
 /// the last, a trailing byte, invalid UTF-8, a bool of 2, a u64 marker in a
 /// u32, a frame cut short. A few fixed ones: the decoder's corners are
@@ -201,6 +252,14 @@ enum Op {
     /// Something that ends the session, when it has lasted `SESSION_MIN`
     /// inputs; the ops after it are not sent.
     Rare(Rare),
+    /// `n` × `WAIT_UNIT` of virtual time pass.
+    Wait(u8),
+    /// mallory's client reads one batch of what is queued for her, as the
+    /// connection's writer would hand it over.
+    Read,
+    /// Every append and bulk reply started so far finishes, in the order
+    /// started, and both clients read everything queued.
+    Settle,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -262,7 +321,7 @@ enum Again {
 #[derive(Arbitrary, Debug)]
 enum Rare {
     Bye,
-    /// The control stream's FIN, between frames.
+    /// The end of the stream, between frames.
     Finish,
     /// `MALFORMED[n]`, as a frame.
     Malformed(u8),
@@ -288,12 +347,11 @@ macro_rules! fail {
     };
 }
 
-/// tokio catches a panic in a spawned task and hands it to whoever awaits
-/// the task's handle; the relay drops most of those handles, so a relay
-/// task could die unseen and only show up (if at all) as a stalled relay.
-/// Aborting in the hook makes any panic, on any thread, a crash libFuzzer
-/// records with the input that caused it. (libfuzzer-sys installs such a
-/// hook too; this one does not depend on it.)
+/// A panic on one of the relay's own threads (the store's writer and
+/// readers, the hashing threads) would only show up, if at all, as a store
+/// that stops answering. Aborting in the hook makes any panic, on any
+/// thread, a crash libFuzzer records with the input that caused it.
+/// (libfuzzer-sys installs such a hook too; this one does not depend on it.)
 fn abort_on_panic() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -302,12 +360,13 @@ fn abort_on_panic() {
     }));
 }
 
-/// What a connection's reader tasks report.
+/// A frame as the client receives it.
 #[derive(Debug)]
 enum Event {
+    /// On the control stream: what the outbox queued, or a `Lagged` notice.
     Control(ServerFrame),
+    /// A bulk reply, which the connection sends on a stream of its own.
     Bulk(ServerFrame),
-    Closed(quinn::ConnectionError),
 }
 
 /// What a request must be answered with.
@@ -365,6 +424,20 @@ impl Want {
             | Want::Resume { room } => Some(room),
             Want::ListRooms | Want::OpenDm { .. } | Want::Ping | Want::Again => None,
         }
+    }
+
+    /// Counted by a rate limit: room changes by the request rate, sends
+    /// (with a body that passes) by the send gate.
+    fn rate_limited(&self) -> bool {
+        matches!(
+            self,
+            Want::Create { .. }
+                | Want::Join { .. }
+                | Want::Leave { .. }
+                | Want::Invite { .. }
+                | Want::OpenDm { .. }
+                | Want::Send { body_ok: true, .. }
+        )
     }
 
     /// Answered before the relay reads the next frame, so before a later
@@ -464,30 +537,292 @@ fn canonical(user: &str) -> Option<&'static str> {
     USERS.iter().copied().find(|u| u.eq_ignore_ascii_case(user))
 }
 
-/// One logged-in connection and what its user was told.
+/// An append handed to the store, waiting for its commit.
+type Appending = Pin<Box<dyn Future<Output = Result<Appended, StoreError>> + Send>>;
+
+/// One logged-in session, the connection's part around it as
+/// `relay::conn` plays it, and what its user was told.
 struct Peer {
     user: &'static str,
     never: &'static [&'static str],
-    send: quinn::SendStream,
-    events: mpsc::UnboundedReceiver<Event>,
+    /// `None` once the session ended.
+    session: Option<Session<SqliteStore>>,
+    /// Held as the connection holds it, to queue replies; dropped at the
+    /// end so that the queue closes.
+    outbox: Option<Arc<Outbox>>,
+    lags: Arc<Lags>,
+    queue: mpsc::Receiver<Bytes>,
+    /// Sends handed to the store, in arrival order, not yet acknowledged.
+    appends: VecDeque<(RequestId, String, MsgId, Appending)>,
+    /// Bulk replies not yet read from the store, in arrival order.
+    bulks: VecDeque<(RequestId, BulkWork)>,
+    /// What the session's limits should say, fed the same requests at the
+    /// same times.
+    requests: TokenBucket,
+    gate: SendGate,
     rooms: Rooms,
     pending: HashMap<u32, Pending>,
     /// `Error{req: 0, Unexpected}` owed for `Hello`s after login.
     hellos: u32,
+    /// The connection-level `Error` owed for a frame that cannot be read.
+    bad_frame: Option<ErrorCode>,
     last_seq: HashMap<String, u64>,
     /// The close code asked for by this input, if it ends the session.
     closing: Option<u32>,
     final_ping: Option<u32>,
     ponged: bool,
-    closed: bool,
-    /// This input's requests answered on a bulk stream: read from the
-    /// store in a task that may run after the relay handled later frames,
-    /// and arriving in any order with the control stream, so possibly
-    /// before the answers to earlier frames.
+    /// `Lagged` notices for rooms not (yet) known to be held, with
+    /// `Rooms::clock` when they came.
+    lagged: Vec<(String, u64)>,
+    /// Rooms to resume (alice's client does, as a client would).
+    to_resume: BTreeSet<String>,
+    /// This input's requests answered with a bulk reply: read from the
+    /// store when the work runs, possibly after the session handled later
+    /// frames, and reaching the client apart from the control stream, so
+    /// possibly before the answers to earlier frames.
     reads: Vec<u32>,
     /// Rooms this input's frames may join or leave.
     joins: BTreeSet<String>,
     leaves: BTreeSet<String>,
+}
+
+/// Polls a future once. What the harness polls this way is ready at once
+/// when it can go on at all (a reply with room in the queue, a frame read
+/// from memory, a lag notice); tokio's budget is lifted so that it cannot
+/// make a ready future look pending.
+fn poll_once<F: Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(tokio::task::unconstrained(f));
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}
+
+/// Reads one frame from `bytes` as a reader of a stream holding exactly
+/// those bytes would: `codec::read_frame`, all of it.
+fn read_bytes<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<Option<T>, FrameError> {
+    let mut reader = bytes;
+    let read = poll_once(codec::read_frame::<T, _>(&mut reader, max))
+        .expect("a read from memory never waits");
+    if read.is_ok() && !reader.is_empty() {
+        fail!("{} bytes left after a frame", reader.len());
+    }
+    read
+}
+
+/// A frame the relay sends, read as its client reads it.
+fn server_frame(bytes: &[u8], max: usize, what: &str) -> ServerFrame {
+    match read_bytes::<ServerFrame>(bytes, max) {
+        Ok(Some(frame)) => frame,
+        other => fail!("{what} from the relay: {other:?} ({} bytes)", bytes.len()),
+    }
+}
+
+impl Peer {
+    /// Hands the client one batch of its queue as `conn::write_loop`
+    /// does: any lag notices first (they go past the queue), then up to
+    /// `WRITE_BATCH` frames with the held ones slotted in. Returns whether
+    /// anything came.
+    fn read_batch(&mut self, known: &mut Known) -> bool {
+        let mut any = false;
+        if let Some(notices) = poll_once(self.lags.next()) {
+            for frame in notices {
+                any = true;
+                self.on_event(known, Event::Control(frame));
+            }
+        }
+        let mut batch = Vec::new();
+        while batch.len() < WRITE_BATCH {
+            match self.queue.try_recv() {
+                Ok(bytes) => batch.push(bytes),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            return any;
+        }
+        self.lags.take(&mut batch);
+        for bytes in batch {
+            let frame = server_frame(&bytes, MAX_CONTROL_FRAME, "a control frame");
+            self.on_event(known, Event::Control(frame));
+        }
+        true
+    }
+
+    /// Reads everything queued, then checks the lag notices that came
+    /// before the client knew their room.
+    fn read_all(&mut self, known: &mut Known) {
+        while self.read_batch(known) {}
+        for (room, at) in std::mem::take(&mut self.lagged) {
+            if self.rooms.entered.get(&room).is_none_or(|&t| t <= at) {
+                self.fail(format!("Lagged in {room}, not its room"));
+            }
+        }
+    }
+
+    /// Queues a reply as the connection does, waiting for room: the
+    /// client reads a batch whenever the queue is full.
+    fn reply(&mut self, known: &mut Known, frame: &ServerFrame) {
+        let outbox = self.outbox.clone().expect("a session's outbox");
+        loop {
+            match poll_once(outbox.reply(frame)) {
+                Some(true) => return,
+                Some(false) => self.fail(format!("the queue closed before {frame:?}")),
+                None if self.read_batch(known) => {}
+                None => self.fail(format!("{frame:?} waits for room in an empty queue")),
+            }
+        }
+    }
+}
+
+/// What lives as long as the relay: its state, the store's channel of
+/// committed messages, and the virtual clock.
+struct Core {
+    relay: Arc<Relay<SqliteStore>>,
+    committed: mpsc::UnboundedReceiver<Arc<Message>>,
+    start: Instant,
+    elapsed: Duration,
+}
+
+impl Core {
+    fn now(&self) -> Instant {
+        self.start + self.elapsed
+    }
+
+    /// The fan-out of `server.rs` for one committed message. The store
+    /// publishes a message before its append resolves, and commits in the
+    /// order appends were handed to it, so one message per append awaited
+    /// is always there, and which ones reach the hub when is the same on
+    /// every run.
+    async fn publish_one(&mut self) {
+        let msg = self
+            .committed
+            .recv()
+            .await
+            .expect("the store's channel of committed messages");
+        trace(|| format!("  fan-out: {} #{} from {}", msg.room, msg.seq, msg.from));
+        self.relay.hub.publish(&msg);
+    }
+}
+
+/// Hands a frame to the session and does what its answer says, as
+/// `conn::run` does. Returns how the session ends, if it does.
+async fn drive(
+    core: &mut Core,
+    peer: &mut Peer,
+    known: &mut Known,
+    frame: ClientFrame,
+) -> Option<Exit> {
+    let now = core.now();
+    let changes_membership = matches!(
+        frame,
+        ClientFrame::CreateRoom { .. }
+            | ClientFrame::Join { .. }
+            | ClientFrame::Leave { .. }
+            | ClientFrame::Invite { .. }
+            | ClientFrame::OpenDm { .. }
+    );
+    let over_rate = changes_membership && !peer.requests.take(now);
+    let send_id = match &frame {
+        ClientFrame::Send { id, .. } => Some(*id),
+        _ => None,
+    };
+    let bye = matches!(frame, ClientFrame::Bye);
+    let session = peer.session.as_mut().expect("a session");
+    let answer = session.handle(frame, now).await;
+    trace(|| format!("  {} answer: {answer:?}", peer.user));
+    let rate_limited = matches!(
+        answer,
+        Answer::Reply(ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+            ..
+        })
+    );
+    if changes_membership && rate_limited != over_rate {
+        peer.fail(format!(
+            "a room change rate limited: {rate_limited}, by the request rate: {over_rate}"
+        ));
+    }
+    if let Some(id) = send_id {
+        let appended = matches!(answer, Answer::Append { .. });
+        // Only a send that passed the body and membership checks meets the gate.
+        if (appended || rate_limited) && peer.gate.admit(id, now) != appended {
+            peer.fail(format!(
+                "a send appended: {appended}, rate limited: {rate_limited}; the gate says otherwise"
+            ));
+        }
+    }
+    if bye != matches!(answer, Answer::Bye) {
+        peer.fail(format!("Bye sent: {bye}, answered {answer:?}"));
+    }
+    match answer {
+        Answer::Reply(frame) => peer.reply(known, &frame),
+        Answer::Append { req, msg } => {
+            // The connection waits for a permit past this many.
+            if peer.appends.len() >= MAX_IN_FLIGHT {
+                finish_append(core, peer, known).await;
+            }
+            let (room, id) = (msg.room.clone(), msg.id);
+            // Handed to the store now, in arrival order.
+            let appending = core.relay.store.append(msg);
+            peer.appends.push_back((req, room, id, Box::pin(appending)));
+        }
+        Answer::Bulk { req, work } => {
+            if peer.bulks.len() >= MAX_BULK_IN_FLIGHT {
+                // Appends first, as at `Settle`: what the read sees is then
+                // the same on every run.
+                while !peer.appends.is_empty() {
+                    finish_append(core, peer, known).await;
+                }
+                run_bulk(peer, known).await;
+            }
+            peer.bulks.push_back((req, work));
+        }
+        Answer::Bye => return Some(Exit::Normal),
+    }
+    None
+}
+
+/// Awaits the oldest append and queues its answer, as the connection's
+/// task for it does.
+async fn finish_append(core: &mut Core, peer: &mut Peer, known: &mut Known) {
+    let Some((req, room, id, appending)) = peer.appends.pop_front() else {
+        return;
+    };
+    let result = appending.await;
+    if matches!(&result, Ok(a) if !a.duplicate) {
+        core.publish_one().await;
+    }
+    let frame = acked(&core.relay, req, room, id, result);
+    peer.reply(known, &frame);
+}
+
+/// Runs the oldest bulk work and delivers its reply as `conn::send_bulk`
+/// does: on a stream of its own, or as an error on the control stream.
+async fn run_bulk(peer: &mut Peer, known: &mut Known) {
+    let Some((req, work)) = peer.bulks.pop_front() else {
+        return;
+    };
+    match bulk_bytes(req, work.await) {
+        Ok(bytes) => {
+            let frame = server_frame(&bytes, MAX_BULK_FRAME, "a bulk reply");
+            peer.on_event(known, Event::Bulk(frame));
+        }
+        Err(frame) => peer.reply(known, &frame),
+    }
+}
+
+/// Finishes everything the session started, appends first.
+async fn finish_work(core: &mut Core, peer: &mut Peer, known: &mut Known) {
+    while !peer.appends.is_empty() {
+        finish_append(core, peer, known).await;
+    }
+    while !peer.bulks.is_empty() {
+        run_bulk(peer, known).await;
+    }
 }
 
 impl Peer {
@@ -614,17 +949,6 @@ impl Peer {
         match event {
             Event::Control(frame) => self.on_frame(known, frame, false),
             Event::Bulk(frame) => self.on_frame(known, frame, true),
-            Event::Closed(reason) => {
-                let Some(code) = self.closing else {
-                    self.fail(format!("the relay closed the connection: {reason}"));
-                };
-                match &reason {
-                    quinn::ConnectionError::ApplicationClosed(c)
-                        if c.error_code == quinn::VarInt::from_u32(code) => {}
-                    other => self.fail(format!("closed with {other}, expected code {code}")),
-                }
-                self.closed = true;
-            }
         }
     }
 
@@ -637,7 +961,7 @@ impl Peer {
         );
         if bulk_kind != bulk {
             let on = if bulk {
-                "a bulk stream"
+                "a bulk reply"
             } else {
                 "the control stream"
             };
@@ -661,8 +985,17 @@ impl Peer {
             }
             ServerFrame::Presence(p) => self.on_presence(p),
             ServerFrame::Lagged { room, .. } => {
+                if bulk {
+                    self.fail(format!("Lagged in {room} as a bulk reply"));
+                }
+                // The writer sends it past a full queue, so it may overtake
+                // the user's own `Joined` held there: checked once the
+                // queue is read to its end (`read_all`).
                 if !self.rooms.contains(&room) {
-                    self.fail(format!("Lagged in {room}, not its room"));
+                    self.lagged.push((room.clone(), self.rooms.clock));
+                }
+                if self.user == PEER {
+                    self.to_resume.insert(room.clone());
                 }
                 // Messages below the mark may still come; the order restarts.
                 self.last_seq.remove(&room);
@@ -674,9 +1007,8 @@ impl Peer {
             } => {
                 if code == ErrorCode::Unexpected && self.hellos > 0 {
                     self.hellos -= 1;
-                } else if self.closing == Some(close::PROTOCOL)
-                    && matches!(code, ErrorCode::Malformed | ErrorCode::FrameTooLarge)
-                {
+                } else if self.bad_frame == Some(code) {
+                    self.bad_frame = None;
                 } else {
                     self.fail(format!("connection error {code:?}: {message}"));
                 }
@@ -946,6 +1278,10 @@ fn refusal_ok(p: &Pending, code: ErrorCode, known: &Known, throughout: bool) -> 
     if code == NotMember && throughout {
         return Err("it was a member throughout".into());
     }
+    // Whether it was due is checked when the session answers (`drive`).
+    if code == RateLimited && p.want.rate_limited() {
+        return Ok(());
+    }
     // Storage failures may answer anything that touches the store.
     if code == Unavailable && !matches!(p.want, Want::Ping | Want::Again) {
         return Ok(());
@@ -1006,17 +1342,14 @@ fn refusal_ok(p: &Pending, code: ErrorCode, known: &Known, throughout: bool) -> 
         Err("not a refusal this request can get here".into())
     }
 }
-
-/// The relay and everything that lives as long as the process.
+/// Everything that lives as long as the process.
 struct World {
     rt: tokio::runtime::Runtime,
-    endpoint: quinn::Endpoint,
-    client: quinn::ClientConfig,
-    addr: SocketAddr,
     harness: Mutex<Option<Harness>>,
 }
 
 struct Harness {
+    core: Core,
     mallory: Option<Peer>,
     alice: Peer,
     known: Known,
@@ -1026,12 +1359,177 @@ struct Harness {
     served: u64,
 }
 
+impl World {
+    fn start() -> World {
+        abort_on_panic();
+        SCRATCH.get_or_init(scratch);
+        // SAFETY: registers a plain function; nothing else to uphold.
+        unsafe {
+            atexit(at_exit);
+        }
+        // One thread: the harness is the only task, and the store's threads
+        // answer through channels.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        World {
+            rt,
+            harness: Mutex::new(None),
+        }
+    }
+}
+
+/// A hash of `PASSWORD` at argon2's smallest cost: the relay verifies with
+/// the parameters a hash names, so a login costs microseconds instead of
+/// the tens of milliseconds the default costs (hundreds under a sanitizer).
+fn cheap_hash() -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = argon2::Params::new(8, 1, 1, None).expect("argon2 parameters");
+    let argon2 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::from_b64("c2Vzc2lvbmZyYW1lcw").expect("salt");
+    let phc = argon2
+        .hash_password(PASSWORD.as_bytes(), &salt)
+        .expect("hash")
+        .to_string();
+    assert!(relay::auth::verify_password(&phc, PASSWORD));
+    phc
+}
+
+/// The relay with its accounts and rooms, on a fresh store.
+async fn open_relay() -> Core {
+    let dir = SCRATCH.get().expect("scratch folder").join("data");
+    let (tx, committed) = mpsc::unbounded_channel();
+    let store = SqliteStore::open(&dir, Some(tx)).expect("store");
+    let phc = cheap_hash();
+    for user in USERS {
+        store.create_user(user, &phc).await.expect("account");
+    }
+    store
+        .create_room("vault", RoomKind::Private, PEER)
+        .await
+        .expect("vault");
+    store
+        .create_room("ops", RoomKind::Private, "bob")
+        .await
+        .expect("ops");
+    store
+        .create_room("dev", RoomKind::Public, "bob")
+        .await
+        .expect("dev");
+    store.open_dm(PEER, "bob").await.expect("dm");
+    let cfg = Config {
+        registration_open: false,
+        queue_depth: QUEUE_DEPTH,
+        ..Config::default()
+    };
+    Core {
+        relay: Arc::new(Relay::new(store, cfg)),
+        committed,
+        start: Instant::now(),
+        elapsed: Duration::ZERO,
+    }
+}
+
+/// Logs `user` in through the login core, starts the session, and reads
+/// the user's rooms with a `ListRooms` (`req`), as a client does first.
+async fn login(
+    core: &mut Core,
+    known: &mut Known,
+    req: u32,
+    user: &'static str,
+    never: &'static [&'static str],
+) -> Peer {
+    let now = core.now();
+    let mut login = Login::new(&*core.relay, ADDR.parse().expect("address"));
+    let hello = ClientFrame::Hello {
+        version: PROTOCOL_VERSION,
+        client: "session_frames".into(),
+    };
+    match login.handle(hello, now).await {
+        Step::Reply(ServerFrame::Welcome { .. }) => {}
+        other => fail!("{user}'s Hello: {other:?}"),
+    }
+    let frame = ClientFrame::Login {
+        req: 1,
+        user: user.into(),
+        password: PASSWORD.into(),
+    };
+    let name = match login.handle(frame, now).await {
+        Step::LoggedIn(name, ServerFrame::LoggedIn { req: 1, user: u })
+            if name == user && u == user =>
+        {
+            name
+        }
+        other => fail!("{user}'s Login: {other:?}"),
+    };
+    let (mut session, queue) = Session::start(core.relay.clone(), name, now)
+        .await
+        .expect("session starts");
+    let outbox = session.outbox().clone();
+    let relay = &core.relay.cfg;
+    let (requests, gate) = (
+        TokenBucket::new(relay.request_rate, now),
+        SendGate::new(relay.rate_limit, now),
+    );
+    let (joined, public) = match session.handle(ClientFrame::ListRooms { req }, now).await {
+        Answer::Bulk { req: r, work } if r == req => match bulk_bytes(req, work.await) {
+            Ok(bytes) => match server_frame(&bytes, MAX_BULK_FRAME, "the room list") {
+                ServerFrame::Rooms {
+                    req: r,
+                    joined,
+                    public,
+                } if r == req => (joined, public),
+                other => fail!("{user}'s room list: {other:?}"),
+            },
+            Err(frame) => fail!("{user}'s room list: {frame:?}"),
+        },
+        other => fail!("{user}'s ListRooms: {other:?}"),
+    };
+    let mut peer = Peer {
+        user,
+        never,
+        session: Some(session),
+        lags: outbox.lags.clone(),
+        outbox: Some(outbox),
+        queue,
+        appends: VecDeque::new(),
+        bulks: VecDeque::new(),
+        requests,
+        gate,
+        rooms: Rooms::default(),
+        pending: HashMap::new(),
+        hellos: 0,
+        bad_frame: None,
+        last_seq: HashMap::new(),
+        closing: None,
+        final_ping: None,
+        ponged: false,
+        lagged: vec![],
+        to_resume: BTreeSet::new(),
+        reads: vec![],
+        joins: BTreeSet::new(),
+        leaves: BTreeSet::new(),
+    };
+    for info in &joined {
+        peer.rooms.enter(&info.name);
+    }
+    if !peer.rooms.contains(LOBBY) || never.iter().any(|r| peer.rooms.contains(r)) {
+        fail!("{user}'s rooms after login: {:?}", peer.rooms.now);
+    }
+    for info in joined.iter().chain(&public) {
+        known.learn(info);
+    }
+    peer.read_all(known);
+    peer
+}
+
 fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(World::start)
 }
 
-/// A folder of this process for the relay's certificate and store, on
+/// A folder of this process for the relay's store, on
 /// tmpfs when there is one: the store syncs every commit, and on a disk
 /// that would be most of the time an input takes. Folders of processes
 /// that are gone (crashed runs) are removed.
@@ -1079,253 +1577,6 @@ extern "C" fn at_exit() {
 
 static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
 
-impl World {
-    fn start() -> World {
-        abort_on_panic();
-        let dir = SCRATCH.get_or_init(scratch).clone();
-        // SAFETY: registers a plain function; nothing else to uphold.
-        unsafe {
-            atexit(at_exit);
-        }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let made = relay::cert::generate(&relay::cert::GenCert {
-            out: dir.join("certs"),
-            sans: vec![],
-            days: relay::cert::DEFAULT_DAYS,
-            force: true,
-        })
-        .expect("certificate");
-        let (server, _) = relay::cert::load_server_config(&made.cert_path, &made.key_path)
-            .expect("server config");
-        let (tx, rx) = mpsc::unbounded_channel();
-        let store = SqliteStore::open(&dir.join("data"), Some(tx)).expect("store");
-        rt.block_on(async {
-            let phc = relay::auth::hash_password(PASSWORD);
-            for user in USERS {
-                store.create_user(user, &phc).await.expect("account");
-            }
-            store
-                .create_room("vault", RoomKind::Private, PEER)
-                .await
-                .expect("vault");
-            store
-                .create_room("ops", RoomKind::Private, "bob")
-                .await
-                .expect("ops");
-            store
-                .create_room("dev", RoomKind::Public, "bob")
-                .await
-                .expect("dev");
-            store.open_dm(PEER, "bob").await.expect("dm");
-        });
-        let cfg = Config {
-            // Logins wait for argon2, slow under a sanitizer on a busy machine.
-            login_timeout: Duration::from_secs(60),
-            registration_open: false,
-            // Never the fuzzer's limit: a refusal for speed says nothing about
-            // the session's logic and would hide what the frames do.
-            rate_limit: 1_000_000,
-            request_rate: 1_000_000,
-            ..Config::default()
-        };
-        let _guard = rt.enter();
-        let endpoint =
-            quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).expect("listen");
-        let addr = endpoint.local_addr().expect("address");
-        rt.spawn(relay::server::serve(
-            endpoint,
-            store,
-            rx,
-            cfg,
-            None,
-            None,
-            std::future::pending::<()>(),
-        ));
-        let client_endpoint =
-            quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("client endpoint");
-        World {
-            client: client_config(&made.cert_path),
-            endpoint: client_endpoint,
-            addr,
-            harness: Mutex::new(None),
-            rt,
-        }
-    }
-
-    /// Connects, logs `user` in and starts the tasks that read what the
-    /// relay sends; the room list comes separately (`Harness::login`).
-    async fn connect(&self, user: &'static str, never: &'static [&'static str]) -> Peer {
-        let connecting = self
-            .endpoint
-            .connect_with(self.client.clone(), self.addr, "localhost")
-            .expect("connect");
-        let conn = within(connecting, "the handshake")
-            .await
-            .expect("handshake");
-        let (mut send, mut recv) = within(conn.open_bi(), "a stream").await.expect("stream");
-        let mut hello = codec::encode(&ClientFrame::Hello {
-            version: PROTOCOL_VERSION,
-            client: "session_frames".into(),
-        })
-        .to_vec();
-        hello.extend_from_slice(&codec::encode(&ClientFrame::Login {
-            req: 1,
-            user: user.into(),
-            password: PASSWORD.into(),
-        }));
-        within(send.write_all(&hello), "writing the login")
-            .await
-            .expect("login write");
-        loop {
-            let frame = within(
-                codec::read_frame::<ServerFrame, _>(&mut recv, MAX_CONTROL_FRAME),
-                "the login",
-            )
-            .await;
-            match frame {
-                Ok(Some(ServerFrame::Welcome { .. })) => {}
-                Ok(Some(ServerFrame::LoggedIn { req: 1, user: u })) if u == user => break,
-                other => fail!("login of {user}: {other:?}"),
-            }
-        }
-        let (tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(read_control(conn.clone(), recv, tx.clone()));
-        tokio::spawn(accept_bulk(conn.clone(), tx));
-        Peer {
-            user,
-            never,
-            send,
-            events,
-            rooms: Rooms::default(),
-            pending: HashMap::new(),
-            hellos: 0,
-            last_seq: HashMap::new(),
-            closing: None,
-            final_ping: None,
-            ponged: false,
-            closed: false,
-            reads: vec![],
-            joins: BTreeSet::new(),
-            leaves: BTreeSet::new(),
-        }
-    }
-}
-
-async fn within<F: std::future::Future>(f: F, what: &str) -> F::Output {
-    match tokio::time::timeout(PATIENCE, f).await {
-        Ok(v) => v,
-        Err(_) => fail!("the relay did not answer within {PATIENCE:?}: {what}"),
-    }
-}
-
-fn client_config(cert: &Path) -> quinn::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(cert).expect("cert file") {
-        roots.add(c.expect("pem")).expect("root");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("tls13")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic config");
-    let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    let mut transport = quinn::TransportConfig::default();
-    // libFuzzer may pause between inputs (merging, printing); the session
-    // must not time out meanwhile.
-    transport.keep_alive_interval(Some(common::limits::KEEP_ALIVE));
-    config.transport_config(Arc::new(transport));
-    config
-}
-
-async fn read_control(
-    conn: quinn::Connection,
-    mut recv: quinn::RecvStream,
-    tx: mpsc::UnboundedSender<Event>,
-) {
-    loop {
-        match codec::read_frame::<ServerFrame, _>(&mut recv, MAX_CONTROL_FRAME).await {
-            Ok(Some(frame)) => {
-                let _ = tx.send(Event::Control(frame));
-            }
-            Ok(None) | Err(FrameError::Io(_)) => break,
-            Err(e) => fail!("a control frame from the relay: {e}"),
-        }
-    }
-    let _ = tx.send(Event::Closed(conn.closed().await));
-}
-
-async fn accept_bulk(conn: quinn::Connection, tx: mpsc::UnboundedSender<Event>) {
-    while let Ok(mut stream) = conn.accept_uni().await {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let frame = match codec::read_frame::<ServerFrame, _>(&mut stream, MAX_BULK_FRAME).await
-            {
-                Ok(Some(frame)) => frame,
-                // The connection went: the reply is lost, as it may be.
-                Err(FrameError::Io(_)) => return,
-                other => fail!("a bulk stream from the relay: {other:?}"),
-            };
-            match codec::read_payload(&mut stream, MAX_BULK_FRAME).await {
-                Ok(None) | Err(FrameError::Io(_)) => {}
-                other => fail!("after {frame:?} on a bulk stream: {other:?}"),
-            }
-            let _ = tx.send(Event::Bulk(frame));
-        });
-    }
-}
-
-/// A new session of `user`, with its rooms from a `ListRooms` (`req`):
-/// what arrives before that list is checked against it.
-async fn login(
-    w: &World,
-    known: &mut Known,
-    req: u32,
-    user: &'static str,
-    never: &'static [&'static str],
-) -> Peer {
-    let mut peer = w.connect(user, never).await;
-    within(
-        peer.send
-            .write_all(&codec::encode(&ClientFrame::ListRooms { req })),
-        "writing ListRooms",
-    )
-    .await
-    .expect("ListRooms write");
-    let mut early = vec![];
-    let (joined, public) = loop {
-        match within(peer.events.recv(), "the room list at login").await {
-            Some(Event::Bulk(ServerFrame::Rooms {
-                req: r,
-                joined,
-                public,
-            })) if r == req => break (joined, public),
-            Some(Event::Closed(reason)) => fail!("{user} closed at login: {reason}"),
-            Some(e) => early.push(e),
-            None => fail!("{user}'s readers ended at login"),
-        }
-    };
-    for info in &joined {
-        peer.rooms.enter(&info.name);
-    }
-    if !peer.rooms.contains(LOBBY) || never.iter().any(|r| peer.rooms.contains(r)) {
-        fail!("{user}'s rooms after login: {:?}", peer.rooms.now);
-    }
-    for info in joined.iter().chain(&public) {
-        known.learn(info);
-    }
-    for e in early {
-        peer.on_event(known, e);
-    }
-    peer
-}
-
 fn pick<'a>(table: &[&'a str], i: u8) -> &'a str {
     table[usize::from(i) % table.len()]
 }
@@ -1358,7 +1609,8 @@ impl Body {
 }
 
 impl Harness {
-    async fn start(w: &World) -> Harness {
+    async fn start() -> Harness {
+        let mut core = open_relay().await;
         let mut known = Known {
             existing: [LOBBY, "dev", "ops", "vault", "@alice+bob"]
                 .map(String::from)
@@ -1373,9 +1625,10 @@ impl Harness {
         ] {
             known.kinds.insert(room.into(), kind);
         }
-        let alice = login(w, &mut known, 2, PEER, &ALICE_NEVER).await;
-        let mallory = login(w, &mut known, 3, FUZZED, &MALLORY_NEVER).await;
+        let alice = login(&mut core, &mut known, 2, PEER, &ALICE_NEVER).await;
+        let mallory = login(&mut core, &mut known, 3, FUZZED, &MALLORY_NEVER).await;
         Harness {
+            core,
             mallory: Some(mallory),
             alice,
             known,
@@ -1455,7 +1708,12 @@ impl Harness {
                 user: FUZZED.into(),
                 password: if *right { PASSWORD } else { "wrong password" }.into(),
             },
-            Op::PeerSend { .. } | Op::Raw(_) | Op::Rare(_) => {
+            Op::PeerSend { .. }
+            | Op::Raw(_)
+            | Op::Rare(_)
+            | Op::Wait(_)
+            | Op::Read
+            | Op::Settle => {
                 unreachable!("not made here")
             }
         }
@@ -1468,21 +1726,22 @@ impl Harness {
         id
     }
 
-    async fn run(&mut self, w: &World, input: &Input) {
+    async fn run(&mut self, input: &Input) {
+        self.core.elapsed += STEP;
         if self.mallory.is_none() {
             RELOGINS.fetch_add(1, Ordering::Relaxed);
             let req = self.req();
-            self.mallory = Some(login(w, &mut self.known, req, FUZZED, &MALLORY_NEVER).await);
+            let m = login(&mut self.core, &mut self.known, req, FUZZED, &MALLORY_NEVER).await;
+            self.mallory = Some(m);
             self.served = 0;
         }
         self.served += 1;
         self.mallory.as_mut().expect("logged in").new_input();
-        let mut out = BytesMut::new();
-        let mut peer_out = BytesMut::new();
-        let mut finish = false;
-        let mut closing = None;
+        let mut exit = None;
         for op in input.ops.iter().take(MAX_OPS) {
-            let frame = match op {
+            // What mallory's client writes next: one frame, or bytes that
+            // do not make one.
+            let bytes = match op {
                 Op::PeerSend { room, body } => {
                     let frame = ClientFrame::Send {
                         req: self.req(),
@@ -1492,142 +1751,207 @@ impl Harness {
                     };
                     trace(|| format!("{PEER} -> {frame:?}"));
                     self.alice.expect(&frame, &self.known);
-                    peer_out.put(codec::encode(&frame));
+                    let a = &mut self.alice;
+                    if drive(&mut self.core, a, &mut self.known, frame)
+                        .await
+                        .is_some()
+                    {
+                        a.fail("a Send ended the session".into());
+                    }
+                    continue;
+                }
+                Op::Wait(n) => {
+                    self.core.elapsed += WAIT_UNIT * u32::from(*n);
+                    continue;
+                }
+                Op::Read => {
+                    let m = self.mallory.as_mut().expect("logged in");
+                    m.read_batch(&mut self.known);
+                    continue;
+                }
+                Op::Settle => {
+                    self.settle().await;
                     continue;
                 }
                 Op::Rare(_) if self.served < SESSION_MIN => continue,
-                Op::Rare(what) => match what {
-                    Rare::Bye => ClientFrame::Bye,
-                    Rare::Finish => {
-                        trace(|| format!("{FUZZED} -> FIN"));
-                        finish = true;
-                        closing = Some(close::NORMAL);
-                        break;
-                    }
-                    Rare::Malformed(n) => {
-                        let payload = MALFORMED[usize::from(*n) % MALFORMED.len()];
-                        if let Ok(frame) = codec::decode::<ClientFrame>(payload) {
-                            fail!("harness: {payload:?} decodes, as {frame:?}");
+                Op::Rare(what) => {
+                    let req = self.req();
+                    let m = self.mallory.as_mut().expect("logged in");
+                    match what {
+                        Rare::Bye => {
+                            m.closing = m.expect(&ClientFrame::Bye, &self.known);
+                            codec::encode(&ClientFrame::Bye)
                         }
-                        trace(|| format!("{FUZZED} -> malformed {payload:?}"));
-                        out.put_u32(payload.len() as u32);
-                        out.put_slice(payload);
-                        closing = Some(close::PROTOCOL);
-                        break;
+                        Rare::Finish => {
+                            m.closing = Some(close::NORMAL);
+                            Bytes::new()
+                        }
+                        Rare::Malformed(n) => {
+                            let payload = MALFORMED[usize::from(*n) % MALFORMED.len()];
+                            if let Ok(frame) = codec::decode::<ClientFrame>(payload) {
+                                fail!("harness: {payload:?} decodes, as {frame:?}");
+                            }
+                            m.closing = Some(close::PROTOCOL);
+                            m.bad_frame = Some(ErrorCode::Malformed);
+                            let mut out = BytesMut::new();
+                            out.put_u32(payload.len() as u32);
+                            out.put_slice(payload);
+                            out.freeze()
+                        }
+                        Rare::Oversized(n) => {
+                            m.closing = Some(close::PROTOCOL);
+                            m.bad_frame = Some(ErrorCode::FrameTooLarge);
+                            let mut out = BytesMut::new();
+                            out.put_u32((MAX_CONTROL_FRAME + 1) as u32 + u32::from(*n));
+                            out.freeze()
+                        }
+                        Rare::Truncated(n) => {
+                            let ping = codec::encode(&ClientFrame::Ping { req });
+                            m.closing = Some(close::PROTOCOL);
+                            m.bad_frame = Some(ErrorCode::Malformed);
+                            ping.slice(..1 + usize::from(*n) % (ping.len() - 1))
+                        }
                     }
-                    Rare::Oversized(n) => {
-                        trace(|| format!("{FUZZED} -> oversized prefix"));
-                        out.put_u32((MAX_CONTROL_FRAME + 1) as u32 + u32::from(*n));
-                        closing = Some(close::PROTOCOL);
-                        break;
-                    }
-                    Rare::Truncated(n) => {
-                        let ping = codec::encode(&ClientFrame::Ping { req: self.req() });
-                        let cut = &ping[..1 + usize::from(*n) % (ping.len() - 1)];
-                        trace(|| format!("{FUZZED} -> truncated {cut:?}"));
-                        out.put_slice(cut);
-                        finish = true;
-                        closing = Some(close::PROTOCOL);
-                        break;
-                    }
-                },
+                }
                 Op::Raw(payload) => {
                     let payload = &payload[..payload.len().min(256)];
                     match codec::decode::<ClientFrame>(payload) {
                         Ok(ClientFrame::Bye) | Err(_) => continue,
                         Ok(mut frame) => {
                             frame.set_req(self.req());
-                            frame
+                            self.expect_encoded(&frame)
                         }
                     }
                 }
-                op => self.frame(op),
+                op => {
+                    let frame = self.frame(op);
+                    self.expect_encoded(&frame)
+                }
             };
-            trace(|| format!("{FUZZED} -> {frame:?}"));
             let m = self.mallory.as_mut().expect("logged in");
-            out.put(codec::encode(&frame));
-            if let Some(code) = m.expect(&frame, &self.known) {
-                closing = Some(code);
-                break;
+            // As `conn::run` reads the control stream.
+            let read = read_bytes::<ClientFrame>(&bytes, MAX_CONTROL_FRAME);
+            trace(|| format!("{FUZZED} -> {read:?} ({} bytes)", bytes.len()));
+            match read {
+                Ok(Some(frame)) => {
+                    if let Some(end) = drive(&mut self.core, m, &mut self.known, frame).await {
+                        exit = Some(end);
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    exit = Some(Exit::Normal);
+                    break;
+                }
+                Err(FrameError::Io(e)) => fail!("harness: reading from memory: {e}"),
+                Err(e) => {
+                    let frame = m.session.as_ref().expect("a session").bad_frame(&e);
+                    m.reply(&mut self.known, &frame);
+                    exit = Some(Exit::Protocol);
+                    break;
+                }
             }
         }
-        let req = self.req();
         let m = self.mallory.as_mut().expect("logged in");
-        m.closing = closing;
+        if exit.is_none() != m.closing.is_none() {
+            m.fail(format!(
+                "asked to close with {:?}, the session's end: {exit:?}",
+                m.closing
+            ));
+        }
         m.ponged = false;
         m.final_ping = None;
-        if closing.is_none() {
+        if exit.is_none() {
+            let req = self.req();
+            let m = self.mallory.as_mut().expect("logged in");
             let ping = ClientFrame::Ping { req };
             m.expect(&ping, &self.known);
             m.final_ping = Some(req);
-            out.put(codec::encode(&ping));
+            drive(&mut self.core, m, &mut self.known, ping).await;
         }
-        let deadline = Instant::now() + PATIENCE;
-        if !peer_out.is_empty() {
-            let write = self.alice.send.write_all(&peer_out);
-            if tokio::time::timeout_at(deadline, write).await.is_err() {
-                fail!("the relay stopped reading {PEER}'s frames");
+        // alice's work finishes before mallory's session ends, so that
+        // mallory counts as online throughout for alice's member lists.
+        self.settle().await;
+        if let Some(exit) = exit {
+            self.end_mallory(exit).await;
+        }
+        let alice = &self.alice;
+        if !alice.pending.is_empty() || alice.hellos > 0 {
+            alice.fail(format!("unanswered: {:?}", alice.pending));
+        }
+        if let Some(m) = &self.mallory {
+            if !m.ponged || !m.pending.is_empty() || m.hellos > 0 || m.bad_frame.is_some() {
+                m.fail(format!(
+                    "unanswered: {:?} (ponged {}, Hello refusals owed {}, bad frame error owed {:?})",
+                    m.pending, m.ponged, m.hellos, m.bad_frame
+                ));
             }
-        }
-        // A write refused because the relay closed the connection is fine:
-        // whether that was asked for is checked on its close.
-        match tokio::time::timeout_at(deadline, m.send.write_all(&out)).await {
-            Err(_) => fail!("the relay stopped reading {FUZZED}'s frames"),
-            Ok(_) if finish => {
-                let _ = m.send.finish();
-            }
-            Ok(_) => {}
-        }
-        self.settle(deadline).await;
-        if self.mallory.as_ref().is_some_and(|m| m.closed) {
-            self.mallory = None;
         }
     }
 
-    /// Handles what the relay sends until the input is answered.
-    async fn settle(&mut self, deadline: Instant) {
+    /// Records what mallory's `frame` must be answered with; its bytes.
+    fn expect_encoded(&mut self, frame: &ClientFrame) -> Bytes {
+        let m = self.mallory.as_mut().expect("logged in");
+        m.closing = m.expect(frame, &self.known);
+        codec::encode(frame)
+    }
+
+    /// Finishes all work in flight and reads both queues to their end;
+    /// alice resumes the rooms she lags in.
+    async fn settle(&mut self) {
         loop {
-            let m_done = match &self.mallory {
-                None => true,
-                Some(m) if m.closing.is_some() => m.closed,
-                Some(m) => m.ponged && m.pending.is_empty(),
-            };
-            if m_done && self.alice.pending.is_empty() {
+            if let Some(m) = self.mallory.as_mut() {
+                finish_work(&mut self.core, m, &mut self.known).await;
+            }
+            finish_work(&mut self.core, &mut self.alice, &mut self.known).await;
+            if let Some(m) = self.mallory.as_mut() {
+                m.read_all(&mut self.known);
+            }
+            self.alice.read_all(&mut self.known);
+            let rooms = std::mem::take(&mut self.alice.to_resume);
+            if rooms.is_empty() {
                 return;
             }
-            let mallory = match self.mallory.as_mut() {
-                Some(m) if !m.closed => Some(&mut m.events),
-                _ => None,
-            };
-            let m_events = async {
-                match mallory {
-                    Some(events) => events.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let next = tokio::select! {
-                Some(e) = m_events => Some((true, e)),
-                Some(e) = self.alice.events.recv() => Some((false, e)),
-                _ = tokio::time::sleep_until(deadline) => None,
-            };
-            match next {
-                Some((true, event)) => {
-                    let m = self.mallory.as_mut().expect("events from a session");
-                    m.on_event(&mut self.known, event);
-                }
-                Some((false, event)) => self.alice.on_event(&mut self.known, event),
-                None => {
-                    let m = self
-                        .mallory
-                        .as_ref()
-                        .map(|m| (&m.pending, m.ponged, m.closing, m.hellos));
-                    fail!(
-                        "the relay stopped answering: {FUZZED} (pending, ponged, closing, hellos) {m:?}; {PEER} pending {:?}",
-                        self.alice.pending
-                    );
-                }
+            for room in rooms {
+                let frame = ClientFrame::Resume {
+                    req: self.req(),
+                    room,
+                };
+                trace(|| format!("{PEER} -> {frame:?}"));
+                self.alice.expect(&frame, &self.known);
+                drive(&mut self.core, &mut self.alice, &mut self.known, frame).await;
             }
         }
+    }
+
+    /// Ends mallory's session as the connection does once it stops
+    /// reading: its work finished (already, by `settle`), `Session::end`,
+    /// the writer draining the queue, the close.
+    async fn end_mallory(&mut self, exit: Exit) {
+        let mut m = self.mallory.take().expect("logged in");
+        let (code, _) = exit.code();
+        if m.closing != Some(code) {
+            m.fail(format!(
+                "the session ended with {exit:?}, close code {code}, asked for {:?}",
+                m.closing
+            ));
+        }
+        finish_work(&mut self.core, &mut m, &mut self.known).await;
+        m.session.take().expect("a session").end();
+        m.outbox = None;
+        m.read_all(&mut self.known);
+        match m.queue.try_recv() {
+            Err(mpsc::error::TryRecvError::Disconnected) => {}
+            other => m.fail(format!("the queue after the end: {other:?}")),
+        }
+        if !m.pending.is_empty() || m.hellos > 0 || m.bad_frame.is_some() {
+            m.fail(format!(
+                "unanswered at the end: {:?} (Hello refusals owed {}, bad frame error owed {:?})",
+                m.pending, m.hellos, m.bad_frame
+            ));
+        }
+        // What the end tells alice (mallory offline).
+        self.alice.read_all(&mut self.known);
     }
 }
 
@@ -1638,8 +1962,8 @@ fuzz_target!(|input: Input| {
     w.rt.block_on(async {
         let h = match guard.as_mut() {
             Some(h) => h,
-            None => guard.insert(Harness::start(w).await),
+            None => guard.insert(Harness::start().await),
         };
-        h.run(w, &input).await;
+        h.run(&input).await;
     });
 });
