@@ -8,14 +8,15 @@ use common::names;
 
 use crate::auth;
 use crate::auth::check_password;
-use crate::store::{self, Backend, Store, StoreError};
+use crate::backend::{open, Backend};
+use crate::store::{Store, StoreError};
 
 /// Creates an account.
 pub async fn add(backend: &Backend, user: &str, password: &str) -> Result<()> {
     names::check_user(user).with_context(|| format!("invalid user name {user:?}"))?;
     check_password(password).map_err(|r| anyhow::anyhow!(r.message))?;
     let phc = hash(password).await?;
-    let store = store::open(backend, None).await?;
+    let store = open(backend, None).await?;
     let result = store.create_user(user, &phc).await;
     store.close().await;
     match result {
@@ -28,7 +29,7 @@ pub async fn add(backend: &Backend, user: &str, password: &str) -> Result<()> {
 pub async fn passwd(backend: &Backend, user: &str, password: &str) -> Result<()> {
     check_password(password).map_err(|r| anyhow::anyhow!(r.message))?;
     let phc = hash(password).await?;
-    let store = store::open(backend, None).await?;
+    let store = open(backend, None).await?;
     let result = store.set_password(user, &phc).await;
     store.close().await;
     match result {
@@ -39,7 +40,7 @@ pub async fn passwd(backend: &Backend, user: &str, password: &str) -> Result<()>
 
 /// Deletes an account; its messages stay in history.
 pub async fn del(backend: &Backend, user: &str) -> Result<()> {
-    let store = store::open(backend, None).await?;
+    let store = open(backend, None).await?;
     let result = store.delete_user(user).await;
     store.close().await;
     match result {
@@ -50,7 +51,7 @@ pub async fn del(backend: &Backend, user: &str) -> Result<()> {
 
 /// Lists accounts as (name, created unix seconds).
 pub async fn list(backend: &Backend) -> Result<Vec<(String, i64)>> {
-    let store = store::open(backend, None).await?;
+    let store = open(backend, None).await?;
     let users = store.list_users().await;
     store.close().await;
     Ok(users

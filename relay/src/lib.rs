@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backend;
 pub mod cert;
 pub mod cluster;
 pub mod config;

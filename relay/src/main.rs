@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use relay::backend::Backend;
 use relay::config::Config;
 use relay::defaults;
 use relay::store::nats::NatsOptions;
-use relay::store::Backend;
 
 /// confab relay: accepts QUIC/TLS connections from confab clients, keeps
 /// accounts, rooms and history in an embedded SQLite store (or, with
@@ -259,7 +259,7 @@ async fn serve(args: Serve) -> Result<()> {
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let backend = args.nats.backend(&args.data)?;
-    let store = relay::store::open(&backend, Some(tx)).await?;
+    let store = relay::backend::open(&backend, Some(tx)).await?;
     let endpoint = listen(server_config, args.listen)
         .with_context(|| format!("cannot listen on {} (udp)", args.listen))?;
     let addr = endpoint.local_addr()?;

@@ -2,17 +2,14 @@
 //!
 //! One trait, [`Store`], so the relay can run on the embedded SQLite file
 //! (the default, [`sqlite::SqliteStore`]) or on a NATS JetStream cluster
-//! shared by several relays ([`nats::NatsStore`]); [`open`] opens the one
-//! a [`Backend`] names as an [`AnyStore`], so the programs never choose again.
+//! shared by several relays ([`nats::NatsStore`]); `backend::open` opens the
+//! one the arguments name, so the programs never choose again.
 //! Appends are group-committed: a message's future resolves only after the
 //! transaction holding it is durable, and committed messages are published,
 //! in sequence order per room, on the channel given at open.
 
-mod backend;
 pub mod nats;
 pub mod sqlite;
-
-pub use self::backend::{open, AnyStore, Backend};
 
 use std::future::Future;
 

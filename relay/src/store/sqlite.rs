@@ -10,6 +10,7 @@
 //! Lists of names (`members`, `list_users`, ...) are sorted by byte order,
 //! as `Vec::sort` would sort them.
 
+mod fail;
 mod reads;
 mod schema;
 mod writer;
@@ -20,14 +21,14 @@ mod tests;
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use common::frame::{Message, Page, RoomKind};
 use tokio::sync::{mpsc, oneshot};
 
-use self::reads::ReadPool;
-use self::writer::{Op, Outcome, Request, Writer};
+use self::reads::{lock, ReadPool};
+use self::writer::{Op, Outcome, Request, Writer, MAX_BATCH};
 use super::{
     Appended, NewMessage, RoomRow, Store, StoreError, StoredUser, FAULT_ABORT_AFTER_COMMIT,
 };
@@ -38,10 +39,6 @@ pub const DB_FILE: &str = "confab.db";
 /// Read-only connections. Reads are short index lookups, so a few cover
 /// many sessions paging history at once without holding many file handles.
 const READERS: usize = 4;
-
-/// Most requests committed in one transaction: bounds how long the first
-/// request of a batch waits for the last to be applied.
-const MAX_BATCH: usize = 1024;
 
 /// Requests waiting for the writer. Past this many, writes are refused
 /// (`Db`, which clients see as "retry later") instead of growing memory:
@@ -304,52 +301,4 @@ impl Drop for SqliteStore {
             let _ = handle.join();
         }
     }
-}
-
-/// Why one operation failed inside the store.
-#[derive(Debug)]
-enum Fail {
-    /// The rules refused it (no such user, name taken, ...); nothing changed.
-    Refused(StoreError),
-    /// SQLite failed.
-    Sql(rusqlite::Error),
-}
-
-impl From<rusqlite::Error> for Fail {
-    fn from(e: rusqlite::Error) -> Self {
-        Fail::Sql(e)
-    }
-}
-
-impl From<Fail> for StoreError {
-    fn from(f: Fail) -> Self {
-        match f {
-            Fail::Refused(e) => e,
-            Fail::Sql(e) => StoreError::Db(e.to_string()),
-        }
-    }
-}
-
-/// Room kinds as stored: the wire order, so the file reads like the protocol.
-fn kind_to_sql(kind: RoomKind) -> i64 {
-    match kind {
-        RoomKind::Public => 0,
-        RoomKind::Private => 1,
-        RoomKind::Direct => 2,
-    }
-}
-
-fn kind_from_sql(value: i64) -> Option<RoomKind> {
-    match value {
-        0 => Some(RoomKind::Public),
-        1 => Some(RoomKind::Private),
-        2 => Some(RoomKind::Direct),
-        _ => None,
-    }
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked:
-/// the critical sections here only take, push, clear or send.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -3,13 +3,14 @@
 //! transactions.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use common::frame::{Message, Page};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::Semaphore;
 
-use super::{kind_from_sql, lock, schema, Fail};
+use super::fail::Fail;
+use super::schema::{self, kind_from_sql};
 use crate::store::{RoomRow, StoreError, StoredUser};
 
 /// Read-only connections, each used by one blocking task at a time.
@@ -244,4 +245,10 @@ pub(super) fn history(
         return Err(Fail::Refused(StoreError::NoSuchRoom));
     }
     Ok((messages, more))
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked:
+/// the critical sections here only take, push, clear or send.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

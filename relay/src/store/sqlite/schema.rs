@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use common::frame::RoomKind;
 use common::names::LOBBY;
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
@@ -121,4 +122,22 @@ fn migrate(conn: &mut Connection, now_ms: i64) -> Result<(), StoreError> {
 
 fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Db(e.to_string())
+}
+
+/// Room kinds as stored: the wire order, so the file reads like the protocol.
+pub(super) fn kind_to_sql(kind: RoomKind) -> i64 {
+    match kind {
+        RoomKind::Public => 0,
+        RoomKind::Private => 1,
+        RoomKind::Direct => 2,
+    }
+}
+
+pub(super) fn kind_from_sql(value: i64) -> Option<RoomKind> {
+    match value {
+        0 => Some(RoomKind::Public),
+        1 => Some(RoomKind::Private),
+        2 => Some(RoomKind::Direct),
+        _ => None,
+    }
 }

@@ -14,9 +14,14 @@ use common::names::{dm_room, LOBBY};
 use rusqlite::{params, Connection, OptionalExtension, Savepoint, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::fail::Fail;
 use super::reads::{canonical_user, room_exists, room_row};
-use super::{kind_to_sql, Fail, MAX_BATCH};
+use super::schema::kind_to_sql;
 use crate::store::{Appended, NewMessage, RoomRow, StoreError};
+
+/// Most requests committed in one transaction: bounds how long the first
+/// request of a batch waits for the last to be applied.
+pub(super) const MAX_BATCH: usize = 1024;
 
 /// A change to make.
 pub(super) enum Op {
@@ -114,7 +119,7 @@ pub(super) struct Writer {
     /// on first use. Only this process appends, so it stays exact.
     last_seq: HashMap<String, Seq>,
     committed: Option<mpsc::UnboundedSender<Arc<Message>>>,
-    /// See [`super::FAULT_ABORT_AFTER_COMMIT`].
+    /// See [`crate::store::FAULT_ABORT_AFTER_COMMIT`].
     abort_after: Option<String>,
     /// Requests in the queue; the store refuses writes when it is full.
     queued: Arc<AtomicUsize>,
@@ -253,7 +258,10 @@ impl Writer {
     fn abort_if_asked(&self, stored: &[Message]) {
         if let Some(body) = &self.abort_after {
             if stored.iter().any(|m| &m.body == body) {
-                tracing::error!("{}: aborting after commit", super::FAULT_ABORT_AFTER_COMMIT);
+                tracing::error!(
+                    "{}: aborting after commit",
+                    crate::store::FAULT_ABORT_AFTER_COMMIT
+                );
                 std::process::abort();
             }
         }

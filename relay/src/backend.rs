@@ -11,9 +11,9 @@ use common::frame::{Message, Page, RoomKind};
 use futures_util::future::Either;
 use tokio::sync::{mpsc, watch};
 
-use super::nats::{NatsOptions, NatsStore};
-use super::sqlite::SqliteStore;
-use super::{Appended, NewMessage, RoomRow, Store, StoreError, StoredUser};
+use crate::store::nats::{NatsOptions, NatsStore};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Appended, NewMessage, RoomRow, Store, StoreError, StoredUser};
 
 /// Where the store lives.
 #[derive(Debug, Clone)]
