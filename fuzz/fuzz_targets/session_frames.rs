@@ -692,7 +692,7 @@ impl Core {
         self.start + self.elapsed
     }
 
-    /// The fan-out of `server.rs` for one committed message. The store
+    /// The fan-out task of `server.rs`, for one committed message. The store
     /// publishes a message before its append resolves, and commits in the
     /// order appends were handed to it, so one message per append awaited
     /// is always there, and which ones reach the hub when is the same on
@@ -704,7 +704,7 @@ impl Core {
             .await
             .expect("the store's channel of committed messages");
         trace(|| format!("  fan-out: {} #{} from {}", msg.room, msg.seq, msg.from));
-        self.relay.hub.publish(&msg);
+        self.relay.fan_out(&msg);
     }
 }
 

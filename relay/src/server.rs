@@ -47,15 +47,7 @@ pub async fn serve<S: Store>(
         let relay = relay.clone();
         tokio::spawn(async move {
             while let Some(msg) = committed.recv().await {
-                let (queued, lagged) = relay.hub.publish(&msg);
-                relay
-                    .metrics
-                    .deliveries
-                    .fetch_add(queued, std::sync::atomic::Ordering::Relaxed);
-                relay
-                    .metrics
-                    .lagged
-                    .fetch_add(lagged, std::sync::atomic::Ordering::Relaxed);
+                relay.fan_out(&msg);
             }
         })
     };

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use common::frame::Message;
 use tokio::sync::watch;
 
 use crate::auth::{Hasher, Throttle};
@@ -55,6 +56,15 @@ impl<S> Relay<S> {
     /// Tells every connection that the relay is shutting down.
     pub fn shut_down(&self) {
         let _ = self.shutdown.send(true);
+    }
+
+    /// Offers a committed message to every session subscribed to its room
+    /// and counts the deliveries and the sessions it left lagging. Called
+    /// by one task only, in commit order: that keeps each room in order.
+    pub fn fan_out(&self, msg: &Message) {
+        let (queued, lagged) = self.hub.publish(msg);
+        self.metrics.deliveries.fetch_add(queued, Ordering::Relaxed);
+        self.metrics.lagged.fetch_add(lagged, Ordering::Relaxed);
     }
 
     /// Runs argon2 work on the relay's hashing threads, a few at a time:
