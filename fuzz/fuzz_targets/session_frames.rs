@@ -717,15 +717,8 @@ async fn drive(
     frame: ClientFrame,
 ) -> Option<Exit> {
     let now = core.now();
-    let changes_membership = matches!(
-        frame,
-        ClientFrame::CreateRoom { .. }
-            | ClientFrame::Join { .. }
-            | ClientFrame::Leave { .. }
-            | ClientFrame::Invite { .. }
-            | ClientFrame::OpenDm { .. }
-    );
-    let over_rate = changes_membership && !peer.requests.take(now);
+    let room_change = relay::session::is_room_change(&frame);
+    let over_rate = room_change && !peer.requests.take(now);
     let send_id = match &frame {
         ClientFrame::Send { id, .. } => Some(*id),
         _ => None,
@@ -741,7 +734,7 @@ async fn drive(
             ..
         })
     );
-    if changes_membership && rate_limited != over_rate {
+    if room_change && rate_limited != over_rate {
         peer.fail(format!(
             "a room change rate limited: {rate_limited}, by the request rate: {over_rate}"
         ));

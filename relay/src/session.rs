@@ -135,16 +135,7 @@ impl<S: Store> Session<S> {
     /// Decides what a request does, at time `now`.
     pub async fn handle(&mut self, frame: ClientFrame, now: Instant) -> Answer {
         let req = frame.req();
-        let changes_membership = matches!(
-            frame,
-            ClientFrame::CreateRoom { .. }
-                | ClientFrame::Join { .. }
-                | ClientFrame::Leave { .. }
-                | ClientFrame::Invite { .. }
-                | ClientFrame::OpenDm { .. }
-        );
-        // These write to the store and fan out presence: bounded like sends.
-        if changes_membership && !self.requests.take(now) {
+        if is_room_change(&frame) && !self.requests.take(now) {
             inc(&self.relay.metrics.rate_limited);
             let msg = format!(
                 "more than {} room changes per second; try again in a moment",
@@ -446,6 +437,20 @@ impl<S: Store> Session<S> {
             )),
         }
     }
+}
+
+/// Whether a request changes rooms or memberships. These write to the
+/// store and fan out presence, so they have a rate limit of their own,
+/// like sends (`Config::request_rate`).
+pub fn is_room_change(frame: &ClientFrame) -> bool {
+    matches!(
+        frame,
+        ClientFrame::CreateRoom { .. }
+            | ClientFrame::Join { .. }
+            | ClientFrame::Leave { .. }
+            | ClientFrame::Invite { .. }
+            | ClientFrame::OpenDm { .. }
+    )
 }
 
 /// The answer to a send once the store has committed it (or failed to):

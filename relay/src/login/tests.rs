@@ -68,6 +68,7 @@ async fn the_first_frame_must_be_hello_in_the_right_version() {
     let t = TestRelay::new(Config::default());
     let now = Instant::now();
     let addr: IpAddr = ADDR.parse().unwrap();
+    #[rustfmt::skip]
     let cases: Vec<(&str, ClientFrame, Exit, Option<ErrorCode>)> = vec![
         (
             "ping first",
@@ -152,6 +153,7 @@ async fn after_hello_only_register_login_ping_and_bye() {
 async fn register_checks_in_order_and_logs_in_under_the_name_given() {
     let t = relay_with_alice(Config::default()).await;
     let now = Instant::now();
+    #[rustfmt::skip]
     let cases: Vec<(&str, ClientFrame, ErrorCode)> = vec![
         (
             "bad name and bad password",

@@ -109,321 +109,55 @@ async fn every_request_kind_gets_its_answer_or_refusal() {
     use ErrorCode as E;
     let bob_carol = dm_room("bob", "carol");
     let alice_bob = dm_room("alice", "bob");
+    #[rustfmt::skip]
     let cases: Vec<(&str, ClientFrame, Got)> = vec![
         ("ping", C::Ping { req: 7 }, Got::Pong),
-        (
-            "hello again",
-            C::Hello {
-                version: 1,
-                client: s("x"),
-            },
-            Got::Refused(E::Unexpected),
-        ),
-        (
-            "register again",
-            C::Register {
-                req: 7,
-                user: s("x"),
-                password: "password".into(),
-            },
-            Got::Refused(E::Unexpected),
-        ),
-        (
-            "login again",
-            C::Login {
-                req: 7,
-                user: s("x"),
-                password: "password".into(),
-            },
-            Got::Refused(E::Unexpected),
-        ),
+        ("hello again", C::Hello { version: 1, client: s("x") }, Got::Refused(E::Unexpected)),
+        ("register again", C::Register { req: 7, user: s("x"), password: "password".into() }, Got::Refused(E::Unexpected)),
+        ("login again", C::Login { req: 7, user: s("x"), password: "password".into() }, Got::Refused(E::Unexpected)),
         ("send to lobby", send(LOBBY, "hi"), Got::Append(s(LOBBY))),
         ("empty body", send(LOBBY, ""), Got::Refused(E::BadBody)),
         ("blank body", send(LOBBY, " \n\t"), Got::Refused(E::BadBody)),
-        (
-            "body over the limit",
-            send(LOBBY, &"x".repeat(MAX_BODY + 1)),
-            Got::Refused(E::BadBody),
-        ),
-        (
-            "body at the limit",
-            send(LOBBY, &"x".repeat(MAX_BODY)),
-            Got::Append(s(LOBBY)),
-        ),
-        (
-            "send to a room not joined",
-            send("dev", "hi"),
-            Got::Refused(E::NotMember),
-        ),
-        (
-            "send to no room",
-            send("nowhere", "hi"),
-            Got::Refused(E::NoSuchRoom),
-        ),
+        ("body over the limit", send(LOBBY, &"x".repeat(MAX_BODY + 1)), Got::Refused(E::BadBody)),
+        ("body at the limit", send(LOBBY, &"x".repeat(MAX_BODY)), Got::Append(s(LOBBY))),
+        ("send to a room not joined", send("dev", "hi"), Got::Refused(E::NotMember)),
+        ("send to no room", send("nowhere", "hi"), Got::Refused(E::NoSuchRoom)),
         ("history", history(LOBBY, 50), Got::Bulk),
-        (
-            "history of zero",
-            history(LOBBY, 0),
-            Got::Refused(E::BadLimit),
-        ),
-        (
-            "history over the page",
-            history(LOBBY, MAX_PAGE + 1),
-            Got::Refused(E::BadLimit),
-        ),
+        ("history of zero", history(LOBBY, 0), Got::Refused(E::BadLimit)),
+        ("history over the page", history(LOBBY, MAX_PAGE + 1), Got::Refused(E::BadLimit)),
         ("history at the page", history(LOBBY, MAX_PAGE), Got::Bulk),
-        (
-            "history not joined",
-            history("dev", 5),
-            Got::Refused(E::NotMember),
-        ),
-        (
-            "history of no room",
-            history("nowhere", 5),
-            Got::Refused(E::NoSuchRoom),
-        ),
+        ("history not joined", history("dev", 5), Got::Refused(E::NotMember)),
+        ("history of no room", history("nowhere", 5), Got::Refused(E::NoSuchRoom)),
         ("room list", C::ListRooms { req: 7 }, Got::Bulk),
-        (
-            "members of a public room not joined",
-            C::Members {
-                req: 7,
-                room: s("dev"),
-            },
-            Got::Bulk,
-        ),
-        (
-            "members of a private room not joined",
-            C::Members {
-                req: 7,
-                room: s("ops"),
-            },
-            Got::Refused(E::NotMember),
-        ),
-        (
-            "members of a DM of others",
-            C::Members {
-                req: 7,
-                room: bob_carol.clone(),
-            },
-            Got::Refused(E::NotMember),
-        ),
-        (
-            "members of no room",
-            C::Members {
-                req: 7,
-                room: s("nowhere"),
-            },
-            Got::Refused(E::NoSuchRoom),
-        ),
-        (
-            "resume lobby",
-            C::Resume {
-                req: 7,
-                room: s(LOBBY),
-            },
-            Got::Done,
-        ),
-        (
-            "resume not joined",
-            C::Resume {
-                req: 7,
-                room: s("dev"),
-            },
-            Got::Refused(E::NotMember),
-        ),
-        (
-            "resume no room",
-            C::Resume {
-                req: 7,
-                room: s("nowhere"),
-            },
-            Got::Refused(E::NoSuchRoom),
-        ),
-        (
-            "create",
-            C::CreateRoom {
-                req: 7,
-                room: s("mine"),
-                private: false,
-            },
-            Got::Joined(s("mine")),
-        ),
-        (
-            "create taken",
-            C::CreateRoom {
-                req: 7,
-                room: s("dev"),
-                private: false,
-            },
-            Got::Refused(E::RoomExists),
-        ),
-        (
-            "create bad name",
-            C::CreateRoom {
-                req: 7,
-                room: s("no spaces"),
-                private: true,
-            },
-            Got::Refused(E::InvalidName),
-        ),
-        (
-            "create a DM name",
-            C::CreateRoom {
-                req: 7,
-                room: alice_bob.clone(),
-                private: false,
-            },
-            Got::Refused(E::InvalidName),
-        ),
-        (
-            "join public",
-            C::Join {
-                req: 7,
-                room: s("dev"),
-            },
-            Got::Joined(s("dev")),
-        ),
-        (
-            "join public again",
-            C::Join {
-                req: 7,
-                room: s("dev"),
-            },
-            Got::Joined(s("dev")),
-        ),
-        (
-            "join private uninvited",
-            C::Join {
-                req: 7,
-                room: s("ops"),
-            },
-            Got::Refused(E::Forbidden),
-        ),
-        (
-            "join private invited",
-            C::Join {
-                req: 7,
-                room: s("club"),
-            },
-            Got::Joined(s("club")),
-        ),
-        (
-            "join a DM of others",
-            C::Join {
-                req: 7,
-                room: bob_carol.clone(),
-            },
-            Got::Refused(E::Forbidden),
-        ),
-        (
-            "join no room",
-            C::Join {
-                req: 7,
-                room: s("nowhere"),
-            },
-            Got::Refused(E::NoSuchRoom),
-        ),
-        (
-            "leave lobby",
-            C::Leave {
-                req: 7,
-                room: s(LOBBY),
-            },
-            Got::Refused(E::Forbidden),
-        ),
-        (
-            "leave not joined",
-            C::Leave {
-                req: 7,
-                room: s("ops"),
-            },
-            Got::Refused(E::NotMember),
-        ),
-        (
-            "leave no room",
-            C::Leave {
-                req: 7,
-                room: s("nowhere"),
-            },
-            Got::Refused(E::NoSuchRoom),
-        ),
-        (
-            "leave joined",
-            C::Leave {
-                req: 7,
-                room: s("dev"),
-            },
-            Got::Left(s("dev")),
-        ),
-        (
-            "invite not a member",
-            C::Invite {
-                req: 7,
-                room: s("ops"),
-                user: s("carol"),
-            },
-            Got::Refused(E::NotMember),
-        ),
-        (
-            "invite to no room",
-            C::Invite {
-                req: 7,
-                room: s("nowhere"),
-                user: s("carol"),
-            },
-            Got::Refused(E::NoSuchRoom),
-        ),
-        (
-            "invite nobody",
-            C::Invite {
-                req: 7,
-                room: s("club"),
-                user: s("nobody"),
-            },
-            Got::Refused(E::NoSuchUser),
-        ),
-        (
-            "invite",
-            C::Invite {
-                req: 7,
-                room: s("club"),
-                user: s("CAROL"),
-            },
-            Got::Done,
-        ),
-        (
-            "open a DM",
-            C::OpenDm {
-                req: 7,
-                user: s("Bob"),
-            },
-            Got::Joined(alice_bob.clone()),
-        ),
-        (
-            "open a DM with nobody",
-            C::OpenDm {
-                req: 7,
-                user: s("nobody"),
-            },
-            Got::Refused(E::NoSuchUser),
-        ),
-        (
-            "invite to a DM",
-            C::Invite {
-                req: 7,
-                room: alice_bob.clone(),
-                user: s("carol"),
-            },
-            Got::Refused(E::Forbidden),
-        ),
-        (
-            "leave a DM",
-            C::Leave {
-                req: 7,
-                room: alice_bob.clone(),
-            },
-            Got::Refused(E::Forbidden),
-        ),
+        ("members of a public room not joined", C::Members { req: 7, room: s("dev") }, Got::Bulk),
+        ("members of a private room not joined", C::Members { req: 7, room: s("ops") }, Got::Refused(E::NotMember)),
+        ("members of a DM of others", C::Members { req: 7, room: bob_carol.clone() }, Got::Refused(E::NotMember)),
+        ("members of no room", C::Members { req: 7, room: s("nowhere") }, Got::Refused(E::NoSuchRoom)),
+        ("resume lobby", C::Resume { req: 7, room: s(LOBBY) }, Got::Done),
+        ("resume not joined", C::Resume { req: 7, room: s("dev") }, Got::Refused(E::NotMember)),
+        ("resume no room", C::Resume { req: 7, room: s("nowhere") }, Got::Refused(E::NoSuchRoom)),
+        ("create", C::CreateRoom { req: 7, room: s("mine"), private: false }, Got::Joined(s("mine"))),
+        ("create taken", C::CreateRoom { req: 7, room: s("dev"), private: false }, Got::Refused(E::RoomExists)),
+        ("create bad name", C::CreateRoom { req: 7, room: s("no spaces"), private: true }, Got::Refused(E::InvalidName)),
+        ("create a DM name", C::CreateRoom { req: 7, room: alice_bob.clone(), private: false }, Got::Refused(E::InvalidName)),
+        ("join public", C::Join { req: 7, room: s("dev") }, Got::Joined(s("dev"))),
+        ("join public again", C::Join { req: 7, room: s("dev") }, Got::Joined(s("dev"))),
+        ("join private uninvited", C::Join { req: 7, room: s("ops") }, Got::Refused(E::Forbidden)),
+        ("join private invited", C::Join { req: 7, room: s("club") }, Got::Joined(s("club"))),
+        ("join a DM of others", C::Join { req: 7, room: bob_carol.clone() }, Got::Refused(E::Forbidden)),
+        ("join no room", C::Join { req: 7, room: s("nowhere") }, Got::Refused(E::NoSuchRoom)),
+        ("leave lobby", C::Leave { req: 7, room: s(LOBBY) }, Got::Refused(E::Forbidden)),
+        ("leave not joined", C::Leave { req: 7, room: s("ops") }, Got::Refused(E::NotMember)),
+        ("leave no room", C::Leave { req: 7, room: s("nowhere") }, Got::Refused(E::NoSuchRoom)),
+        ("leave joined", C::Leave { req: 7, room: s("dev") }, Got::Left(s("dev"))),
+        ("invite not a member", C::Invite { req: 7, room: s("ops"), user: s("carol") }, Got::Refused(E::NotMember)),
+        ("invite to no room", C::Invite { req: 7, room: s("nowhere"), user: s("carol") }, Got::Refused(E::NoSuchRoom)),
+        ("invite nobody", C::Invite { req: 7, room: s("club"), user: s("nobody") }, Got::Refused(E::NoSuchUser)),
+        ("invite", C::Invite { req: 7, room: s("club"), user: s("CAROL") }, Got::Done),
+        ("open a DM", C::OpenDm { req: 7, user: s("Bob") }, Got::Joined(alice_bob.clone())),
+        ("open a DM with nobody", C::OpenDm { req: 7, user: s("nobody") }, Got::Refused(E::NoSuchUser)),
+        ("invite to a DM", C::Invite { req: 7, room: alice_bob.clone(), user: s("carol") }, Got::Refused(E::Forbidden)),
+        ("leave a DM", C::Leave { req: 7, room: alice_bob.clone() }, Got::Refused(E::Forbidden)),
         ("bye", C::Bye, Got::Bye),
     ];
     let cfg = Config {
