@@ -19,8 +19,21 @@ async fn a_reader_that_stops_reading_lags_then_catches_up_from_history() {
     fast.joined("lobby").await;
     let writer = relay.register("writer").await;
 
-    // The slow reader logs in by hand and then reads nothing.
+    // The slow reader logs in by hand and then reads nothing. `LoggedIn`
+    // may come before its rooms are subscribed; the relay reads the next
+    // frame only after (PROTOCOL §8.2), so once a `Ping` is answered every
+    // message committed from then on reaches it live.
     let mut slow = relay.wire_logged_in("slow", false).await;
+    slow.write_frame(&ClientFrame::Ping { req: 1 })
+        .await
+        .unwrap();
+    loop {
+        match read(&mut slow).await {
+            ServerFrame::Pong { req: 1 } => break,
+            ServerFrame::Presence(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
     // Big bodies fill the slow reader's QUIC window and then its queue.
     let body = "x".repeat(4000);
