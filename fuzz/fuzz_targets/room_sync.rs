@@ -6,9 +6,9 @@
 //! client (FIFO: live messages, presence, `Lagged`, errors), bulk replies
 //! (history pages and the room list, each on its own stream, so they
 //! arrive in any order), and the client's requests (handled in order). The
-//! harness plays the client worker: it feeds frames to `RoomSync` and turns
+//! harness plays the client session: it feeds frames to `RoomSync` and turns
 //! `Fetch`/`Resubscribe` into `History`/`Resume` requests, exactly as
-//! `client::worker` does.
+//! `client::session` does.
 //!
 //! Allowed by the protocol and generated here: a full queue drops a live
 //! message and marks the room lagged (`Lagged` may overtake frames already
@@ -20,7 +20,7 @@
 //! holds it past a full queue and slots it in where it would have been
 //! queued), so here it always takes its place in the control stream; only
 //! a `Lagged` may overtake it, as it may any queued frame. Presence about
-//! other users is best effort, but the worker passes it to the application
+//! other users is best effort, but the session passes it to the application
 //! without touching `RoomSync`, so the model does not generate it.
 //!
 //! Checked: the application sees every message at most once and in
@@ -91,7 +91,7 @@ struct Input {
     ops: Vec<Op>,
 }
 
-/// Control-stream frames, as the worker sees them.
+/// Control-stream frames, as the client session sees them.
 #[derive(Debug, Clone)]
 enum Ctrl {
     Message(Message),
