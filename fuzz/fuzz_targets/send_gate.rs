@@ -3,17 +3,19 @@
 //! Checked:
 //! - rate: over any window [a, b] of admissions, at most
 //!   `burst + rate * (b - a)` are admitted (burst = 2 × rate, full at start);
-//! - order (PROTOCOL §10): once a message X is refused, no other id is
-//!   admitted until X is admitted, unless `HOLD_LIMIT` has passed since the
-//!   refusal that started the hold;
+//! - order (PROTOCOL §10): refused messages are remembered in the order
+//!   they arrived (up to `MAX_HELD`), and while any is, only the oldest may
+//!   be admitted; the oldest loses its turn once `HOLD_LIMIT` has passed
+//!   since it became the oldest;
 //! - the first message ever offered to a fresh gate is admitted.
 #![no_main]
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use relay::rate::{SendGate, HOLD_LIMIT};
+use relay::rate::{SendGate, HOLD_LIMIT, MAX_HELD};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -47,8 +49,10 @@ fuzz_target!(|input: Input| {
     let mut gate = SendGate::new(u32::from(input.rate), t0);
     let mut now = t0;
     let mut admitted: Vec<Instant> = Vec::new();
-    // The hold the protocol describes: (id, since).
-    let mut hold: Option<([u8; 16], Instant)> = None;
+    // The holds the protocol describes: refused ids, oldest first, and
+    // since when the oldest has been the one to wait for.
+    let mut held: VecDeque<[u8; 16]> = VecDeque::new();
+    let mut since = t0;
     for (i, &(id, step)) in input.sends.iter().take(300).enumerate() {
         now += step.duration();
         let id = [id % 4; 16];
@@ -56,19 +60,23 @@ fuzz_target!(|input: Input| {
         if i == 0 {
             assert!(ok, "a full bucket refused the first send");
         }
-        let lapsed = |since: Instant| now.duration_since(since) >= HOLD_LIMIT;
+        if !held.is_empty() && now.duration_since(since) >= HOLD_LIMIT {
+            held.pop_front();
+            since = now;
+        }
         if ok {
-            if let Some((x, since)) = hold {
+            if let Some(&x) = held.front() {
                 assert!(
-                    x == id || lapsed(since),
-                    "send #{i} {:?} admitted {:?} after the refusal of {:?} at {:?}",
+                    x == id,
+                    "send #{i} {:?} admitted {:?} while {:?} waits since {:?}",
                     id[0],
                     now - t0,
                     x[0],
                     since - t0
                 );
+                held.pop_front();
+                since = now;
             }
-            hold = None;
             // Rate: every window ending here.
             admitted.push(now);
             let n = admitted.len();
@@ -81,13 +89,11 @@ fuzz_target!(|input: Input| {
                     now - start
                 );
             }
-        } else {
-            // The first refusal starts a hold; a refusal while a hold stands
-            // (its own message's included) leaves it as it is.
-            match hold {
-                Some((_, since)) if !lapsed(since) => {}
-                _ => hold = Some((id, now)),
+        } else if !held.contains(&id) && held.len() < MAX_HELD {
+            if held.is_empty() {
+                since = now;
             }
+            held.push_back(id);
         }
     }
 });

@@ -1,6 +1,7 @@
 //! The per-session send rate limit: a token bucket, and a gate over it
-//! that keeps one sender's messages in the order sent.
+//! that keeps one sender's messages in the order they first arrived.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use common::frame::MsgId;
@@ -44,14 +45,25 @@ impl TokenBucket {
 /// that never resends it cannot block its own session for longer.
 pub const HOLD_LIMIT: Duration = Duration::from_secs(10);
 
-/// Admits sends at the rate limit without reordering them. Once a message
-/// is refused, every other message of the session is refused too until that
-/// one is sent again: otherwise a later message could take a refilled token
-/// and be stored before it.
+/// Refused messages a session's gate remembers in order. A standard client
+/// waits for its refused messages before sending new ones, so it never
+/// comes near this; past it, a refused message is not recorded and its
+/// place in the order is where its resend arrives. 16 bytes each.
+pub const MAX_HELD: usize = 1024;
+
+/// Admits sends at the rate limit without reordering them. Every message
+/// refused is remembered in the order it arrived, and while any is, only
+/// the oldest of them may be stored: a message sent later, or a later
+/// refused one resent sooner, is refused too, even with tokens to spare.
+/// Otherwise a message could take a refilled token and be stored before
+/// one sent ahead of it.
 #[derive(Debug)]
 pub struct SendGate {
     bucket: TokenBucket,
-    held: Option<(MsgId, Instant)>,
+    /// Refused ids, oldest first, each once.
+    held: VecDeque<MsgId>,
+    /// When the oldest held message became the one to wait for.
+    since: Instant,
 }
 
 impl SendGate {
@@ -59,27 +71,47 @@ impl SendGate {
     pub fn new(rate: u32, now: Instant) -> Self {
         SendGate {
             bucket: TokenBucket::new(rate, now),
-            held: None,
+            held: VecDeque::new(),
+            since: now,
         }
     }
 
     /// Whether the message with this id may be stored now.
     pub fn admit(&mut self, id: MsgId, now: Instant) -> bool {
-        if let Some((first, since)) = self.held {
-            if id != first && now.saturating_duration_since(since) < HOLD_LIMIT {
+        // A message never resent loses its turn, one per HOLD_LIMIT.
+        if !self.held.is_empty() && now.saturating_duration_since(self.since) >= HOLD_LIMIT {
+            self.held.pop_front();
+            self.since = now;
+        }
+        match self.held.iter().position(|held| *held == id) {
+            Some(0) => {}
+            Some(_) => return false,
+            None if self.held.is_empty() => {}
+            None => {
+                self.hold(id, now);
                 return false;
             }
         }
-        if self.bucket.take(now) {
-            self.held = None;
-            return true;
+        if !self.bucket.take(now) {
+            self.hold(id, now);
+            return false;
         }
-        match self.held {
-            Some((first, since))
-                if first == id || now.saturating_duration_since(since) < HOLD_LIMIT => {}
-            _ => self.held = Some((id, now)),
+        if self.held.front() == Some(&id) {
+            self.held.pop_front();
+            self.since = now;
         }
-        false
+        true
+    }
+
+    /// Remembers a refused message behind those refused before it.
+    fn hold(&mut self, id: MsgId, now: Instant) {
+        if self.held.contains(&id) || self.held.len() >= MAX_HELD {
+            return;
+        }
+        if self.held.is_empty() {
+            self.since = now;
+        }
+        self.held.push_back(id);
     }
 }
 
@@ -112,6 +144,47 @@ mod tests {
         );
         assert!(g.admit([3; 16], t1), "the resend of 3 goes first");
         assert!(g.admit([4; 16], t1));
+    }
+
+    #[test]
+    fn refused_messages_are_stored_in_the_order_they_arrived() {
+        let t0 = Instant::now();
+        let mut g = SendGate::new(1, t0);
+        assert!(g.admit([1; 16], t0));
+        assert!(g.admit([2; 16], t0));
+        for id in 3..=5 {
+            assert!(!g.admit([id; 16], t0), "{id}: bucket empty");
+        }
+        let t1 = t0 + Duration::from_secs(3);
+        assert!(g.admit([3; 16], t1), "the oldest refused goes first");
+        assert!(
+            !g.admit([6; 16], t1),
+            "a new message may not overtake 4 and 5, though tokens are left"
+        );
+        assert!(!g.admit([5; 16], t1), "5 may not overtake 4");
+        assert!(g.admit([4; 16], t1), "the second of two tokens");
+        let t2 = t1 + Duration::from_secs(2);
+        assert!(!g.admit([6; 16], t2), "6 waits for 5");
+        assert!(g.admit([5; 16], t2));
+        assert!(g.admit([6; 16], t2), "6 took its turn behind 5");
+        assert!(
+            g.admit([7; 16], t2 + Duration::from_secs(2)),
+            "nothing held any more"
+        );
+    }
+
+    #[test]
+    fn the_held_list_is_bounded() {
+        let t0 = Instant::now();
+        let mut g = SendGate::new(1, t0);
+        assert!(g.admit([0; 16], t0));
+        assert!(g.admit([1; 16], t0));
+        for n in 0..MAX_HELD as u32 + 10 {
+            let mut id = [0xff; 16];
+            id[..4].copy_from_slice(&n.to_be_bytes());
+            assert!(!g.admit(id, t0));
+        }
+        assert_eq!(g.held.len(), MAX_HELD);
     }
 
     #[test]

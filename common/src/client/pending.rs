@@ -70,9 +70,14 @@ impl Pending {
         self.take(|_| true)
     }
 
-    /// The messages whose rate-limit wait is over at `now`, in queue order.
+    /// Once the first rate-limit wait is over at `now`, every waiting
+    /// message, in queue order: the relay holds back whatever follows its
+    /// first refused message anyway, so they go together and in order.
     pub(crate) fn take_due(&mut self, now: Instant) -> Vec<MsgId> {
-        self.take(|p| p.retry_at.is_some_and(|t| t <= now))
+        if self.next_retry().is_none_or(|t| t > now) {
+            return Vec::new();
+        }
+        self.take(|p| p.retry_at.is_some())
     }
 
     fn take(&mut self, due: impl Fn(&PendingSend) -> bool) -> Vec<MsgId> {

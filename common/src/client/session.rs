@@ -265,8 +265,15 @@ impl Session {
                 }
                 let id: MsgId = rng.gen();
                 self.pending.insert(id, room, body, reply);
-                if matches!(self.phase, Phase::Up { .. }) {
-                    self.write_send(id);
+                if !matches!(self.phase, Phase::Up { .. }) {
+                    return;
+                }
+                // Behind messages waiting out the rate limit, a new one
+                // waits too: sent now it would only be refused, and the
+                // order of the user's lines is theirs to keep.
+                match self.pending.next_retry() {
+                    Some(at) => self.pending.retry_at(id, at),
+                    None => self.write_send(id),
                 }
             }
             Command::Request { mut frame, reply } => match self.phase {

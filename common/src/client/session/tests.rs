@@ -306,6 +306,24 @@ fn a_rate_limited_send_is_resent_after_a_second_and_not_before() {
 }
 
 #[test]
+fn a_send_made_while_others_wait_out_the_rate_limit_goes_after_them() {
+    let mut t = Test::new("a");
+    let _first = t.send("lobby", "1");
+    let _second = t.send("lobby", "2");
+    let written = sends(&t.frames());
+    assert_eq!(written.len(), 2);
+    t.reply(error(written[0].0, ErrorCode::RateLimited));
+    t.advance(100 * MS);
+    t.reply(error(written[1].0, ErrorCode::RateLimited));
+    let _third = t.send("lobby", "3");
+    assert!(t.frames().is_empty(), "3 waits behind 1 and 2");
+    t.advance(RATE_LIMIT_RETRY - 100 * MS);
+    let bodies: Vec<String> = sends(&t.frames()).into_iter().map(|s| s.2).collect();
+    assert_eq!(bodies, ["1", "2", "3"], "all together, in the order sent");
+    assert_eq!(t.s.poll_timeout(), None);
+}
+
+#[test]
 fn a_login_resends_rate_limited_sends_at_once() {
     let mut t = Test::new("a");
     let _rx = t.send("lobby", "hi");
