@@ -114,5 +114,84 @@ pub fn line(m: &Message) -> String {
         .single()
         .map(|t| t.format("%H:%M:%S").to_string())
         .unwrap_or_else(|| "??:??:??".into());
-    format!("[{}] #{} {} {}: {}", m.room, m.seq, time, m.from, m.body)
+    format!(
+        "[{}] #{} {} {}: {}",
+        m.room,
+        m.seq,
+        time,
+        m.from,
+        shown(&m.body)
+    )
+}
+
+/// A body as it may reach a terminal: control characters and bidi
+/// controls are written as escapes, so a message is one line that cannot
+/// forge another (a newline and a fake `[room] #seq … admin:` prefix), move
+/// the cursor, set the window title or the clipboard, or reorder what is
+/// shown. Tabs stay. JSON output keeps bodies exact; JSON escapes controls.
+pub fn shown(body: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{061c}' | '\u{200e}' | '\u{200f}')
+    };
+    if !body.chars().any(unsafe_char) {
+        return body.into();
+    }
+    let mut out = String::with_capacity(body.len() + 8);
+    for c in body.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(body: &str) -> Message {
+        Message {
+            room: "lobby".into(),
+            seq: 3,
+            id: [0; 16],
+            ts: 0,
+            from: "mallory".into(),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn a_body_cannot_forge_a_line_or_reach_the_terminal() {
+        let forged = "hi\n[lobby] #99 12:00:00 admin: re-enter your password";
+        let printed = line(&message(forged));
+        assert_eq!(printed.lines().count(), 1, "{printed}");
+        assert!(
+            printed.ends_with("mallory: hi\\n[lobby] #99 12:00:00 admin: re-enter your password")
+        );
+        for (body, escaped) in [
+            ("\u{1b}]0;owned\u{7}", "\\u{1b}]0;owned\\u{7}"),
+            ("\u{1b}]52;c;cHduZWQ=\u{7}", "\\u{1b}]52;c;cHduZWQ=\\u{7}"),
+            ("erase\r\u{1b}[2K", "erase\\r\\u{1b}[2K"),
+            ("abc\u{202e}fed", "abc\\u{202e}fed"),
+            ("c1\u{9b}31m", "c1\\u{9b}31m"),
+        ] {
+            assert_eq!(shown(body), escaped);
+        }
+    }
+
+    #[test]
+    fn ordinary_text_is_shown_as_it_is() {
+        for body in [
+            "hello",
+            "tab\there",
+            "naïve café ☕ 日本語",
+            "a\\nb is not a newline",
+        ] {
+            assert_eq!(shown(body), body);
+        }
+    }
 }

@@ -68,9 +68,11 @@ impl SqliteStore {
         dir: &Path,
         committed: Option<mpsc::UnboundedSender<Arc<Message>>>,
     ) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
+        private_dir(dir)
             .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(DB_FILE);
+        private_file(&path)
+            .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", path.display())))?;
         let at_path = |e: StoreError| match e {
             StoreError::Db(m) => StoreError::Db(format!("{}: {m}", path.display())),
             other => other,
@@ -300,5 +302,50 @@ impl Drop for SqliteStore {
         {
             let _ = handle.join();
         }
+    }
+}
+
+/// Creates the data folder readable by the relay's user alone: it holds
+/// password hashes and every message. A folder that exists keeps its mode;
+/// one that others can enter gets a warning.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the data folder is open to other users (mode {:o}); chmod 700 it",
+                mode & 0o777
+            );
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// Makes the database file the relay's user's alone before SQLite opens it:
+/// SQLite gives the WAL and shared-memory files the database file's mode.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
     }
 }

@@ -34,6 +34,33 @@ async fn everything_survives_a_reopen() {
     assert_eq!(store.members(LOBBY).await.unwrap(), ["alice"]);
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn the_folder_and_the_database_files_are_the_relay_users_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    let store = SqliteStore::open(&dir, None).unwrap();
+    store.create_user("alice", "phc").await.unwrap();
+    assert_eq!(mode(&dir), 0o700, "a new data folder");
+    for file in [
+        DB_FILE.to_owned(),
+        format!("{DB_FILE}-wal"),
+        format!("{DB_FILE}-shm"),
+    ] {
+        assert_eq!(mode(&dir.join(&file)), 0o600, "{file}");
+    }
+    store.close().await;
+    drop(store);
+
+    // A database left readable by an older relay is closed to others.
+    std::fs::set_permissions(dir.join(DB_FILE), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = SqliteStore::open(&dir, None).unwrap();
+    assert_eq!(mode(&dir.join(DB_FILE)), 0o600);
+    store.close().await;
+}
+
 #[tokio::test]
 async fn waits_for_another_process_lock() {
     let dir = tempfile::tempdir().unwrap();
