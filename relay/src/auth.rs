@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{
@@ -105,10 +105,38 @@ impl Hasher {
     }
 }
 
+/// An account, lower-cased, and the address it is tried from.
+type Pair = (String, IpAddr);
+
 /// Failed-login bookkeeping per (account, address) pair.
 #[derive(Default)]
 pub struct Throttle {
-    failures: Mutex<HashMap<(String, IpAddr), Failures>>,
+    failures: Mutex<HashMap<Pair, Failures>>,
+    /// One attempt of a pair at a time, so parallel attempts cannot outrun
+    /// the lockout; those that wait hold nothing but their pre-login slot.
+    turns: Mutex<HashMap<Pair, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A pair's turn to try a password: from before the lockout check until
+/// the verdict is recorded.
+pub struct Turn<'a> {
+    throttle: &'a Throttle,
+    key: Pair,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut turns = self.throttle.turns.lock().expect("turns lock");
+        // Nobody holds or awaits it any more: forget the pair.
+        if turns
+            .get(&self.key)
+            .is_some_and(|turn| Arc::strong_count(turn) == 1)
+        {
+            turns.remove(&self.key);
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -128,10 +156,29 @@ pub enum Gate {
 }
 
 impl Throttle {
-    /// Counts a login attempt of `user` from `addr` before its password is
-    /// checked, and says whether it may go ahead. Counting up front means
-    /// parallel attempts cannot outrun the lockout: an attempt is a failure
-    /// until [`Throttle::succeeded`] says otherwise.
+    /// Waits until no other attempt of `user` from `addr` is being checked.
+    /// Holding the turn through [`Throttle::begin`] and the verdict keeps
+    /// parallel attempts from outrunning the lockout without counting an
+    /// attempt as a failure before its password is checked (which locked
+    /// out a user whose devices logged in at once).
+    pub async fn turn(&self, user: &str, addr: IpAddr) -> Turn<'_> {
+        let key = key(user, addr);
+        let turn = self
+            .turns
+            .lock()
+            .expect("turns lock")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        Turn {
+            throttle: self,
+            key,
+            guard: Some(turn.lock_owned().await),
+        }
+    }
+
+    /// Says whether a login attempt of `user` from `addr` may have its
+    /// password checked. Call it during the pair's [`Throttle::turn`].
     pub fn begin(&self, user: &str, addr: IpAddr, now: Instant) -> Gate {
         let mut map = self.failures.lock().expect("throttle lock");
         // Expired entries would otherwise pile up for every name tried.
@@ -146,26 +193,33 @@ impl Throttle {
             first: now,
             locked_until: None,
         };
-        let f = map.entry(key(user, addr)).or_insert(fresh);
+        let Some(f) = map.get_mut(&key(user, addr)) else {
+            return Gate::Open;
+        };
         match f.locked_until {
             Some(until) if until > now => return Gate::Locked(until - now),
             Some(_) => *f = fresh,
             None if now.duration_since(f.first) >= FAILURE_WINDOW => *f = fresh,
             None => {}
         }
+        Gate::Open
+    }
+
+    /// The attempt failed: counts it, locks the pair at the limit, and says
+    /// how long to wait before answering.
+    pub fn failed(&self, user: &str, addr: IpAddr, now: Instant) -> Duration {
+        let mut map = self.failures.lock().expect("throttle lock");
+        let f = map.entry(key(user, addr)).or_insert(Failures {
+            count: 0,
+            first: now,
+            locked_until: None,
+        });
         f.count += 1;
         if f.count >= LOCK_AFTER {
             f.locked_until = Some(now + LOCKOUT);
             tracing::warn!(user, %addr, attempts = f.count, "login locked for {}s after repeated failures", LOCKOUT.as_secs());
         }
-        Gate::Open
-    }
-
-    /// The attempt failed: how long to wait before answering.
-    pub fn failed(&self, user: &str, addr: IpAddr) -> Duration {
-        let map = self.failures.lock().expect("throttle lock");
-        map.get(&key(user, addr))
-            .map_or(Duration::ZERO, |f| delay_for(f.count))
+        delay_for(f.count)
     }
 
     /// Forgets the failures of a pair after a good login.
@@ -180,7 +234,7 @@ impl Throttle {
 /// Entries tracked before expired ones are pruned (on the next attempt).
 const PRUNE_AT: usize = 10_000;
 
-fn key(user: &str, addr: IpAddr) -> (String, IpAddr) {
+fn key(user: &str, addr: IpAddr) -> Pair {
     (user.to_ascii_lowercase(), addr)
 }
 
@@ -229,7 +283,7 @@ mod tests {
         let now = Instant::now();
         let fail = |user: &str| {
             assert_eq!(t.begin(user, ip, now), Gate::Open);
-            t.failed(user, ip)
+            t.failed(user, ip, now)
         };
         for _ in 0..FREE_FAILURES {
             assert_eq!(fail("Alice"), Duration::ZERO);
@@ -258,15 +312,31 @@ mod tests {
         assert_eq!(t.begin("alice", ip, now), Gate::Open);
     }
 
-    #[test]
-    fn parallel_attempts_cannot_outrun_the_lockout() {
-        let t = Throttle::default();
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_attempts_cannot_outrun_the_lockout() {
+        let t = Arc::new(Throttle::default());
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let now = Instant::now();
-        // Many attempts begin before any of them has failed.
-        let admitted = (0..100)
-            .filter(|_| t.begin("bob", ip, now) == Gate::Open)
-            .count();
-        assert_eq!(admitted as u32, LOCK_AFTER);
+        // Many wrong attempts at once, each failing after a moment.
+        let attempts: Vec<_> = (0..100)
+            .map(|_| {
+                let t = t.clone();
+                tokio::spawn(async move {
+                    let _turn = t.turn("bob", ip).await;
+                    if t.begin("bob", ip, now) != Gate::Open {
+                        return false;
+                    }
+                    tokio::task::yield_now().await;
+                    t.failed("bob", ip, now);
+                    true
+                })
+            })
+            .collect();
+        let mut checked = 0;
+        for a in attempts {
+            checked += u32::from(a.await.unwrap());
+        }
+        assert_eq!(checked, LOCK_AFTER);
+        assert!(t.turns.lock().unwrap().is_empty(), "turns are forgotten");
     }
 }

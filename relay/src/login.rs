@@ -221,6 +221,7 @@ impl<'a, S: Store> Login<'a, S> {
         if names::check_user(user).is_err() || password.len() > MAX_PASSWORD {
             return Err((Duration::ZERO, wrong()));
         }
+        let _turn = relay.throttle.turn(user, addr).await;
         if let Gate::Locked(wait) = relay.throttle.begin(user, addr, now) {
             inc(&relay.metrics.login_failures);
             let msg = format!(
@@ -250,7 +251,7 @@ impl<'a, S: Store> Login<'a, S> {
         }
         inc(&relay.metrics.login_failures);
         tracing::info!(user, %addr, "failed login");
-        Err((relay.throttle.failed(user, addr), wrong()))
+        Err((relay.throttle.failed(user, addr, now), wrong()))
     }
 }
 

@@ -342,3 +342,31 @@ async fn the_deadline_and_unreadable_frames_close_with_their_codes() {
     );
     assert_eq!(Exit::Protocol.code().0, common::frame::close::PROTOCOL);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_logging_in_at_once_are_not_locked_out() {
+    let t = relay_with_alice(Config::default()).await;
+    let now = Instant::now();
+    let attempts = (0..16).map(|_| async {
+        let mut login = greeted(&t.relay).await;
+        login.handle(login_as("alice", "correct horse"), now).await
+    });
+    let steps = futures_util::future::join_all(attempts).await;
+    for step in &steps {
+        assert!(matches!(step, Step::LoggedIn(..)), "{step:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_at_once_still_stop_at_the_lockout() {
+    let t = relay_with_alice(Config::default()).await;
+    let now = Instant::now();
+    let attempts = (0..25).map(|_| async {
+        let mut login = greeted(&t.relay).await;
+        code(&login.handle(login_as("alice", "wrong horse"), now).await)
+    });
+    let codes = futures_util::future::join_all(attempts).await;
+    let count = |c| codes.iter().filter(|&&x| x == Some(c)).count() as u32;
+    assert_eq!(count(ErrorCode::BadCredentials), LOCK_AFTER, "{codes:?}");
+    assert_eq!(count(ErrorCode::Throttled), 25 - LOCK_AFTER);
+}
