@@ -157,8 +157,10 @@ async fn connect_via(relay: &Relay, user: &str, server: &str) -> Session {
     Session::connect(cfg).await
 }
 
-/// 5% loss, 1% duplicates and 20 ms of jitter between the clients and the
+/// 5% loss, 3% duplicates and 20 ms of jitter between the clients and the
 /// relay: every message still arrives exactly once, in sequence order.
+/// (At 1% the few hundred datagrams of a run held no duplicate about one
+/// time in a hundred, and the check that the network was bad failed.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lossy_network_delivers_everything_once_in_order() {
     use confab_tests::proxy::{Impairment, Proxy};
@@ -166,7 +168,7 @@ async fn a_lossy_network_delivers_everything_once_in_order() {
     let relay = Relay::start_with(&["--rate-limit", "100000"], &[]);
     let bad = Impairment {
         drop: 0.05,
-        duplicate: 0.01,
+        duplicate: 0.03,
         jitter: Duration::from_millis(20),
     };
     let proxy = Proxy::start(relay.addr, bad).await;
