@@ -5,6 +5,7 @@
 //! original sequence and time, and history pages agree with the protocol.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::frame::{Message, Page, RoomKind};
 use common::names::{dm_room, LOBBY};
@@ -288,6 +289,30 @@ async fn nats_history_finds_a_sparse_room_in_a_busy_stream() {
         .unwrap();
     let older: Vec<u64> = older.iter().map(|m| m.seq).collect();
     assert_eq!(older, quiet[..quiet.len() - 10]);
+    store.close().await;
+}
+
+/// A message stream made with a short deduplication window (by an older
+/// or a hand-configured relay) is widened at start: a resend seconds later
+/// is still recognised.
+#[tokio::test]
+async fn nats_widens_a_short_deduplication_window_at_start() {
+    let nats = NatsServer::start();
+    let mut short = NatsOptions::new(nats.url());
+    short.dedup_window = Duration::from_secs(2);
+    let first = NatsStore::open(&short, None).await.unwrap();
+    first.create_user("alice", "phc").await.unwrap();
+    first.close().await;
+    drop(first);
+
+    let store = NatsStore::open(&NatsOptions::new(nats.url()), None)
+        .await
+        .unwrap();
+    let stored = store.append(msg(LOBBY, 7)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = store.append(msg(LOBBY, 7)).await.unwrap();
+    assert!(again.duplicate, "a resend after 3 s is the same message");
+    assert_eq!(again.seq, stored.seq);
     store.close().await;
 }
 

@@ -58,8 +58,42 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Opens the stream, creating it if it is missing.
+/// Opens the stream, creating it if it is missing, and repairs a stream
+/// made elsewhere whose deduplication window is shorter than ours: with a
+/// short window a client's resend after a reconnect would be stored twice.
 pub async fn open_stream(js: &Context, opts: &NatsOptions) -> anyhow::Result<stream::Stream> {
+    let mut stream = get_or_create_stream(js, opts).await?;
+    let config = stream.cached_info().config.clone();
+    if config.duplicate_window < opts.dedup_window {
+        tracing::warn!(
+            stream = keys::STREAM,
+            was = ?config.duplicate_window,
+            now = ?opts.dedup_window,
+            "the message stream forgot message ids too soon; widening its deduplication window"
+        );
+        js.update_stream(stream::Config {
+            duplicate_window: opts.dedup_window,
+            ..config
+        })
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "the message stream in NATS at {} keeps message ids for less than {:?} and cannot be changed: {e}",
+                opts.urls,
+                opts.dedup_window
+            )
+        })?;
+        stream = js.get_stream(keys::STREAM).await.map_err(|e| {
+            anyhow!(
+                "cannot reopen the message stream in NATS at {}: {e}",
+                opts.urls
+            )
+        })?;
+    }
+    Ok(stream)
+}
+
+async fn get_or_create_stream(js: &Context, opts: &NatsOptions) -> anyhow::Result<stream::Stream> {
     js.get_or_create_stream(stream::Config {
         name: keys::STREAM.into(),
         subjects: vec![keys::SUBJECTS.into()],
