@@ -27,6 +27,10 @@ struct PendingSend {
 pub(crate) struct Pending {
     sends: HashMap<MsgId, PendingSend>,
     next_order: u64,
+    /// The earliest `retry_at` of all sends: asked for on every send and
+    /// every turn of the worker, so kept rather than found by a scan of a
+    /// table that a piped file can fill with many thousands.
+    earliest: Option<Instant>,
 }
 
 impl Pending {
@@ -81,6 +85,8 @@ impl Pending {
     }
 
     fn take(&mut self, due: impl Fn(&PendingSend) -> bool) -> Vec<MsgId> {
+        // Both callers take every waiting message, so none is left waiting.
+        self.earliest = None;
         let mut ids: Vec<(u64, MsgId)> = self
             .sends
             .iter_mut()
@@ -96,27 +102,63 @@ impl Pending {
 
     /// The earliest end of a rate-limit wait.
     pub(crate) fn next_retry(&self) -> Option<Instant> {
-        self.sends.values().filter_map(|p| p.retry_at).min()
+        self.earliest
     }
 
     /// The relay refused message `id` for now: send it again at `at`.
     pub(crate) fn retry_at(&mut self, id: MsgId, at: Instant) {
         if let Some(p) = self.sends.get_mut(&id) {
             p.retry_at = Some(at);
+            self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
         }
     }
 
     /// Resolves message `id` and forgets it.
     pub(crate) fn resolve(&mut self, id: MsgId, result: Result<Acked, RequestError>) {
         if let Some(p) = self.sends.remove(&id) {
+            if p.retry_at.is_some() {
+                // Rare: acked while waiting (a resend raced its refusal).
+                self.earliest = self.sends.values().filter_map(|p| p.retry_at).min();
+            }
             let _ = p.reply.send(result);
         }
     }
 
     /// Fails every message with `error` and forgets them all.
     pub(crate) fn fail_all(&mut self, error: RequestError) {
+        self.earliest = None;
         for (_, p) in self.sends.drain() {
             let _ = p.reply.send(Err(error.clone()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(p: &mut Pending, n: u8) -> MsgId {
+        let (reply, _) = oneshot::channel();
+        p.insert([n; 16], "lobby".into(), format!("{n}"), reply);
+        [n; 16]
+    }
+
+    #[test]
+    fn the_earliest_wait_follows_what_is_waiting() {
+        let t0 = Instant::now();
+        let sec = std::time::Duration::from_secs(1);
+        let mut p = Pending::default();
+        let (a, b, c) = (queued(&mut p, 1), queued(&mut p, 2), queued(&mut p, 3));
+        assert_eq!(p.next_retry(), None);
+        p.retry_at(b, t0 + 2 * sec);
+        p.retry_at(a, t0 + sec);
+        assert_eq!(p.next_retry(), Some(t0 + sec));
+        p.resolve(a, Err(RequestError::Closed));
+        assert_eq!(p.next_retry(), Some(t0 + 2 * sec), "b waits on");
+        p.resolve(c, Err(RequestError::Closed));
+        assert_eq!(p.next_retry(), Some(t0 + 2 * sec), "c never waited");
+        assert!(p.take_due(t0 + sec).is_empty(), "not yet");
+        assert_eq!(p.take_due(t0 + 2 * sec), [b]);
+        assert_eq!(p.next_retry(), None);
     }
 }
