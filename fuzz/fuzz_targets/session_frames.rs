@@ -1265,8 +1265,11 @@ fn check_message(m: &Message) {
 fn refusal_ok(p: &Pending, code: ErrorCode, known: &Known, throughout: bool) -> Result<(), String> {
     use ErrorCode::*;
     let room = p.want.room();
-    if code == NoSuchRoom && p.existed {
-        return Err("the room exists".into());
+    let kind = room.and_then(|r| known.kind(r));
+    // A private room one is not invited to and another pair's DM are
+    // answered as if they did not exist; a public room never is.
+    if code == NoSuchRoom && p.existed && (kind == Some(RoomKind::Public) || throughout) {
+        return Err("the room exists and is visible".into());
     }
     if code == NotMember && throughout {
         return Err("it was a member throughout".into());
@@ -1279,7 +1282,6 @@ fn refusal_ok(p: &Pending, code: ErrorCode, known: &Known, throughout: bool) -> 
     if code == Unavailable && !matches!(p.want, Want::Ping | Want::Again) {
         return Ok(());
     }
-    let kind = room.and_then(|r| known.kind(r));
     let ok = match &p.want {
         Want::Create { room, .. } => {
             let valid = names::check_room(room).is_ok();
@@ -1289,11 +1291,7 @@ fn refusal_ok(p: &Pending, code: ErrorCode, known: &Known, throughout: bool) -> 
                 _ => false,
             }
         }
-        Want::Join { .. } => match code {
-            NoSuchRoom => true,
-            Forbidden => kind != Some(RoomKind::Public) && !throughout,
-            _ => false,
-        },
+        Want::Join { .. } => code == NoSuchRoom,
         Want::Leave { room } => match code {
             Forbidden => room == LOBBY || kind == Some(RoomKind::Direct),
             NoSuchRoom | NotMember => room != LOBBY,

@@ -171,6 +171,13 @@ impl Hub {
         st.epochs.get(&user).copied().unwrap_or(0)
     }
 
+    /// The user's membership epoch now: read it before reading the user's
+    /// memberships from the store, then subscribe with [`Hub::subscribe_all`].
+    pub fn epoch(&self, user: &str) -> u64 {
+        let st = self.state.lock().expect("hub lock");
+        st.epochs.get(user).copied().unwrap_or(0)
+    }
+
     /// Subscribes a session to the rooms its user was in at `epoch`. Fails
     /// (subscribing nothing) when the membership changed since: read the
     /// rooms again and retry.

@@ -44,6 +44,10 @@ impl From<StoreError> for Refusal {
                 Refusal::new(ErrorCode::RoomExists, "the room exists; join it instead")
             }
             StoreError::NameTaken => Refusal::new(ErrorCode::NameTaken, "the name is taken"),
+            StoreError::NotMember => Refusal::new(
+                ErrorCode::NotMember,
+                "you are not a member of this room; join it first",
+            ),
             StoreError::Db(e) => {
                 tracing::error!("store: {e}");
                 Refusal::new(
@@ -106,6 +110,7 @@ mod tests {
             (StoreError::NoSuchRoom, ErrorCode::NoSuchRoom),
             (StoreError::RoomExists, ErrorCode::RoomExists),
             (StoreError::NameTaken, ErrorCode::NameTaken),
+            (StoreError::NotMember, ErrorCode::NotMember),
             (StoreError::Db("disk full".into()), ErrorCode::Unavailable),
             (StoreError::Closed, ErrorCode::Unavailable),
         ];

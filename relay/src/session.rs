@@ -188,8 +188,11 @@ impl<S: Store> Session<S> {
         if let Err(msg) = common::limits::check_body(&body) {
             return refused(req, Refusal::new(ErrorCode::BadBody, msg));
         }
+        // The store checks membership again when it writes the message;
+        // this only turns most refusals away before they queue.
         if !self.relay.hub.is_subscribed(self.outbox.id, &room) {
-            return refused(req, self.not_member(&room).await);
+            let msg = format!("you are not a member of {room}; join it first");
+            return refused(req, self.outsider(&room, msg).await);
         }
         if !self.gate.admit(id, now) {
             inc(&self.relay.metrics.rate_limited);
@@ -213,11 +216,15 @@ impl<S: Store> Session<S> {
             let msg = format!("page size must be 1 to {MAX_PAGE}");
             return refused(req, Refusal::new(ErrorCode::BadLimit, msg));
         }
-        if !self.relay.hub.is_subscribed(self.outbox.id, &room) {
-            return refused(req, self.not_member(&room).await);
-        }
         let relay = self.relay.clone();
+        let user = self.user().to_owned();
         bulk(req, async move {
+            // Checked where the history is read: a subscription may be
+            // moments older than a leave on another device.
+            if !relay.store.is_member(&room, &user).await? {
+                let msg = format!("you are not a member of {room}; join it first");
+                return Err(outsider(&*relay.store, &room, &user, msg).await);
+            }
             let (messages, more) = relay.store.history(&room, page, limit).await?;
             Ok(ServerFrame::HistoryPage {
                 req,
@@ -247,12 +254,13 @@ impl<S: Store> Session<S> {
             Ok(row) => row,
             Err(refusal) => return refused(req, refusal),
         };
-        if row.kind != RoomKind::Public && !self.relay.hub.is_subscribed(self.outbox.id, &room) {
-            let msg = format!("only members can see who is in {room}");
-            return refused(req, Refusal::new(ErrorCode::NotMember, msg));
-        }
         let relay = self.relay.clone();
+        let user = self.user().to_owned();
         bulk(req, async move {
+            if row.kind != RoomKind::Public && !relay.store.is_member(&room, &user).await? {
+                let msg = format!("only members can see who is in {room}");
+                return Err(outsider(&*relay.store, &room, &user, msg).await);
+            }
             let names = relay.store.members(&room).await?;
             let members = names
                 .into_iter()
@@ -265,17 +273,37 @@ impl<S: Store> Session<S> {
         })
     }
 
-    /// The refusal for a room the user is not in: distinguishes rooms that
-    /// do not exist, so a typo is not reported as a permission problem.
-    async fn not_member(&self, room: &str) -> Refusal {
-        match self.relay.store.room(room).await {
-            Ok(Some(_)) => Refusal::new(
-                ErrorCode::NotMember,
-                format!("you are not a member of {room}; join it first"),
-            ),
-            Ok(None) => no_such_room(room),
-            Err(e) => e.into(),
+    /// The refusal for a room the user is not a member of; see [`outsider`].
+    async fn outsider(&self, room: &str, not_member: String) -> Refusal {
+        outsider(&*self.relay.store, room, self.user(), not_member).await
+    }
+
+    /// Subscribes this session to `room` if its user is a member as the
+    /// store says now; `Ok(false)` if not. The hub's membership epoch
+    /// guards the gap between the read and the subscription: a leave on
+    /// another device in between makes it read again, so a room left
+    /// elsewhere is never subscribed again here.
+    async fn subscribe_if_member(&self, room: &str) -> Result<bool, Refusal> {
+        let rooms = [room.to_owned()];
+        for _ in 0..SUBSCRIBE_TRIES {
+            let epoch = self.relay.hub.epoch(self.user());
+            if !self.relay.store.is_member(room, self.user()).await? {
+                return Ok(false);
+            }
+            if self
+                .relay
+                .hub
+                .subscribe_all(self.outbox.id, &rooms, epoch)
+                .is_ok()
+            {
+                self.outbox.lags.resubscribed(room);
+                return Ok(true);
+            }
         }
+        Err(Refusal::new(
+            ErrorCode::Unavailable,
+            format!("your memberships kept changing while {room} was looked up; try again"),
+        ))
     }
 
     async fn room_or_refuse(&self, room: &str) -> Result<RoomRow, Refusal> {
@@ -322,29 +350,26 @@ impl<S: Store> Session<S> {
         let user = self.user().to_owned();
         let store = &self.relay.store;
         if !store.is_member(room, &user).await? {
-            match row.kind {
-                RoomKind::Public => {}
-                RoomKind::Private => {
-                    if !store.is_invited(room, &user).await? {
-                        return Err(Refusal::new(
-                            ErrorCode::Forbidden,
-                            format!("{room} is private; ask a member to invite you"),
-                        ));
-                    }
-                }
-                RoomKind::Direct => {
-                    return Err(Refusal::new(
-                        ErrorCode::Forbidden,
-                        "direct-message rooms cannot be joined",
-                    ))
-                }
+            let allowed = match row.kind {
+                RoomKind::Public => true,
+                RoomKind::Private => store.is_invited(room, &user).await?,
+                // Another pair's DM: as if it did not exist.
+                RoomKind::Direct => false,
+            };
+            if !allowed {
+                return Err(no_such_room(room));
             }
             store.add_member(room, &user).await?;
             self.relay.hub.joined(&user, room);
         }
-        // Heals a subscription a concurrent login may have missed.
-        self.relay.hub.subscribe(self.outbox.id, room);
-        self.outbox.lags.resubscribed(room);
+        // Heals a subscription a concurrent login may have missed, unless
+        // the room was left meanwhile on another device.
+        if !self.subscribe_if_member(room).await? {
+            return Err(Refusal::new(
+                ErrorCode::NotMember,
+                format!("you left {room} on another device meanwhile; join it again"),
+            ));
+        }
         let row = self.room_or_refuse(room).await?;
         Ok(ServerFrame::Joined {
             req,
@@ -360,18 +385,19 @@ impl<S: Store> Session<S> {
             ));
         }
         let row = self.room_or_refuse(room).await?;
+        let user = self.user().to_owned();
         if row.kind == RoomKind::Direct {
+            if !self.relay.store.is_member(room, &user).await? {
+                return Err(no_such_room(room));
+            }
             return Err(Refusal::new(
                 ErrorCode::Forbidden,
                 "direct-message rooms cannot be left",
             ));
         }
-        let user = self.user().to_owned();
         if !self.relay.store.remove_member(room, &user).await? {
-            return Err(Refusal::new(
-                ErrorCode::NotMember,
-                format!("you are not a member of {room}"),
-            ));
+            let msg = format!("you are not a member of {room}");
+            return Err(self.outsider(room, msg).await);
         }
         self.relay.hub.left(&user, room);
         Ok(ServerFrame::Left {
@@ -382,11 +408,9 @@ impl<S: Store> Session<S> {
 
     async fn invite(&mut self, req: RequestId, room: &str, user: &str) -> Reply {
         let row = self.room_or_refuse(room).await?;
-        if !self.relay.hub.is_subscribed(self.outbox.id, room) {
-            return Err(Refusal::new(
-                ErrorCode::NotMember,
-                format!("only members of {room} can invite to it"),
-            ));
+        if !self.relay.store.is_member(room, self.user()).await? {
+            let msg = format!("only members of {room} can invite to it");
+            return Err(self.outsider(room, msg).await);
         }
         if row.kind == RoomKind::Direct {
             return Err(Refusal::new(
@@ -402,11 +426,10 @@ impl<S: Store> Session<S> {
     /// Live delivery of a room again after `Lagged`. Never changes
     /// membership: a room left on another device stays left.
     async fn resume(&mut self, req: RequestId, room: &str) -> Reply {
-        if !self.relay.store.is_member(room, self.user()).await? {
-            return Err(self.not_member(room).await);
+        if !self.subscribe_if_member(room).await? {
+            let msg = format!("you are not a member of {room}; join it first");
+            return Err(self.outsider(room, msg).await);
         }
-        self.relay.hub.subscribe(self.outbox.id, room);
-        self.outbox.lags.resubscribed(room);
         Ok(ServerFrame::Done { req })
     }
 
@@ -519,6 +542,33 @@ fn bulk(
     Answer::Bulk {
         req,
         work: Box::pin(work),
+    }
+}
+
+/// Reads of the store a subscription may take when memberships keep
+/// changing under it; each change is a rate-limited request, so this is
+/// only reached by a user racing their own devices.
+const SUBSCRIBE_TRIES: usize = 8;
+
+/// Why `user`, who is not a member of `room`, is refused it: `not_member`
+/// for a room they could join, and for a private room they are not
+/// invited to, or another pair's DM, exactly the answer for a room that
+/// does not exist, so nobody can probe which private rooms exist or who
+/// writes to whom.
+async fn outsider<S: Store>(store: &S, room: &str, user: &str, not_member: String) -> Refusal {
+    let visible = match store.room(room).await {
+        Ok(None) => Ok(false),
+        Ok(Some(row)) => match row.kind {
+            RoomKind::Public => Ok(true),
+            RoomKind::Private => store.is_invited(room, user).await,
+            RoomKind::Direct => Ok(false),
+        },
+        Err(e) => Err(e),
+    };
+    match visible {
+        Ok(true) => Refusal::new(ErrorCode::NotMember, not_member),
+        Ok(false) => no_such_room(room),
+        Err(e) => e.into(),
     }
 }
 

@@ -77,6 +77,9 @@ pub enum StoreError {
     NoSuchRoom,
     #[error("the room exists")]
     RoomExists,
+    /// The sender of a message is not (or no longer) a member of its room.
+    #[error("not a member of the room")]
+    NotMember,
     #[error("storage failed: {0}")]
     Db(String),
     #[error("the store is shut down")]
@@ -156,6 +159,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Stores a message durably and returns its sequence; see [`Appended`].
+    /// Fails with `NotMember` unless the sender is a member of the room
+    /// when the message is written (checked before the resend check, so
+    /// one rule holds on every store), so a post can never outlive a leave
+    /// or an account deletion however requests interleave.
     ///
     /// The request is queued when `append` is called, before the returned
     /// future is first polled, and the future does not borrow the store:

@@ -83,21 +83,19 @@ async fn rooms_and_dms_reach_members_only() {
     let heard = eve.drain(Duration::from_millis(500)).await;
     assert!(messages(&heard).is_empty(), "eve heard {heard:?}");
 
-    // Nor can eve read either room.
-    for room in ["dev", "@alice+bob"] {
+    // Nor can eve read either room; the DM of others is not even said to
+    // exist, so nobody can map who writes to whom.
+    for (room, code) in [
+        ("dev", ErrorCode::NotMember),
+        ("@alice+bob", ErrorCode::NoSuchRoom),
+    ] {
         let err = eve
             .client
             .history(room, Page::Latest, 50)
             .await
             .unwrap_err();
         assert!(
-            matches!(
-                err,
-                RequestError::Refused {
-                    code: ErrorCode::NotMember,
-                    ..
-                }
-            ),
+            matches!(err, RequestError::Refused { code: c, .. } if c == code),
             "{room}: {err:?}"
         );
     }
@@ -117,7 +115,7 @@ async fn rooms_and_dms_reach_members_only() {
         matches!(
             err,
             RequestError::Refused {
-                code: ErrorCode::Forbidden,
+                code: ErrorCode::NoSuchRoom,
                 ..
             }
         ),
@@ -135,42 +133,39 @@ async fn private_rooms_need_an_invite() {
     alice.client.create_room("secret", true).await.unwrap();
     alice.client.send("secret", "the plan").await.unwrap();
 
-    let err = bob.client.join("secret").await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RequestError::Refused {
-                code: ErrorCode::Forbidden,
-                ..
-            }
-        ),
-        "{err:?}"
+    // Until invited, bob is answered about "secret" exactly as about a
+    // room that does not exist: code and message.
+    let refused = |err: RequestError| match err {
+        RequestError::Refused { code, message } => (code, message.replace("nowhere", "secret")),
+        other => panic!("{other:?}"),
+    };
+    let missing = refused(bob.client.join("nowhere").await.unwrap_err());
+    assert_eq!(missing.0, ErrorCode::NoSuchRoom);
+    assert_eq!(
+        refused(bob.client.join("secret").await.unwrap_err()),
+        missing
+    );
+    let missing = refused(
+        bob.client
+            .history("nowhere", Page::Latest, 10)
+            .await
+            .unwrap_err(),
     );
     let err = bob
         .client
         .history("secret", Page::Latest, 10)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RequestError::Refused {
-                code: ErrorCode::NotMember,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_eq!(refused(err), missing);
+    let missing = refused(bob.client.members("nowhere").await.unwrap_err());
+    assert_eq!(
+        refused(bob.client.members("secret").await.unwrap_err()),
+        missing
     );
-    let err = bob.client.members("secret").await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RequestError::Refused {
-                code: ErrorCode::NotMember,
-                ..
-            }
-        ),
-        "{err:?}"
+    let missing = refused(bob.client.send("nowhere", "hi").await.unwrap_err());
+    assert_eq!(
+        refused(bob.client.send("secret", "hi").await.unwrap_err()),
+        missing
     );
     let (_, public) = bob.client.rooms().await.unwrap();
     assert!(

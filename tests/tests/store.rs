@@ -167,6 +167,23 @@ async fn messages<S: Store>(s: &S, published: &mut mpsc::UnboundedReceiver<Arc<M
         s.append(msg("nowhere", 999)).await,
         Err(StoreError::NoSuchRoom)
     );
+    // Membership is checked when the message is written: carol's account
+    // was deleted, and bob is no longer in dev.
+    for (room, from) in [(LOBBY, "carol"), (LOBBY, "nobody")] {
+        let stray = NewMessage {
+            from: from.into(),
+            ..msg(room, 1000)
+        };
+        assert_eq!(s.append(stray).await, Err(StoreError::NotMember), "{from}");
+    }
+    assert!(s.is_member("dev", "bob").await.unwrap());
+    s.remove_member("dev", "bob").await.unwrap();
+    let from_bob = NewMessage {
+        from: "bob".into(),
+        ..msg("dev", 1001)
+    };
+    assert_eq!(s.append(from_bob).await, Err(StoreError::NotMember));
+    s.add_member("dev", "bob").await.unwrap();
 
     let lobby: Vec<String> = (1..=200u128)
         .filter(|n| n % 3 != 0)

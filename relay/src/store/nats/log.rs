@@ -125,7 +125,7 @@ async fn get_or_create_stream(js: &Context, opts: &NatsOptions) -> anyhow::Resul
 
 impl MessageLog {
     /// Starts publishing appends to `stream` (refusing rooms `directory`
-    /// does not hold) and, when `committed` is given, follows the stream
+    /// does not hold, and senders it does not list as members) and, when `committed` is given, follows the stream
     /// from its end, handing every message on, in order.
     pub async fn start(
         js: Context,
@@ -248,20 +248,54 @@ fn to_message(room: String, seq: Seq, payload: &[u8]) -> Result<Message, StoreEr
     })
 }
 
+/// Checks each append's sender against the room's members, many at once,
+/// and hands the appends on in the order they were made, each with the
+/// outcome of its check: a round trip to the bucket per message, without
+/// serialising them.
+async fn checker(
+    directory: Directory,
+    mut rx: mpsc::UnboundedReceiver<Publish>,
+    checked: mpsc::UnboundedSender<(JoinHandle<Result<(), StoreError>>, Publish)>,
+) {
+    while let Some(publish) = rx.recv().await {
+        let directory = directory.clone();
+        let (room, from) = (publish.msg.room.clone(), publish.msg.from.clone());
+        let check = tokio::spawn(async move {
+            if !directory.room_exists(&room).await {
+                return Err(StoreError::NoSuchRoom);
+            }
+            // Read when the message is written, not when the session
+            // subscribed: a leave or an account deletion always wins.
+            match directory.is_member(&room, &from).await? {
+                true => Ok(()),
+                false => Err(StoreError::NotMember),
+            }
+        });
+        if checked.send((check, publish)).is_err() {
+            return;
+        }
+    }
+}
+
 /// Publishes appends in the order they were made, and answers each once
 /// JetStream has stored it.
 async fn publisher(
     js: Context,
     stream: stream::Stream,
     directory: Directory,
-    mut rx: mpsc::UnboundedReceiver<Publish>,
+    rx: mpsc::UnboundedReceiver<Publish>,
 ) {
+    let (checked_tx, mut checked) = mpsc::unbounded_channel();
+    let checks = tokio::spawn(checker(directory, rx, checked_tx));
     let mut acks = tokio::task::JoinSet::new();
     // The same crash point as the SQLite writer's: stored, nobody told.
     let abort_after = std::env::var(FAULT_ABORT_AFTER_COMMIT).ok();
-    while let Some(Publish { msg, answer }) = rx.recv().await {
-        if !directory.room_exists(&msg.room).await {
-            let _ = answer.send(Err(StoreError::NoSuchRoom));
+    while let Some((check, Publish { msg, answer })) = checked.recv().await {
+        let check = check
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Db(format!("membership check failed: {e}"))));
+        if let Err(e) = check {
+            let _ = answer.send(Err(e));
             continue;
         }
         let ts = now_ms();
@@ -307,6 +341,7 @@ async fn publisher(
         }
         while acks.try_join_next().is_some() {}
     }
+    let _ = checks.await;
     while acks.join_next().await.is_some() {}
 }
 

@@ -411,6 +411,14 @@ fn append(
     let Some(last) = seqs.last(conn, &msg.room)? else {
         return Err(Fail::Refused(StoreError::NoSuchRoom));
     };
+    // Checked in the transaction that writes the message: a leave or an
+    // account deletion committed before it always wins.
+    let member = conn
+        .prepare_cached("SELECT 1 FROM members WHERE room = ?1 AND user = ?2")?
+        .exists(params![msg.room, msg.from])?;
+    if !member {
+        return Err(Fail::Refused(StoreError::NotMember));
+    }
     // Sees this batch's earlier inserts too: same transaction.
     let original: Option<(Seq, i64)> = conn
         .prepare_cached("SELECT seq, ts FROM messages WHERE room = ?1 AND id = ?2")?

@@ -31,6 +31,48 @@ async fn each_room_has_its_own_sequence() {
 }
 
 #[tokio::test]
+async fn only_members_can_append_whenever_they_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user("alice", "phc").await.unwrap();
+    store.create_user("bob", "phc").await.unwrap();
+    store
+        .create_room("dev", RoomKind::Public, "alice")
+        .await
+        .unwrap();
+    let from_bob = |room: &str, n| NewMessage {
+        from: "bob".into(),
+        ..msg(room, n)
+    };
+    assert_eq!(
+        store.append(from_bob("dev", 1)).await,
+        Err(StoreError::NotMember),
+        "never joined"
+    );
+    assert!(store.add_member("dev", "bob").await.unwrap());
+    let stored = store.append(from_bob("dev", 2)).await.unwrap();
+    assert!(store.remove_member("dev", "bob").await.unwrap());
+    assert_eq!(
+        store.append(from_bob("dev", 3)).await,
+        Err(StoreError::NotMember),
+        "left"
+    );
+    assert_eq!(
+        store.append(from_bob("dev", 2)).await,
+        Err(StoreError::NotMember),
+        "a resend after leaving gets the same answer as a new message"
+    );
+    store.delete_user("bob").await.unwrap();
+    assert_eq!(
+        store.append(from_bob(LOBBY, 4)).await,
+        Err(StoreError::NotMember),
+        "a deleted account posts nowhere"
+    );
+    let (page, _) = store.history("dev", Page::Latest, 10).await.unwrap();
+    assert_eq!(seqs(&page), [stored.seq]);
+}
+
+#[tokio::test]
 async fn duplicate_ids_return_the_original() {
     let dir = tempfile::tempdir().unwrap();
     let (store, mut published) = open_published(&dir);
@@ -76,6 +118,12 @@ async fn duplicate_ids_return_the_original() {
 /// Drives the writer directly, so that requests certainly share a batch.
 fn writer_on(dir: &tempfile::TempDir) -> (Writer, Published) {
     let conn = schema::open_writer(&dir.path().join(DB_FILE), 0).unwrap();
+    // The sender of `msg`, a member of the lobby, as an account would be.
+    conn.execute_batch(
+        "INSERT INTO users VALUES ('alice', 'phc', 0);
+         INSERT INTO members VALUES ('lobby', 'alice', 0);",
+    )
+    .unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     (Writer::new(conn, Some(tx), None, Default::default()), rx)
 }
@@ -247,6 +295,7 @@ async fn publishing_follows_sequence_order() {
 async fn concurrent_appends_share_commits() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(open(&dir));
+    store.create_user("alice", "phc").await.unwrap();
     let start = store.commits.load(Ordering::Relaxed);
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..500 {

@@ -65,6 +65,7 @@ async fn the_folder_and_the_database_files_are_the_relay_users_alone() {
 async fn waits_for_another_process_lock() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(open(&dir));
+    store.create_user("alice", "phc").await.unwrap();
     let admin = Connection::open(dir.path().join(DB_FILE)).unwrap();
     admin.execute_batch("BEGIN IMMEDIATE").unwrap();
     let mut tasks = tokio::task::JoinSet::new();
@@ -153,6 +154,7 @@ async fn abort_after_commit_child() {
         return;
     };
     let store = SqliteStore::open(std::path::Path::new(&dir), None).unwrap();
+    store.create_user("alice", "phc").await.unwrap();
     store.append(msg(LOBBY, 1)).await.unwrap();
     let boom = NewMessage {
         body: "boom".into(),
