@@ -380,4 +380,6 @@ pub mod close {
     pub const BUSY: u32 = 4;
     /// Protocol version not supported.
     pub const VERSION: u32 = 5;
+    /// The account was deleted or its password changed while logged in.
+    pub const ACCOUNT_CHANGED: u32 = 6;
 }

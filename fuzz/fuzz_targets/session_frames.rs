@@ -1446,15 +1446,15 @@ async fn login(
         user: user.into(),
         password: PASSWORD.into(),
     };
-    let name = match login.handle(frame, now).await {
-        Step::LoggedIn(name, ServerFrame::LoggedIn { req: 1, user: u })
-            if name == user && u == user =>
+    let account = match login.handle(frame, now).await {
+        Step::LoggedIn(account, ServerFrame::LoggedIn { req: 1, user: u })
+            if account.name == user && u == user =>
         {
-            name
+            account
         }
         other => fail!("{user}'s Login: {other:?}"),
     };
-    let (mut session, queue) = Session::start(core.relay.clone(), name, now)
+    let (mut session, queue) = Session::start(core.relay.clone(), account, now)
         .await
         .expect("session starts");
     let outbox = session.outbox().clone();

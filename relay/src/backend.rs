@@ -102,6 +102,12 @@ impl Store for AnyStore {
         each!(self, s => s.list_users().await)
     }
 
+    async fn account_changes(
+        &self,
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<String>, StoreError> {
+        each!(self, s => s.account_changes().await)
+    }
+
     async fn create_room(
         &self,
         name: &str,

@@ -18,7 +18,7 @@ use crate::defaults::{
     BULK_WRITE_TIMEOUT, DRAIN_TIMEOUT, MAX_BULK_IN_FLIGHT, MAX_IN_FLIGHT, WRITE_BATCH,
 };
 use crate::hub::{Lags, Outbox};
-use crate::login::{Exit, Login, Step};
+use crate::login::{Account, Exit, Login, Step};
 use crate::reply::error;
 use crate::session::{acked, bulk_bytes, bulk_timed_out, Answer, BulkWork, Session};
 use crate::state::{until_shutdown, Relay};
@@ -51,8 +51,8 @@ pub async fn serve<S: Store>(
         login(&relay, &conn, &mut send, &mut recv, deadline),
     )
     .await;
-    let user = match login.unwrap_or(Err(Exit::LoginTimeout)) {
-        Ok(user) => user,
+    let account = match login.unwrap_or(Err(Exit::LoginTimeout)) {
+        Ok(account) => account,
         Err(exit) => {
             drain(&mut send).await;
             close_with(&conn, exit);
@@ -61,7 +61,8 @@ pub async fn serve<S: Store>(
     };
     drop(unauthenticated);
 
-    let (session, rx) = match Session::start(relay.clone(), user.clone(), now()).await {
+    let user = account.name.clone();
+    let (session, rx) = match Session::start(relay.clone(), account, now()).await {
         Ok(started) => started,
         Err(e) => {
             tracing::error!(%user, "cannot load rooms: {e}");
@@ -101,14 +102,14 @@ fn now() -> std::time::Instant {
 }
 
 /// Runs the pre-login exchange, all before the deadline. Returns the
-/// canonical user name.
+/// account logged in.
 async fn login<S: Store>(
     relay: &Relay<S>,
     conn: &Connection,
     send: &mut SendStream,
     recv: &mut RecvStream,
     deadline: Instant,
-) -> Result<String, Exit> {
+) -> Result<Account, Exit> {
     let mut core = Login::new(relay, conn.remote_address().ip());
     let mut shutdown = relay.shutdown_signal();
     loop {
@@ -131,9 +132,9 @@ async fn login<S: Store>(
                 tokio::time::sleep(delay).await;
                 write(send, &frame).await;
             }
-            Step::LoggedIn(user, frame) => {
+            Step::LoggedIn(account, frame) => {
                 write(send, &frame).await;
-                return Ok(user);
+                return Ok(account);
             }
             Step::Close(exit, frame) => {
                 if let Some(frame) = frame {
@@ -171,6 +172,7 @@ async fn run<S: Store>(
             frame = codec::read_frame::<ClientFrame, _>(recv, MAX_CONTROL_FRAME) => frame,
             // Shutdown may drop a half-read frame: the connection ends anyway.
             _ = until_shutdown(&mut shutdown) => break Exit::Shutdown,
+            _ = outbox.revoked() => break Exit::AccountChanged,
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,

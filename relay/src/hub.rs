@@ -385,6 +385,12 @@ impl Hub {
         }
     }
 
+    /// The sessions of `user` on this relay.
+    pub fn sessions_of(&self, user: &str) -> Vec<Arc<Outbox>> {
+        let st = self.state.lock().expect("hub lock");
+        st.user_sessions(user).cloned().collect()
+    }
+
     /// Whether the session is subscribed to the room, i.e. its user is a member.
     pub fn is_subscribed(&self, id: SessionId, room: &str) -> bool {
         let st = self.state.lock().expect("hub lock");

@@ -33,6 +33,8 @@ pub enum Exit {
     LoginTimeout,
     /// The connection is already gone.
     Lost,
+    /// The account was deleted or its password changed.
+    AccountChanged,
 }
 
 impl Exit {
@@ -45,8 +47,20 @@ impl Exit {
             Exit::Version => (close::VERSION, b"protocol version mismatch"),
             Exit::Shutdown => (close::SHUTDOWN, b"relay shutting down"),
             Exit::LoginTimeout => (close::LOGIN_TIMEOUT, b"no login before the deadline"),
+            Exit::AccountChanged => (
+                close::ACCOUNT_CHANGED,
+                b"the account was deleted or its password changed; log in again",
+            ),
         }
     }
+}
+
+/// Who logged in: the canonical name, and the password hash the password
+/// was checked against, which the session must keep matching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub phc: String,
 }
 
 /// What the connection does with a frame before login.
@@ -57,8 +71,8 @@ pub enum Step {
     /// Wait this long, then write the frame and read the next one: a
     /// failed login is answered late, more so the more it fails.
     ReplyAfter(Duration, ServerFrame),
-    /// Write the frame: the user is logged in under this canonical name.
-    LoggedIn(String, ServerFrame),
+    /// Write the frame: the user is logged in as this account.
+    LoggedIn(Account, ServerFrame),
     /// Write the frame, if any, and close the connection.
     Close(Exit, Option<ServerFrame>),
 }
@@ -109,7 +123,7 @@ impl<'a, S: Store> Login<'a, S> {
                 user,
                 password,
             } if self.hello => match self.register(&user, password.expose()).await {
-                Ok(()) => {
+                Ok(phc) => {
                     tracing::info!(%user, "registered");
                     inc(&relay.metrics.registrations);
                     inc(&relay.metrics.logins);
@@ -117,7 +131,7 @@ impl<'a, S: Store> Login<'a, S> {
                         req,
                         user: user.clone(),
                     };
-                    Step::LoggedIn(user, frame)
+                    Step::LoggedIn(Account { name: user, phc }, frame)
                 }
                 Err(refusal) => Step::Reply(refusal.into_frame(req)),
             },
@@ -126,12 +140,12 @@ impl<'a, S: Store> Login<'a, S> {
                 user,
                 password,
             } if self.hello => match self.authenticate(&user, password.expose(), now).await {
-                Ok(name) => {
+                Ok(account) => {
                     let frame = ServerFrame::LoggedIn {
                         req,
-                        user: name.clone(),
+                        user: account.name.clone(),
                     };
-                    Step::LoggedIn(name, frame)
+                    Step::LoggedIn(account, frame)
                 }
                 Err((delay, refusal)) if delay.is_zero() => Step::Reply(refusal.into_frame(req)),
                 Err((delay, refusal)) => Step::ReplyAfter(delay, refusal.into_frame(req)),
@@ -163,7 +177,8 @@ impl<'a, S: Store> Login<'a, S> {
         Step::Close(Exit::LoginTimeout, Some(frame))
     }
 
-    async fn register(&self, user: &str, password: &str) -> Result<(), Refusal> {
+    /// The new account's password hash.
+    async fn register(&self, user: &str, password: &str) -> Result<String, Refusal> {
         let relay = self.relay;
         if !relay.cfg.registration_open {
             return Err(Refusal::new(
@@ -202,17 +217,17 @@ impl<'a, S: Store> Login<'a, S> {
             .map_err(|e| match e {
                 StoreError::NameTaken => taken(),
                 other => other.into(),
-            })
+            })?;
+        Ok(phc)
     }
 
-    /// The canonical name, or the refusal and how long to wait before
-    /// giving it.
+    /// The account, or the refusal and how long to wait before giving it.
     async fn authenticate(
         &self,
         user: &str,
         password: &str,
         now: Instant,
-    ) -> Result<String, (Duration, Refusal)> {
+    ) -> Result<Account, (Duration, Refusal)> {
         let relay = self.relay;
         let addr = self.addr;
         let wrong = || Refusal::new(ErrorCode::BadCredentials, "wrong user name or password");
@@ -240,14 +255,15 @@ impl<'a, S: Store> Login<'a, S> {
             None => (user.to_owned(), auth::dummy_hash().to_owned()),
         };
         let password = password.to_owned();
+        let checked = phc.clone();
         let ok = relay
-            .hash(move || auth::verify_password(&phc, &password))
+            .hash(move || auth::verify_password(&checked, &password))
             .await
             .unwrap_or(false);
         if ok && found.is_some() {
             relay.throttle.succeeded(user, addr);
             inc(&relay.metrics.logins);
-            return Ok(name);
+            return Ok(Account { name, phc });
         }
         inc(&relay.metrics.login_failures);
         tracing::info!(user, %addr, "failed login");

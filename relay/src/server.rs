@@ -43,6 +43,22 @@ pub async fn serve<S: Store>(
         let render = std::sync::Arc::new(move || relay.metrics.render(relay.hub.sessions()));
         AbortOnDrop(tokio::spawn(crate::metrics::serve(listener, render)))
     });
+    // Sessions of a deleted or re-passworded account end at once, on every
+    // relay sharing the store.
+    let _accounts = match relay.store.account_changes().await {
+        Ok(mut changes) => {
+            let relay = relay.clone();
+            Some(AbortOnDrop(tokio::spawn(async move {
+                while let Some(user) = changes.recv().await {
+                    relay.revoke_changed(&user).await;
+                }
+            })))
+        }
+        Err(e) => {
+            tracing::error!("cannot follow account changes: {e}; a deleted account keeps its open sessions until they end");
+            None
+        }
+    };
     let fanout = {
         let relay = relay.clone();
         tokio::spawn(async move {

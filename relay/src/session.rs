@@ -20,6 +20,7 @@ use common::names::{self, LOBBY};
 use tokio::sync::mpsc;
 
 use crate::hub::Outbox;
+use crate::login::Account;
 use crate::metrics::inc;
 use crate::rate::{SendGate, TokenBucket};
 use crate::reply::{frame_error, Refusal};
@@ -78,11 +79,12 @@ impl<S: Store> Session<S> {
     /// drains. On a store failure nothing stays attached.
     pub async fn start(
         relay: Arc<Relay<S>>,
-        user: String,
+        account: Account,
         now: Instant,
     ) -> Result<(Self, mpsc::Receiver<Bytes>), StoreError> {
         let id = relay.next_session_id();
-        let (outbox, rx) = Outbox::new(id, user, relay.cfg.queue_depth);
+        let (outbox, rx) = Outbox::new(id, account.name, relay.cfg.queue_depth);
+        outbox.set_credential(account.phc);
         // Attached before the rooms are read, so a join or leave on another
         // device meanwhile reaches this session; the epoch catches a stale read.
         let mut epoch = relay.hub.attach(outbox.clone());
@@ -97,6 +99,16 @@ impl<S: Store> Session<S> {
             match relay.hub.subscribe_all(id, &rooms, epoch) {
                 Ok(()) => break,
                 Err(now) => epoch = now,
+            }
+        }
+        // Attached, the session hears of any change of its account from now
+        // on; one made since the password was checked is caught here.
+        match relay.store.user(&outbox.user).await {
+            Ok(Some(u)) if Some(u.phc.as_str()) == outbox.credential() => {}
+            Ok(_) => outbox.revoke(),
+            Err(e) => {
+                relay.hub.detach(id);
+                return Err(e);
             }
         }
         relay.hub.announce_online(id);

@@ -77,6 +77,36 @@ impl<S> Relay<S> {
     }
 }
 
+impl<S: crate::store::Store> Relay<S> {
+    /// Ends the sessions of `user` here whose password hash is no longer
+    /// the account's (the password changed, or the account was deleted).
+    /// Returns how many it ended.
+    pub async fn revoke_changed(&self, user: &str) -> usize {
+        let sessions = self.hub.sessions_of(user);
+        if sessions.is_empty() {
+            return 0;
+        }
+        let current = match self.store.user(user).await {
+            Ok(found) => found.map(|u| u.phc),
+            Err(e) => {
+                tracing::warn!(%user, "cannot check the account after a change: {e}");
+                return 0;
+            }
+        };
+        let mut ended = 0;
+        for session in sessions {
+            if session.credential() != current.as_deref() {
+                session.revoke();
+                ended += 1;
+            }
+        }
+        if ended > 0 {
+            tracing::info!(%user, sessions = ended, "account changed: sessions ended");
+        }
+        ended
+    }
+}
+
 /// Completes once the relay is shutting down.
 pub async fn until_shutdown(signal: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is dropped here, never held across an await.

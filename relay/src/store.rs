@@ -110,6 +110,16 @@ pub trait Store: Send + Sync + 'static {
     fn delete_user(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// All accounts, by name.
     fn list_users(&self) -> impl Future<Output = Result<Vec<StoredUser>, StoreError>> + Send;
+    /// From now on, the names (as registered) of accounts whose password is
+    /// changed or which are deleted, by this process or any other sharing
+    /// the store (`relay user passwd` beside a running relay, another relay
+    /// on NATS), within about a second. A name may come more than once, or
+    /// for an account that did not change (after a lost watch on NATS every
+    /// account is named again): the relay compares each session with the
+    /// account as stored. Ends when the store closes.
+    fn account_changes(
+        &self,
+    ) -> impl Future<Output = Result<tokio::sync::mpsc::UnboundedReceiver<String>, StoreError>> + Send;
 
     /// Creates a public or private channel with `creator` as its first member.
     fn create_room(

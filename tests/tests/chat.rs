@@ -311,3 +311,73 @@ async fn a_vanished_client_is_noticed_within_seconds() {
         common::limits::IDLE_TIMEOUT
     );
 }
+
+/// Runs `relay user ARGS` on the relay's store, beside the running relay,
+/// as an operator would; the new password, if any, from the environment.
+fn operator(relay: &Relay, args: &[&str], password: Option<&str>) {
+    let mut cmd = std::process::Command::new(confab_tests::bin("relay"));
+    cmd.arg("user").args(args).args(relay.store_args());
+    for var in ["CONFAB_DATA", "CONFAB_NATS", "CONFAB_PASSWORD"] {
+        cmd.env_remove(var);
+    }
+    if let Some(p) = password {
+        cmd.env("CONFAB_PASSWORD", p);
+    }
+    let out = cmd.output().expect("relay user runs");
+    assert!(
+        out.status.success(),
+        "relay user {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// How a connection ended: its application close code, within `within`.
+async fn closed_with(wire: &common::wire::Wire, within: Duration) -> Option<u64> {
+    match tokio::time::timeout(within, wire.conn.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(close)) => Some(close.error_code.into_inner()),
+        Ok(other) => panic!("closed otherwise: {other}"),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_changed_password_or_a_deleted_account_ends_its_open_sessions() {
+    use common::frame::{close, ClientFrame, ServerFrame};
+    let relay = Relay::start();
+    let phone = relay.wire_logged_in("bob", true).await;
+    let laptop = relay.wire_logged_in("bob", false).await;
+    let mut carol = relay.wire_logged_in("carol", true).await;
+
+    operator(&relay, &["passwd", "bob"], Some("a brand new password"));
+    for wire in [&phone, &laptop] {
+        assert_eq!(
+            closed_with(wire, Duration::from_secs(5)).await,
+            Some(close::ACCOUNT_CHANGED.into()),
+            "bob's sessions end with the close code that says why"
+        );
+    }
+    carol
+        .write_frame(&ClientFrame::Ping { req: 9 })
+        .await
+        .unwrap();
+    loop {
+        // bob going offline may come first.
+        match carol.read_frame().await.expect("carol's session stays") {
+            Some(ServerFrame::Pong { req: 9 }) => break,
+            Some(ServerFrame::Presence(_)) => {}
+            other => panic!("carol got {other:?}"),
+        }
+    }
+
+    let mut again = relay.wire().await;
+    again
+        .login("confab-tests", "bob", "a brand new password", false)
+        .await
+        .expect("the new password works");
+    operator(&relay, &["del", "bob"], None);
+    assert_eq!(
+        closed_with(&again, Duration::from_secs(5)).await,
+        Some(close::ACCOUNT_CHANGED.into())
+    );
+    assert_eq!(closed_with(&carol, Duration::from_millis(200)).await, None);
+}

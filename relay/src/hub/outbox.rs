@@ -27,6 +27,10 @@ pub struct Outbox {
     /// Shared with the session's writer, which must not hold `tx` (the
     /// queue closes when the hub and the session drop their outboxes).
     pub lags: Arc<Lags>,
+    /// The password hash the user logged in with: the session lasts only
+    /// while the account still has it.
+    credential: std::sync::OnceLock<String>,
+    revoked: Notify,
 }
 
 impl Outbox {
@@ -39,9 +43,33 @@ impl Outbox {
                 user,
                 tx,
                 lags: Arc::default(),
+                credential: std::sync::OnceLock::new(),
+                revoked: Notify::new(),
             }),
             rx,
         )
+    }
+
+    /// Records the password hash the session logged in with; only the first
+    /// call counts.
+    pub fn set_credential(&self, phc: String) {
+        let _ = self.credential.set(phc);
+    }
+
+    /// The password hash the session logged in with, once set.
+    pub fn credential(&self) -> Option<&str> {
+        self.credential.get().map(String::as_str)
+    }
+
+    /// Ends the session: its account changed under it.
+    pub fn revoke(&self) {
+        // A stored permit: a connection between two reads still sees it.
+        self.revoked.notify_one();
+    }
+
+    /// Completes once [`Outbox::revoke`] was called.
+    pub async fn revoked(&self) {
+        self.revoked.notified().await;
     }
 
     /// Queues a reply, waiting for room: replies are never dropped, and a

@@ -186,17 +186,24 @@ async fn register_checks_in_order_and_logs_in_under_the_name_given() {
         assert_eq!(code(&step), Some(want), "{what}");
     }
     let step = login.handle(register("Bob", "a fine password"), now).await;
+    let Step::LoggedIn(account, frame) = step else {
+        panic!("logged in: {step:?}");
+    };
     assert_eq!(
-        step,
-        Step::LoggedIn(
-            "Bob".into(),
-            ServerFrame::LoggedIn {
-                req: 4,
-                user: "Bob".into()
-            }
-        )
+        frame,
+        ServerFrame::LoggedIn {
+            req: 4,
+            user: "Bob".into()
+        }
     );
-    assert!(t.relay.store.user("bob").await.unwrap().is_some());
+    let stored = t.relay.store.user("bob").await.unwrap().unwrap();
+    assert_eq!(
+        account,
+        Account {
+            name: "Bob".into(),
+            phc: stored.phc
+        }
+    );
 
     let closed = TestRelay::new(Config {
         registration_open: false,
@@ -233,15 +240,24 @@ async fn login_ignores_case_and_answers_with_the_name_as_registered() {
     let step = login
         .handle(login_as("alice", "correct horse"), Instant::now())
         .await;
+    let Step::LoggedIn(account, frame) = step else {
+        panic!("logged in: {step:?}");
+    };
     assert_eq!(
-        step,
-        Step::LoggedIn(
-            "Alice".into(),
-            ServerFrame::LoggedIn {
-                req: 3,
-                user: "Alice".into()
-            }
-        )
+        frame,
+        ServerFrame::LoggedIn {
+            req: 3,
+            user: "Alice".into()
+        }
+    );
+    let stored = t.relay.store.user("alice").await.unwrap().unwrap();
+    assert_eq!(
+        account,
+        Account {
+            name: "Alice".into(),
+            phc: stored.phc
+        },
+        "the hash checked is the session's credential"
     );
 }
 

@@ -40,7 +40,11 @@ async fn login(
     user: &str,
     now: Instant,
 ) -> (Session<SqliteStore>, tokio::sync::mpsc::Receiver<Bytes>) {
-    Session::start(t.relay.clone(), user.into(), now)
+    let account = crate::login::Account {
+        name: user.into(),
+        phc: "unused".into(),
+    };
+    Session::start(t.relay.clone(), account, now)
         .await
         .expect("session starts")
 }
@@ -632,4 +636,40 @@ async fn a_leave_on_another_device_wins_over_a_racing_resume() {
         settled(phone.handle(history("dev", 5), now).await).await,
         Got::Refused(ErrorCode::NotMember)
     );
+}
+
+#[tokio::test]
+async fn a_changed_account_ends_its_sessions_and_only_those() {
+    let t = world(Config::default()).await;
+    let now = Instant::now();
+    let (phone, _p) = login(&t, "alice", now).await;
+    let (laptop, _l) = login(&t, "alice", now).await;
+    let (bob, _b) = login(&t, "bob", now).await;
+    let ended = |s: &Session<SqliteStore>| {
+        let outbox = s.outbox().clone();
+        async move {
+            tokio::time::timeout(Duration::from_millis(100), outbox.revoked())
+                .await
+                .is_ok()
+        }
+    };
+    assert_eq!(t.relay.revoke_changed("alice").await, 0, "nothing changed");
+    assert!(!ended(&phone).await);
+
+    t.relay.store.set_password("alice", "new").await.unwrap();
+    assert_eq!(t.relay.revoke_changed("alice").await, 2);
+    assert!(ended(&phone).await && ended(&laptop).await);
+    assert!(!ended(&bob).await, "bob's account did not change");
+
+    // A login checked against the old hash that attaches after the change
+    // was noticed still ends at once.
+    let (late, _late) = login(&t, "alice", now).await;
+    assert!(
+        ended(&late).await,
+        "logged in with a password no longer the account's"
+    );
+
+    t.relay.store.delete_user("bob").await.unwrap();
+    assert_eq!(t.relay.revoke_changed("bob").await, 1);
+    assert!(ended(&bob).await);
 }

@@ -119,6 +119,12 @@ impl Store for NatsStore {
         self.directory.delete_user(name).await
     }
 
+    async fn account_changes(
+        &self,
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<String>, StoreError> {
+        Ok(self.directory.account_changes())
+    }
+
     async fn list_users(&self) -> Result<Vec<StoredUser>, StoreError> {
         self.directory.list_users().await
     }

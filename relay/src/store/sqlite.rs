@@ -46,6 +46,11 @@ const READERS: usize = 4;
 /// their own sends in flight, so only a store far behind its disk gets here.
 const QUEUE: usize = 16 * MAX_BATCH;
 
+/// How often the account changes other processes wrote are looked for: a
+/// one-row index lookup, and the most a deleted user's session outlives
+/// the deletion.
+const ACCOUNT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The SQLite store.
 pub struct SqliteStore {
     /// `None` once closed: the writer then drains the queue and exits.
@@ -271,6 +276,38 @@ impl Store for SqliteStore {
         self.reads
             .run(move |c| reads::history(c, &room, page, limit))
             .await
+    }
+
+    async fn account_changes(&self) -> Result<mpsc::UnboundedReceiver<String>, StoreError> {
+        let mut last = self.reads.run(reads::last_account_change).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reads = self.reads.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ACCOUNT_POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = tx.closed() => return,
+                }
+                match reads
+                    .run(move |c| reads::account_changes_after(c, last))
+                    .await
+                {
+                    Ok(rows) => {
+                        for (id, name) in rows {
+                            last = id;
+                            if tx.send(name).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(StoreError::Closed) => return,
+                    Err(e) => tracing::warn!("cannot read account changes: {e}"),
+                }
+            }
+        });
+        Ok(rx)
     }
 
     async fn close(&self) {

@@ -16,6 +16,7 @@ use async_nats::jetstream::Context;
 use bytes::Bytes;
 use common::frame::RoomKind;
 use common::names::{dm_room, LOBBY};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::keys;
@@ -273,6 +274,54 @@ impl Directory {
             }
         }
         Ok(())
+    }
+
+    /// See [`Store::account_changes`](crate::store::Store::account_changes):
+    /// a watch of the accounts' keys. A lost watch is made again with the
+    /// last value of every account, since changes made meanwhile were missed.
+    pub fn account_changes(&self) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let kv = self.kv.clone();
+        tokio::spawn(async move {
+            let mut lost = false;
+            loop {
+                let watch = if lost {
+                    kv.watch_with_history("u.*").await
+                } else {
+                    kv.watch("u.*").await
+                };
+                match watch {
+                    Ok(mut watch) => loop {
+                        let entry = tokio::select! {
+                            entry = watch.next() => entry,
+                            _ = tx.closed() => return,
+                        };
+                        let entry = match entry {
+                            Some(Ok(entry)) => entry,
+                            Some(Err(e)) => {
+                                tracing::warn!("watch of accounts lost: {e}");
+                                break;
+                            }
+                            None => break,
+                        };
+                        let name = match decode::<UserRecord>(&entry.value) {
+                            Ok(u) => u.name,
+                            Err(_) => entry.key.trim_start_matches("u.").to_owned(),
+                        };
+                        if tx.send(name).is_err() {
+                            return;
+                        }
+                    },
+                    Err(e) => tracing::warn!("cannot watch accounts: {e}"),
+                }
+                lost = true;
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        rx
     }
 
     /// See [`Store::list_users`](crate::store::Store::list_users).

@@ -188,6 +188,25 @@ pub(super) fn public_rooms(conn: &Connection) -> Result<Vec<RoomRow>, Fail> {
     Ok(rooms)
 }
 
+/// The newest row of `account_changes`, 0 if none.
+pub(super) fn last_account_change(conn: &Connection) -> Result<i64, Fail> {
+    let mut stmt = conn.prepare_cached("SELECT coalesce(max(id), 0) FROM account_changes")?;
+    Ok(stmt.query_row([], |row| row.get(0))?)
+}
+
+/// Rows of `account_changes` after `id`, oldest first.
+pub(super) fn account_changes_after(
+    conn: &Connection,
+    id: i64,
+) -> Result<Vec<(i64, String)>, Fail> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, name FROM account_changes WHERE id > ?1 ORDER BY id")?;
+    let rows = stmt
+        .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 pub(super) fn is_invited(conn: &Connection, room: &str, user: &str) -> Result<bool, Fail> {
     let mut stmt = conn.prepare_cached("SELECT 1 FROM invites WHERE room = ?1 AND user = ?2")?;
     Ok(stmt.exists([room, user])?)

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use crate::store::StoreError;
 
 /// Schema version, kept in `PRAGMA user_version`: 0 is a new, empty file.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another's lock before giving up. Admin
 /// commands (`relay user add`) write the same file from another process
@@ -59,6 +59,21 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_by_id ON messages (room, id);
 ";
 
+/// Version 2: accounts whose password changed or which were deleted, by
+/// any process (`relay user passwd` runs beside the relay), so the relay
+/// can end their sessions. Rows are pruned after a day.
+const ACCOUNT_CHANGES: &str = "
+CREATE TABLE account_changes (
+    id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    at   INTEGER NOT NULL
+);
+";
+
+/// How long a row of `account_changes` is kept: any relay running reads
+/// it within a second; a day leaves room for a stalled one.
+const ACCOUNT_CHANGES_KEPT_S: i64 = 86_400;
+
 /// Opens the writer's connection, creating or checking the schema, and
 /// makes sure the lobby exists.
 pub(super) fn open_writer(path: &Path, now_ms: i64) -> Result<Connection, StoreError> {
@@ -102,6 +117,11 @@ fn migrate(conn: &mut Connection, now_ms: i64) -> Result<(), StoreError> {
     match version {
         0 => {
             tx.execute_batch(SCHEMA).map_err(db)?;
+            tx.execute_batch(ACCOUNT_CHANGES).map_err(db)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
+        }
+        1 => {
+            tx.execute_batch(ACCOUNT_CHANGES).map_err(db)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
         }
         SCHEMA_VERSION => {}
@@ -115,6 +135,11 @@ fn migrate(conn: &mut Connection, now_ms: i64) -> Result<(), StoreError> {
         "INSERT INTO rooms (name, kind, created_by, created) VALUES (?1, 0, '', ?2)
          ON CONFLICT DO NOTHING",
         params![LOBBY, now_ms.div_euclid(1000)],
+    )
+    .map_err(db)?;
+    tx.execute(
+        "DELETE FROM account_changes WHERE at < ?1",
+        [now_ms.div_euclid(1000) - ACCOUNT_CHANGES_KEPT_S],
     )
     .map_err(db)?;
     tx.commit().map_err(db)

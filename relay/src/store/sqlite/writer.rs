@@ -336,6 +336,7 @@ fn apply_op(
             if changed == 0 {
                 return Err(Fail::Refused(StoreError::NoSuchUser));
             }
+            account_changed(conn, &name, now_s)?;
             Outcome::Done
         }
         Op::DeleteUser { name } => {
@@ -352,6 +353,7 @@ fn apply_op(
             if deleted == 0 {
                 return Err(Fail::Refused(StoreError::NoSuchUser));
             }
+            account_changed(conn, &name, now_s)?;
             Outcome::Done
         }
         Op::CreateRoom {
@@ -455,6 +457,16 @@ fn append(
         body: msg.body,
     };
     Ok((Outcome::Appended(appended), Some(message)))
+}
+
+/// Records that an account's credentials changed, for every relay on this
+/// file to end its sessions (`Store::account_changes`).
+fn account_changed(conn: &Connection, name: &str, now_s: i64) -> Result<(), Fail> {
+    conn.prepare_cached(
+        "INSERT INTO account_changes (name, at) SELECT name, ?2 FROM users WHERE name = ?1",
+    )?
+    .execute(params![name, now_s])?;
+    Ok(())
 }
 
 /// The registered spelling of a user, or `NoSuchUser`.

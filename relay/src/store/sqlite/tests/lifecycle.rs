@@ -192,3 +192,30 @@ async fn abort_after_commit_keeps_the_message() {
         ["message 1", "boom"]
     );
 }
+
+#[tokio::test]
+async fn a_version_1_file_gains_account_changes_and_they_are_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    {
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch("DROP TABLE account_changes; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let store = open(&dir);
+    store.create_user("alice", "phc").await.unwrap();
+    store.create_user("bob", "phc").await.unwrap();
+    let mut changes = store.account_changes().await.unwrap();
+    // As `relay user passwd` does: another store on the same file.
+    let admin = open(&dir);
+    admin.set_password("ALICE", "new").await.unwrap();
+    admin.delete_user("bob").await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let name = tokio::time::timeout(Duration::from_secs(5), changes.recv())
+            .await
+            .expect("seen within the poll interval");
+        seen.push(name.unwrap());
+    }
+    assert_eq!(seen, ["alice", "bob"], "names as registered, in order");
+}
