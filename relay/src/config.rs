@@ -11,10 +11,14 @@ pub struct Config {
     pub login_timeout: Duration,
     /// Whether anyone may create an account.
     pub registration_open: bool,
-    /// Sustained sends per second per session; bursts reach twice this.
+    /// Sustained sends per second per account, shared by its sessions;
+    /// bursts reach twice this.
     pub rate_limit: u32,
-    /// Room changes per second per session; bursts reach twice this.
+    /// Room changes per second per account, shared by its sessions;
+    /// bursts reach twice this.
     pub request_rate: u32,
+    /// Sessions one account may have open on this relay at once.
+    pub max_sessions_per_user: usize,
     /// Live frames queued per session before it lags.
     pub queue_depth: usize,
     /// Connections not yet logged in.
@@ -32,6 +36,7 @@ impl Default for Config {
             registration_open: true,
             rate_limit: defaults::RATE_LIMIT,
             request_rate: defaults::REQUEST_RATE,
+            max_sessions_per_user: defaults::MAX_SESSIONS_PER_USER,
             queue_depth: defaults::QUEUE_DEPTH,
             max_unauthenticated: defaults::MAX_UNAUTHENTICATED,
             max_unauthenticated_per_addr: defaults::MAX_UNAUTHENTICATED_PER_ADDR,

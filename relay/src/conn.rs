@@ -19,7 +19,6 @@ use crate::defaults::{
 };
 use crate::hub::{Lags, Outbox};
 use crate::login::{Account, Exit, Login, Step};
-use crate::reply::error;
 use crate::session::{acked, bulk_bytes, bulk_timed_out, Answer, BulkWork, Session};
 use crate::state::{until_shutdown, Relay};
 use crate::store::Store;
@@ -64,16 +63,15 @@ pub async fn serve<S: Store>(
     let user = account.name.clone();
     let (session, rx) = match Session::start(relay.clone(), account, now()).await {
         Ok(started) => started,
-        Err(e) => {
-            tracing::error!(%user, "cannot load rooms: {e}");
-            let frame = error(
-                0,
-                ErrorCode::Unavailable,
-                "the relay cannot read its store; try again later",
-            );
-            let _ = send.write_all(&codec::encode(&frame)).await;
+        Err(refusal) => {
+            tracing::warn!(%user, "session refused: {}", refusal.message);
+            let code = match refusal.code {
+                ErrorCode::TooManyConnections => close::BUSY,
+                _ => close::NORMAL,
+            };
+            let _ = send.write_all(&codec::encode(&refusal.into_frame(0))).await;
             drain(&mut send).await;
-            conn.close(close::NORMAL.into(), b"store unavailable");
+            conn.close(code.into(), b"session refused");
             return;
         }
     };

@@ -18,14 +18,21 @@ pub const QUEUE_DEPTH: usize = 1024;
 /// call under fan-out bursts, small enough to keep latency even.
 pub const WRITE_BATCH: usize = 64;
 
-/// Sends per second a session may make, sustained; bursts may reach twice
-/// this. Generous for people and bots, a cap on floods.
+/// Sends per second an account may make, sustained, all its sessions
+/// together; bursts may reach twice this. Generous for people and bots, a
+/// cap on floods.
 pub const RATE_LIMIT: u32 = 50;
 
 /// Room changes (create, join, leave, invite, open a DM) per second per
-/// session, bursts of twice this: plenty for people, a cap on scripts that
-/// would fill the store with rooms.
+/// account, all its sessions together, bursts of twice this: plenty for
+/// people, a cap on scripts that would fill the store with rooms.
 pub const REQUEST_RATE: u32 = 10;
+
+/// Sessions one account may have open on one relay: phones, laptops,
+/// desktops and a few bots, with room to spare. Everything a session may
+/// make the relay hold (queues, sends in flight, bulk replies) multiplies
+/// by this for one account, so it is what bounds an account's share.
+pub const MAX_SESSIONS_PER_USER: usize = 16;
 
 /// Sends of one session waiting for their commit at once. Pipelining hides
 /// the commit latency; the cap bounds memory per session.

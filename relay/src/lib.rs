@@ -6,6 +6,7 @@
 //! (subscriptions, fan-out, presence) → `store`. What every connection
 //! shares is in `state`.
 
+pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod backend;

@@ -262,6 +262,11 @@ impl<'a, S: Store> Login<'a, S> {
             .unwrap_or(false);
         if ok && found.is_some() {
             relay.throttle.succeeded(user, addr);
+            // Said only to whoever knows the password.
+            if !relay.accounts.has_room(&name) {
+                let refusal = crate::session::too_many_sessions(relay, &name);
+                return Err((Duration::ZERO, refusal));
+            }
             inc(&relay.metrics.logins);
             return Ok(Account { name, phc });
         }

@@ -70,12 +70,17 @@ struct Serve {
     /// Seconds from connecting to logging in before the relay hangs up.
     #[arg(long, default_value_t = common::limits::LOGIN_DEADLINE.as_secs_f64())]
     login_timeout: f64,
-    /// Sustained messages per second per session (bursts reach twice this).
+    /// Sustained messages per second per account, shared by its sessions
+    /// (bursts reach twice this).
     #[arg(long, default_value_t = defaults::RATE_LIMIT)]
     rate_limit: u32,
-    /// Room changes (create, join, leave, invite, DM) per second per session.
+    /// Room changes (create, join, leave, invite, DM) per second per
+    /// account, shared by its sessions (bursts reach twice this).
     #[arg(long, default_value_t = defaults::REQUEST_RATE)]
     request_rate: u32,
+    /// Sessions one account may have open on this relay at once.
+    #[arg(long, default_value_t = defaults::MAX_SESSIONS_PER_USER)]
+    max_sessions_per_user: usize,
     /// Serve Prometheus metrics over HTTP at this address (/metrics); off
     /// when not given.
     #[arg(long, env = "CONFAB_METRICS")]
@@ -270,6 +275,7 @@ async fn serve(args: Serve) -> Result<()> {
         registration_open: matches!(args.registration, Registration::Open),
         rate_limit: args.rate_limit,
         request_rate: args.request_rate,
+        max_sessions_per_user: args.max_sessions_per_user.max(1),
         queue_depth: args.queue_depth.max(1),
         max_unauthenticated: args.max_unauthenticated,
         max_unauthenticated_per_addr: args.max_unauthenticated_per_addr,

@@ -1,7 +1,9 @@
-//! The per-session send rate limit: a token bucket, and a gate over it
-//! that keeps one sender's messages in the order they first arrived.
+//! The send rate limit: a token bucket (shared by an account's sessions,
+//! see `accounts`), and a gate over it that keeps one session's messages
+//! in the order they first arrived.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::frame::MsgId;
@@ -59,7 +61,7 @@ pub const MAX_HELD: usize = 1024;
 /// one sent ahead of it.
 #[derive(Debug)]
 pub struct SendGate {
-    bucket: TokenBucket,
+    bucket: Arc<Mutex<TokenBucket>>,
     /// Refused ids, oldest first, each once.
     held: VecDeque<MsgId>,
     /// When the oldest held message became the one to wait for.
@@ -69,8 +71,13 @@ pub struct SendGate {
 impl SendGate {
     /// A gate allowing `rate` sends per second, bursts of twice that.
     pub fn new(rate: u32, now: Instant) -> Self {
+        Self::over(Arc::new(Mutex::new(TokenBucket::new(rate, now))), now)
+    }
+
+    /// A gate taking its tokens from `bucket`, which other gates may share.
+    pub fn over(bucket: Arc<Mutex<TokenBucket>>, now: Instant) -> Self {
         SendGate {
-            bucket: TokenBucket::new(rate, now),
+            bucket,
             held: VecDeque::new(),
             since: now,
         }
@@ -92,7 +99,7 @@ impl SendGate {
                 return false;
             }
         }
-        if !self.bucket.take(now) {
+        if !crate::accounts::lock(&self.bucket).take(now) {
             self.hold(id, now);
             return false;
         }

@@ -19,10 +19,11 @@ use common::limits::{MAX_BULK_FRAME, MAX_PAGE};
 use common::names::{self, LOBBY};
 use tokio::sync::mpsc;
 
+use crate::accounts::{lock, Seat};
 use crate::hub::Outbox;
 use crate::login::Account;
 use crate::metrics::inc;
-use crate::rate::{SendGate, TokenBucket};
+use crate::rate::SendGate;
 use crate::reply::{frame_error, Refusal};
 use crate::state::Relay;
 use crate::store::{Appended, NewMessage, RoomRow, Store, StoreError};
@@ -68,7 +69,8 @@ pub struct Session<S: Store> {
     relay: Arc<Relay<S>>,
     outbox: Arc<Outbox>,
     gate: SendGate,
-    requests: TokenBucket,
+    /// The account's place on this relay and the rate limits its sessions share.
+    seat: Seat,
 }
 
 impl<S: Store> Session<S> {
@@ -76,12 +78,17 @@ impl<S: Store> Session<S> {
     /// hub and subscribes it to every room of the user before any request
     /// is read, so anything committed from now on arrives live and anything
     /// before is in history. Returns the session and the queue its writer
-    /// drains. On a store failure nothing stays attached.
+    /// drains. Refused when the account has as many sessions as it may
+    /// (`TooManyConnections`) or on a store failure (`Unavailable`);
+    /// nothing then stays attached.
     pub async fn start(
         relay: Arc<Relay<S>>,
         account: Account,
         now: Instant,
-    ) -> Result<(Self, mpsc::Receiver<Bytes>), StoreError> {
+    ) -> Result<(Self, mpsc::Receiver<Bytes>), Refusal> {
+        let Some(seat) = relay.accounts.seat(&account.name, now) else {
+            return Err(too_many_sessions(&relay, &account.name));
+        };
         let id = relay.next_session_id();
         let (outbox, rx) = Outbox::new(id, account.name, relay.cfg.queue_depth);
         outbox.set_credential(account.phc);
@@ -93,7 +100,7 @@ impl<S: Store> Session<S> {
                 Ok(rows) => rows.into_iter().map(|r| r.name).collect::<Vec<_>>(),
                 Err(e) => {
                     relay.hub.detach(id);
-                    return Err(e);
+                    return Err(cannot_start(&e));
                 }
             };
             match relay.hub.subscribe_all(id, &rooms, epoch) {
@@ -108,13 +115,13 @@ impl<S: Store> Session<S> {
             Ok(_) => outbox.revoke(),
             Err(e) => {
                 relay.hub.detach(id);
-                return Err(e);
+                return Err(cannot_start(&e));
             }
         }
         relay.hub.announce_online(id);
         let session = Session {
-            gate: SendGate::new(relay.cfg.rate_limit, now),
-            requests: TokenBucket::new(relay.cfg.request_rate, now),
+            gate: SendGate::over(seat.buckets.sends.clone(), now),
+            seat,
             relay,
             outbox,
         };
@@ -147,10 +154,10 @@ impl<S: Store> Session<S> {
     /// Decides what a request does, at time `now`.
     pub async fn handle(&mut self, frame: ClientFrame, now: Instant) -> Answer {
         let req = frame.req();
-        if is_room_change(&frame) && !self.requests.take(now) {
+        if is_room_change(&frame) && !lock(&self.seat.buckets.changes).take(now) {
             inc(&self.relay.metrics.rate_limited);
             let msg = format!(
-                "more than {} room changes per second; try again in a moment",
+                "more than {} room changes per second from your account; try again in a moment",
                 self.relay.cfg.request_rate
             );
             return refused(req, Refusal::new(ErrorCode::RateLimited, msg));
@@ -209,7 +216,7 @@ impl<S: Store> Session<S> {
         if !self.gate.admit(id, now) {
             inc(&self.relay.metrics.rate_limited);
             let msg = format!(
-                "more than {} messages per second; not stored: resend it, and the messages after it, in order in a moment",
+                "more than {} messages per second from your account; not stored: resend it, and the messages after it, in order in a moment",
                 self.relay.cfg.rate_limit
             );
             return refused(req, Refusal::new(ErrorCode::RateLimited, msg));
@@ -555,6 +562,25 @@ fn bulk(
         req,
         work: Box::pin(work),
     }
+}
+
+fn cannot_start(e: &StoreError) -> Refusal {
+    tracing::error!("cannot start a session: {e}");
+    Refusal::new(
+        ErrorCode::Unavailable,
+        "the relay cannot read its store; try again later",
+    )
+}
+
+/// The refusal of one session too many for `user`.
+pub fn too_many_sessions<S>(relay: &Relay<S>, user: &str) -> Refusal {
+    Refusal::new(
+        ErrorCode::TooManyConnections,
+        format!(
+            "{user} already has {} sessions open on this relay; close one (log out on another device) and try again",
+            relay.accounts.max_sessions()
+        ),
+    )
 }
 
 /// Reads of the store a subscription may take when memberships keep

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use common::frame::Message;
 use tokio::sync::watch;
 
+use crate::accounts::Accounts;
 use crate::auth::{Hasher, Throttle};
 use crate::config::Config;
 use crate::hub::{Hub, SessionId};
@@ -20,6 +21,8 @@ pub struct Relay<S> {
     /// Shared with the cluster link, which applies the other relays' events.
     pub hub: Arc<Hub>,
     pub throttle: Throttle,
+    /// Sessions per account and the rate limits they share.
+    pub accounts: Arc<Accounts>,
     pub cfg: Config,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
@@ -35,6 +38,11 @@ impl<S> Relay<S> {
             store: Arc::new(store),
             hub: Arc::default(),
             throttle: Throttle::default(),
+            accounts: Arc::new(Accounts::new(
+                cfg.max_sessions_per_user,
+                cfg.rate_limit,
+                cfg.request_rate,
+            )),
             cfg,
             metrics: Metrics::default(),
             next_id: AtomicU64::new(1),

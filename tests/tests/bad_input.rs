@@ -902,3 +902,89 @@ async fn repeated_wrong_passwords_slow_down_then_lock() {
         .await
         .unwrap();
 }
+
+/// Logs in as an existing `user` over a raw connection.
+async fn raw_login(relay: &Relay, user: &str) -> (Raw, ServerFrame) {
+    let mut raw = Raw::open(relay).await;
+    raw.hello().await;
+    raw.frame(&ClientFrame::Login {
+        req: 1,
+        user: user.into(),
+        password: PASSWORD.into(),
+    })
+    .await;
+    let reply = raw.reply().await;
+    (raw, reply)
+}
+
+#[tokio::test]
+async fn the_sessions_of_one_account_share_its_limits_and_are_capped() {
+    let mut relay = Relay::start_with(&["--rate-limit", "10", "--max-sessions-per-user", "4"], &[]);
+    let (alice, mut bob) = bystanders(&relay).await;
+    let mut sessions = vec![Raw::logged_in(&relay, "flood").await];
+    for _ in 1..4 {
+        let (raw, reply) = raw_login(&relay, "flood").await;
+        assert!(matches!(reply, ServerFrame::LoggedIn { .. }), "{reply:?}");
+        sessions.push(raw);
+    }
+    let (mut fifth, reply) = raw_login(&relay, "flood").await;
+    match reply {
+        ServerFrame::Error {
+            req: 1,
+            code: ErrorCode::TooManyConnections,
+            message,
+        } => assert!(message.contains("close one"), "{message}"),
+        other => panic!("a fifth session: {other:?}"),
+    }
+    fifth.ping(2).await;
+
+    // 4 sessions × 50 sends at once: one account's burst (20) in all.
+    for (n, raw) in sessions.iter_mut().enumerate() {
+        let mut bytes = Vec::new();
+        for i in 0..50u32 {
+            let req = 1000 + i;
+            let mut id: MsgId = [n as u8 + 1; 16];
+            id[..4].copy_from_slice(&req.to_be_bytes());
+            bytes.extend_from_slice(&codec::encode(&ClientFrame::Send {
+                req,
+                room: "lobby".into(),
+                id,
+                body: format!("flood {n}/{i}"),
+            }));
+        }
+        raw.write(&bytes).await;
+    }
+    let mut acks = 0;
+    for raw in &mut sessions {
+        for _ in 0..50 {
+            match raw.reply().await {
+                ServerFrame::Ack { .. } => acks += 1,
+                ServerFrame::Error {
+                    code: ErrorCode::RateLimited,
+                    ..
+                } => {}
+                other => panic!("expected Ack or RateLimited, got {other:?}"),
+            }
+        }
+    }
+    // Refill is 1 token per 100 ms: the slack covers a slow relay.
+    assert!((20..=26).contains(&acks), "{acks} of 200 stored");
+    assert_still_serving(&mut relay, &alice, &mut bob, "a flood from 4 sessions").await;
+
+    // A session ending gives its place back.
+    drop(sessions.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_raw, reply) = raw_login(&relay, "flood").await;
+        match reply {
+            ServerFrame::LoggedIn { .. } => break,
+            ServerFrame::Error {
+                code: ErrorCode::TooManyConnections,
+                ..
+            } if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("after one left: {other:?}"),
+        }
+    }
+}

@@ -386,3 +386,23 @@ async fn wrong_passwords_at_once_still_stop_at_the_lockout() {
     assert_eq!(count(ErrorCode::BadCredentials), LOCK_AFTER, "{codes:?}");
     assert_eq!(count(ErrorCode::Throttled), 25 - LOCK_AFTER);
 }
+
+#[tokio::test]
+async fn a_full_account_is_refused_but_only_to_whoever_knows_its_password() {
+    let t = relay_with_alice(Config {
+        max_sessions_per_user: 1,
+        ..Config::default()
+    })
+    .await;
+    let now = Instant::now();
+    let _seat = t.relay.accounts.seat("Alice", now).expect("one seat");
+    let mut login = greeted(&t.relay).await;
+    let step = login.handle(login_as("alice", "wrong horse"), now).await;
+    assert_eq!(code(&step), Some(ErrorCode::BadCredentials));
+    let step = login.handle(login_as("alice", "correct horse"), now).await;
+    assert_eq!(code(&step), Some(ErrorCode::TooManyConnections), "{step:?}");
+    assert!(
+        matches!(step, Step::Reply(_)),
+        "the connection stays: {step:?}"
+    );
+}

@@ -673,3 +673,62 @@ async fn a_changed_account_ends_its_sessions_and_only_those() {
     assert_eq!(t.relay.revoke_changed("bob").await, 1);
     assert!(ended(&bob).await);
 }
+
+#[tokio::test]
+async fn an_account_has_one_budget_and_a_cap_on_sessions_however_many_it_opens() {
+    let cfg = Config {
+        rate_limit: 10,
+        request_rate: 5,
+        max_sessions_per_user: 4,
+        ..Config::default()
+    };
+    let t = world(cfg).await;
+    let now = Instant::now();
+    let mut devices = Vec::new();
+    for _ in 0..4 {
+        devices.push(login(&t, "alice", now).await);
+    }
+    let refused = Session::start(
+        t.relay.clone(),
+        crate::login::Account {
+            name: "alice".into(),
+            phc: "unused".into(),
+        },
+        now,
+    )
+    .await
+    .err()
+    .expect("a fifth session is refused");
+    assert_eq!(refused.code, ErrorCode::TooManyConnections);
+    let (_bob, _b) = login(&t, "bob", now).await;
+
+    let mut stored = 0;
+    for n in 0..100 {
+        let (session, _) = &mut devices[n % 4];
+        if let Answer::Append { .. } = session.handle(send(LOBBY, "flood"), now).await {
+            stored += 1;
+        }
+    }
+    assert_eq!(
+        stored, 20,
+        "a burst of twice the rate for the account, not per session"
+    );
+    let mut changed = 0;
+    for n in 0..40 {
+        let (session, _) = &mut devices[n % 4];
+        let room = format!("r{n}");
+        let frame = ClientFrame::CreateRoom {
+            req: 1,
+            room,
+            private: false,
+        };
+        if got(&session.handle(frame, now).await) != Got::Refused(ErrorCode::RateLimited) {
+            changed += 1;
+        }
+    }
+    assert_eq!(changed, 10);
+
+    let (gone, _) = devices.pop().unwrap();
+    gone.end();
+    let (_again, _a) = login(&t, "alice", now).await;
+}

@@ -1,0 +1,144 @@
+//! What the sessions of one account on this relay share: how many there
+//! are, and the rate limits. A limit per session alone multiplies with the
+//! sessions one account may open; shared, an account gets the same budget
+//! whether it has one device or sixteen.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use crate::rate::TokenBucket;
+
+/// The accounts with sessions on this relay.
+pub struct Accounts {
+    max_sessions: usize,
+    send_rate: u32,
+    change_rate: u32,
+    open: Mutex<HashMap<String, Share>>,
+}
+
+struct Share {
+    sessions: usize,
+    buckets: Arc<Buckets>,
+}
+
+/// One account's rate limits, shared by its sessions.
+pub struct Buckets {
+    /// Sends; each session's `SendGate` keeps its own order over it.
+    pub sends: Shared,
+    /// Room changes (create, join, leave, invite, open a DM).
+    pub changes: Shared,
+}
+
+/// A token bucket several sessions take from.
+pub type Shared = Arc<Mutex<TokenBucket>>;
+
+/// A session's place among its account's; given back when dropped.
+pub struct Seat {
+    accounts: Arc<Accounts>,
+    user: String,
+    pub buckets: Arc<Buckets>,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let mut open = lock(&self.accounts.open);
+        if let Some(share) = open.get_mut(&self.user) {
+            share.sessions -= 1;
+            if share.sessions == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
+
+impl Accounts {
+    /// At most `max_sessions` sessions per account, sharing `send_rate`
+    /// sends and `change_rate` room changes per second (bursts of twice).
+    pub fn new(max_sessions: usize, send_rate: u32, change_rate: u32) -> Self {
+        Accounts {
+            max_sessions: max_sessions.max(1),
+            send_rate,
+            change_rate,
+            open: Mutex::default(),
+        }
+    }
+
+    /// The most sessions one account may have here.
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions
+    }
+
+    /// Whether `user` (a canonical name) may open one more session.
+    pub fn has_room(&self, user: &str) -> bool {
+        lock(&self.open)
+            .get(user)
+            .is_none_or(|s| s.sessions < self.max_sessions)
+    }
+
+    /// A seat for a new session of `user`, or `None` when the account has
+    /// as many as it may. A new account's buckets start full.
+    pub fn seat(self: &Arc<Self>, user: &str, now: Instant) -> Option<Seat> {
+        let mut open = lock(&self.open);
+        let share = open.entry(user.to_owned()).or_insert_with(|| Share {
+            sessions: 0,
+            buckets: Arc::new(Buckets {
+                sends: Arc::new(Mutex::new(TokenBucket::new(self.send_rate, now))),
+                changes: Arc::new(Mutex::new(TokenBucket::new(self.change_rate, now))),
+            }),
+        });
+        if share.sessions >= self.max_sessions {
+            return None;
+        }
+        share.sessions += 1;
+        Some(Seat {
+            accounts: self.clone(),
+            user: user.to_owned(),
+            buckets: share.buckets.clone(),
+        })
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked:
+/// every critical section here is a counter update or one bucket take.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_has_at_most_its_seats_and_gets_them_back() {
+        let accounts = Arc::new(Accounts::new(2, 10, 10));
+        let now = Instant::now();
+        let a = accounts.seat("alice", now).expect("first");
+        let b = accounts.seat("alice", now).expect("second");
+        assert!(!accounts.has_room("alice"));
+        assert!(accounts.seat("alice", now).is_none(), "third");
+        assert!(accounts.seat("bob", now).is_some(), "others unaffected");
+        drop(a);
+        assert!(accounts.has_room("alice"));
+        let c = accounts.seat("alice", now).expect("a seat came back");
+        drop((b, c));
+        assert!(lock(&accounts.open).is_empty(), "forgotten with the last");
+    }
+
+    #[test]
+    fn the_sessions_of_an_account_share_one_budget() {
+        let accounts = Arc::new(Accounts::new(16, 10, 5));
+        let now = Instant::now();
+        let seats: Vec<_> = (0..16)
+            .map(|_| accounts.seat("alice", now).unwrap())
+            .collect();
+        let sent = (0..100)
+            .filter(|i| lock(&seats[i % 16].buckets.sends).take(now))
+            .count();
+        assert_eq!(sent, 20, "a burst of twice the rate, across 16 sessions");
+        let changed = (0..100)
+            .filter(|i| lock(&seats[i % 16].buckets.changes).take(now))
+            .count();
+        assert_eq!(changed, 10);
+    }
+}
