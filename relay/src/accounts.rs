@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use crate::defaults::ROOM_CREATION_BURST;
 use crate::rate::TokenBucket;
 
 /// The accounts with sessions on this relay.
@@ -14,6 +15,7 @@ pub struct Accounts {
     max_sessions: usize,
     send_rate: u32,
     change_rate: u32,
+    creations_per_hour: u32,
     open: Mutex<HashMap<String, Share>>,
 }
 
@@ -28,6 +30,8 @@ pub struct Buckets {
     pub sends: Shared,
     /// Room changes (create, join, leave, invite, open a DM).
     pub changes: Shared,
+    /// Rooms created (channels and new DMs).
+    pub creations: Shared,
 }
 
 /// A token bucket several sessions take from.
@@ -54,12 +58,19 @@ impl Drop for Seat {
 
 impl Accounts {
     /// At most `max_sessions` sessions per account, sharing `send_rate`
-    /// sends and `change_rate` room changes per second (bursts of twice).
-    pub fn new(max_sessions: usize, send_rate: u32, change_rate: u32) -> Self {
+    /// sends and `change_rate` room changes per second (bursts of twice),
+    /// and `creations_per_hour` new rooms (after a burst).
+    pub fn new(
+        max_sessions: usize,
+        send_rate: u32,
+        change_rate: u32,
+        creations_per_hour: u32,
+    ) -> Self {
         Accounts {
             max_sessions: max_sessions.max(1),
             send_rate,
             change_rate,
+            creations_per_hour,
             open: Mutex::default(),
         }
     }
@@ -85,6 +96,11 @@ impl Accounts {
             buckets: Arc::new(Buckets {
                 sends: Arc::new(Mutex::new(TokenBucket::new(self.send_rate, now))),
                 changes: Arc::new(Mutex::new(TokenBucket::new(self.change_rate, now))),
+                creations: Arc::new(Mutex::new(TokenBucket::with(
+                    f64::from(self.creations_per_hour) / 3600.0,
+                    f64::from(ROOM_CREATION_BURST),
+                    now,
+                ))),
             }),
         });
         if share.sessions >= self.max_sessions {
@@ -111,7 +127,7 @@ mod tests {
 
     #[test]
     fn an_account_has_at_most_its_seats_and_gets_them_back() {
-        let accounts = Arc::new(Accounts::new(2, 10, 10));
+        let accounts = Arc::new(Accounts::new(2, 10, 10, 60));
         let now = Instant::now();
         let a = accounts.seat("alice", now).expect("first");
         let b = accounts.seat("alice", now).expect("second");
@@ -127,7 +143,7 @@ mod tests {
 
     #[test]
     fn the_sessions_of_an_account_share_one_budget() {
-        let accounts = Arc::new(Accounts::new(16, 10, 5));
+        let accounts = Arc::new(Accounts::new(16, 10, 5, 60));
         let now = Instant::now();
         let seats: Vec<_> = (0..16)
             .map(|_| accounts.seat("alice", now).unwrap())

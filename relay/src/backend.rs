@@ -133,6 +133,10 @@ impl Store for AnyStore {
         each!(self, s => s.remove_member(room, user).await)
     }
 
+    async fn room_count(&self, user: &str) -> Result<usize, StoreError> {
+        each!(self, s => s.room_count(user).await)
+    }
+
     async fn members(&self, room: &str) -> Result<Vec<String>, StoreError> {
         each!(self, s => s.members(room).await)
     }

@@ -19,6 +19,10 @@ pub struct Config {
     pub request_rate: u32,
     /// Sessions one account may have open on this relay at once.
     pub max_sessions_per_user: usize,
+    /// Rooms one account may create per hour (after a burst).
+    pub room_creations_per_hour: u32,
+    /// Rooms one account may be a member of.
+    pub max_rooms_per_user: usize,
     /// Live frames queued per session before it lags.
     pub queue_depth: usize,
     /// Connections not yet logged in.
@@ -37,6 +41,8 @@ impl Default for Config {
             rate_limit: defaults::RATE_LIMIT,
             request_rate: defaults::REQUEST_RATE,
             max_sessions_per_user: defaults::MAX_SESSIONS_PER_USER,
+            room_creations_per_hour: defaults::ROOM_CREATIONS_PER_HOUR,
+            max_rooms_per_user: defaults::MAX_ROOMS_PER_USER,
             queue_depth: defaults::QUEUE_DEPTH,
             max_unauthenticated: defaults::MAX_UNAUTHENTICATED,
             max_unauthenticated_per_addr: defaults::MAX_UNAUTHENTICATED_PER_ADDR,

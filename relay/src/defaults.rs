@@ -28,6 +28,25 @@ pub const RATE_LIMIT: u32 = 50;
 /// people, a cap on scripts that would fill the store with rooms.
 pub const REQUEST_RATE: u32 = 10;
 
+/// Rooms (channels and DMs) an account may create per hour, sustained, on
+/// one relay, after a first [`ROOM_CREATION_BURST`]: a team sets up its
+/// channels in an afternoon; a script cannot fill the store and the room
+/// directory with thousands.
+pub const ROOM_CREATIONS_PER_HOUR: u32 = 60;
+
+/// Rooms an account may create at once before the hourly rate applies.
+pub const ROOM_CREATION_BURST: u32 = 20;
+
+/// Rooms (lobby, channels, DMs) one account may be a member of: far more
+/// than a person follows, and what keeps its room list (`Rooms.joined`)
+/// small whatever others do, since DMs opened by others count too.
+pub const MAX_ROOMS_PER_USER: usize = 1000;
+
+/// Public channels listed in `Rooms.public`, the ones with most members
+/// first: a directory to browse, not every room, so the list stays small
+/// however many rooms exist. Any room can still be joined by name.
+pub const MAX_LISTED_PUBLIC: usize = 1000;
+
 /// Sessions one account may have open on one relay: phones, laptops,
 /// desktops and a few bots, with room to spare. Everything a session may
 /// make the relay hold (queues, sends in flight, bulk replies) multiplies

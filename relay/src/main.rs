@@ -81,6 +81,13 @@ struct Serve {
     /// Sessions one account may have open on this relay at once.
     #[arg(long, default_value_t = defaults::MAX_SESSIONS_PER_USER)]
     max_sessions_per_user: usize,
+    /// Rooms (channels and DMs) one account may create per hour, after a
+    /// first 20.
+    #[arg(long, default_value_t = defaults::ROOM_CREATIONS_PER_HOUR)]
+    room_creations_per_hour: u32,
+    /// Rooms (channels and DMs) one account may be a member of.
+    #[arg(long, default_value_t = defaults::MAX_ROOMS_PER_USER)]
+    max_rooms_per_user: usize,
     /// Serve Prometheus metrics over HTTP at this address (/metrics); off
     /// when not given.
     #[arg(long, env = "CONFAB_METRICS")]
@@ -276,6 +283,8 @@ async fn serve(args: Serve) -> Result<()> {
         rate_limit: args.rate_limit,
         request_rate: args.request_rate,
         max_sessions_per_user: args.max_sessions_per_user.max(1),
+        room_creations_per_hour: args.room_creations_per_hour,
+        max_rooms_per_user: args.max_rooms_per_user.max(1),
         queue_depth: args.queue_depth.max(1),
         max_unauthenticated: args.max_unauthenticated,
         max_unauthenticated_per_addr: args.max_unauthenticated_per_addr,

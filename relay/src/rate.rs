@@ -21,10 +21,15 @@ impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: u32, now: Instant) -> Self {
         let rate = f64::from(rate.max(1));
+        Self::with(rate, rate * 2.0, now)
+    }
+
+    /// A full bucket of `burst` tokens refilled at `rate` per second.
+    pub fn with(rate: f64, burst: f64, now: Instant) -> Self {
         TokenBucket {
             rate,
-            burst: rate * 2.0,
-            tokens: rate * 2.0,
+            burst,
+            tokens: burst,
             last: now,
         }
     }

@@ -20,6 +20,7 @@ use common::names::{self, LOBBY};
 use tokio::sync::mpsc;
 
 use crate::accounts::{lock, Seat};
+use crate::defaults::{MAX_LISTED_PUBLIC, ROOM_CREATION_BURST};
 use crate::hub::Outbox;
 use crate::login::Account;
 use crate::metrics::inc;
@@ -180,12 +181,12 @@ impl<S: Store> Session<S> {
             ClientFrame::Bye => return Answer::Bye,
             ClientFrame::Ping { req } => Ok(ServerFrame::Pong { req }),
             ClientFrame::CreateRoom { req, room, private } => {
-                self.create_room(req, &room, private).await
+                self.create_room(req, &room, private, now).await
             }
             ClientFrame::Join { req, room } => self.join(req, &room).await,
             ClientFrame::Leave { req, room } => self.leave(req, &room).await,
             ClientFrame::Invite { req, room, user } => self.invite(req, &room, &user).await,
-            ClientFrame::OpenDm { req, user } => self.open_dm(req, &user).await,
+            ClientFrame::OpenDm { req, user } => self.open_dm(req, &user, now).await,
             ClientFrame::Resume { req, room } => self.resume(req, &room).await,
             ClientFrame::Hello { .. }
             | ClientFrame::Register { .. }
@@ -259,7 +260,14 @@ impl<S: Store> Session<S> {
         let user = self.user().to_owned();
         bulk(req, async move {
             let joined = relay.store.rooms_of(&user).await?;
-            let public = relay.store.public_rooms().await?;
+            let mut public = relay.store.public_rooms().await?;
+            if public.len() > MAX_LISTED_PUBLIC {
+                // The busiest, so that rooms made in bulk by one account
+                // with nobody in them drop out of the directory first.
+                public.sort_by(|a, b| b.members.cmp(&a.members).then(a.name.cmp(&b.name)));
+                public.truncate(MAX_LISTED_PUBLIC);
+                public.sort_by(|a, b| a.name.cmp(&b.name));
+            }
             Ok(ServerFrame::Rooms {
                 req,
                 joined: joined.iter().map(info).collect(),
@@ -333,7 +341,13 @@ impl<S: Store> Session<S> {
             .ok_or_else(|| no_such_room(room))
     }
 
-    async fn create_room(&mut self, req: RequestId, room: &str, private: bool) -> Reply {
+    async fn create_room(
+        &mut self,
+        req: RequestId,
+        room: &str,
+        private: bool,
+        now: Instant,
+    ) -> Reply {
         names::check_room(room).map_err(|e| {
             Refusal::new(
                 ErrorCode::InvalidName,
@@ -345,6 +359,8 @@ impl<S: Store> Session<S> {
         } else {
             RoomKind::Public
         };
+        self.take_creation(now)?;
+        self.check_room_cap(self.user()).await?;
         let row = self
             .relay
             .store
@@ -369,11 +385,13 @@ impl<S: Store> Session<S> {
         let user = self.user().to_owned();
         let store = &self.relay.store;
         if !store.is_member(room, &user).await? {
+            self.check_room_cap(&user).await?;
             let allowed = match row.kind {
                 RoomKind::Public => true,
                 RoomKind::Private => store.is_invited(room, &user).await?,
-                // Another pair's DM: as if it did not exist.
-                RoomKind::Direct => false,
+                // One's own DM, left before, may be joined again; another
+                // pair's is as if it did not exist.
+                RoomKind::Direct => in_dm(room, &user),
             };
             if !allowed {
                 return Err(no_such_room(room));
@@ -403,17 +421,8 @@ impl<S: Store> Session<S> {
                 "everyone stays in lobby",
             ));
         }
-        let row = self.room_or_refuse(room).await?;
+        self.room_or_refuse(room).await?;
         let user = self.user().to_owned();
-        if row.kind == RoomKind::Direct {
-            if !self.relay.store.is_member(room, &user).await? {
-                return Err(no_such_room(room));
-            }
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "direct-message rooms cannot be left",
-            ));
-        }
         if !self.relay.store.remove_member(room, &user).await? {
             let msg = format!("you are not a member of {room}");
             return Err(self.outsider(room, msg).await);
@@ -452,22 +461,64 @@ impl<S: Store> Session<S> {
         Ok(ServerFrame::Done { req })
     }
 
-    async fn open_dm(&mut self, req: RequestId, user: &str) -> Reply {
+    async fn open_dm(&mut self, req: RequestId, user: &str, now: Instant) -> Reply {
         let other = self.canonical_user(user).await?;
         let me = self.user().to_owned();
         let room = names::dm_room(&me, &other);
-        let known = self.relay.hub.is_subscribed(self.outbox.id, &room);
-        let row = self.relay.store.open_dm(&me, &other).await?;
-        if !known {
-            self.relay.hub.joined(&me, &room);
+        let store = &self.relay.store;
+        let exists = store.room(&room).await?.is_some();
+        let member = exists && store.is_member(&room, &me).await?;
+        if !exists {
+            self.take_creation(now)?;
             if other != me {
-                self.relay.hub.joined(&other, &room);
+                self.check_room_cap(&other).await?;
             }
+        }
+        if !member {
+            self.check_room_cap(&me).await?;
+        }
+        let row = store.open_dm(&me, &other).await?;
+        if !member {
+            self.relay.hub.joined(&me, &room);
+        }
+        // The other is a member only of a DM made now: one who left an
+        // older one is not brought back.
+        if !exists && other != me {
+            self.relay.hub.joined(&other, &room);
         }
         Ok(ServerFrame::Joined {
             req,
             room: info(&row),
         })
+    }
+
+    /// Takes one of the account's room creations (channels and new DMs).
+    fn take_creation(&self, now: Instant) -> Result<(), Refusal> {
+        if lock(&self.seat.buckets.creations).take(now) {
+            return Ok(());
+        }
+        inc(&self.relay.metrics.rate_limited);
+        Err(Refusal::new(
+            ErrorCode::RateLimited,
+            format!(
+                "your account created too many rooms lately ({} an hour after the first {}); nothing was created, try again later",
+                self.relay.cfg.room_creations_per_hour, ROOM_CREATION_BURST
+            ),
+        ))
+    }
+
+    /// Refuses one more room for `user` when they are in as many as anyone may be.
+    async fn check_room_cap(&self, user: &str) -> Result<(), Refusal> {
+        let max = self.relay.cfg.max_rooms_per_user;
+        if self.relay.store.room_count(user).await? < max {
+            return Ok(());
+        }
+        let msg = if user == self.user() {
+            format!("you are in {max} rooms, as many as anyone may be; leave one first")
+        } else {
+            format!("{user} is in {max} rooms, as many as anyone may be; they must leave one first")
+        };
+        Err(Refusal::new(ErrorCode::Forbidden, msg))
     }
 
     async fn canonical_user(&self, user: &str) -> Result<String, Refusal> {
@@ -589,8 +640,8 @@ pub fn too_many_sessions<S>(relay: &Relay<S>, user: &str) -> Refusal {
 const SUBSCRIBE_TRIES: usize = 8;
 
 /// Why `user`, who is not a member of `room`, is refused it: `not_member`
-/// for a room they could join, and for a private room they are not
-/// invited to, or another pair's DM, exactly the answer for a room that
+/// for a room they could join (their own DM included), and for a private
+/// room they are not invited to, or another pair's DM, exactly the answer for a room that
 /// does not exist, so nobody can probe which private rooms exist or who
 /// writes to whom.
 async fn outsider<S: Store>(store: &S, room: &str, user: &str, not_member: String) -> Refusal {
@@ -599,7 +650,7 @@ async fn outsider<S: Store>(store: &S, room: &str, user: &str, not_member: Strin
         Ok(Some(row)) => match row.kind {
             RoomKind::Public => Ok(true),
             RoomKind::Private => store.is_invited(room, user).await,
-            RoomKind::Direct => Ok(false),
+            RoomKind::Direct => Ok(in_dm(room, user)),
         },
         Err(e) => Err(e),
     };
@@ -608,6 +659,12 @@ async fn outsider<S: Store>(store: &S, room: &str, user: &str, not_member: Strin
         Ok(false) => no_such_room(room),
         Err(e) => e.into(),
     }
+}
+
+/// Whether `user` is one of the two users a DM room is named after.
+fn in_dm(room: &str, user: &str) -> bool {
+    names::dm_users(room)
+        .is_some_and(|(a, b)| a.eq_ignore_ascii_case(user) || b.eq_ignore_ascii_case(user))
 }
 
 fn no_such_room(room: &str) -> Refusal {

@@ -42,6 +42,7 @@ impl<S> Relay<S> {
                 cfg.max_sessions_per_user,
                 cfg.rate_limit,
                 cfg.request_rate,
+                cfg.room_creations_per_hour,
             )),
             cfg,
             metrics: Metrics::default(),

@@ -128,7 +128,9 @@ pub trait Store: Send + Sync + 'static {
         kind: RoomKind,
         creator: &str,
     ) -> impl Future<Output = Result<RoomRow, StoreError>> + Send;
-    /// Returns the DM room of two users, creating it (both as members) if needed.
+    /// Returns the DM room of two users, creating it (both as members) if
+    /// needed. When it exists, only `a` becomes a member again: `b` may
+    /// have left it on purpose, and `a` cannot bring them back.
     fn open_dm(&self, a: &str, b: &str)
         -> impl Future<Output = Result<RoomRow, StoreError>> + Send;
     /// Looks a room up by exact name.
@@ -153,6 +155,8 @@ pub trait Store: Send + Sync + 'static {
         room: &str,
         user: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// How many rooms `user` is a member of.
+    fn room_count(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
     /// The rooms `user` is a member of, by name.
     fn rooms_of(&self, user: &str)
         -> impl Future<Output = Result<Vec<RoomRow>, StoreError>> + Send;

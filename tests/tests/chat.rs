@@ -381,3 +381,38 @@ async fn a_changed_password_or_a_deleted_account_ends_its_open_sessions() {
     );
     assert_eq!(closed_with(&carol, Duration::from_millis(200)).await, None);
 }
+
+#[tokio::test]
+async fn leaving_a_dm_refuses_it_until_one_opens_it_again() {
+    let relay = Relay::start();
+    let mut alice = relay.register("alice").await;
+    let mut bob = relay.register("bob").await;
+    alice.joined("lobby").await;
+    bob.joined("lobby").await;
+    let dm = alice.client.open_dm("bob").await.unwrap().name;
+    alice.client.send(&dm, "hi bob").await.unwrap();
+    bob.wait_for("the DM", |e| match e {
+        Event::Joined { room, .. } if *room == dm => Some(()),
+        _ => None,
+    })
+    .await;
+
+    bob.client.leave(&dm).await.unwrap();
+    alice.client.open_dm("bob").await.unwrap();
+    alice.client.send(&dm, "are you there?").await.unwrap();
+    let heard = bob.drain(Duration::from_millis(500)).await;
+    assert!(
+        messages(&heard).iter().all(|m| m.body != "are you there?"),
+        "bob left; alice cannot bring him back: {heard:?}"
+    );
+    let (joined, _) = bob.client.rooms().await.unwrap();
+    assert!(joined.iter().all(|r| r.name != dm));
+
+    bob.client.open_dm("alice").await.unwrap();
+    let recent = bob.joined(&dm).await;
+    assert_eq!(
+        recent.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        ["hi bob", "are you there?"],
+        "back by his own choice, with the history"
+    );
+}

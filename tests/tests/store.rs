@@ -140,9 +140,16 @@ async fn rooms<S: Store>(s: &S) {
     s.remove_member(&dm.name, "bob").await.unwrap();
     assert_eq!(
         s.open_dm("alice", "bob").await.unwrap().members,
-        2,
-        "reopened"
+        1,
+        "who left stays out when the other reopens it"
     );
+    assert_eq!(s.room_count("bob").await.unwrap(), 3, "lobby, dev, secret");
+    assert_eq!(
+        s.open_dm("bob", "alice").await.unwrap().members,
+        2,
+        "and comes back by reopening it"
+    );
+    assert_eq!(s.room_count("bob").await.unwrap(), 4);
     let row = s.room("dev").await.unwrap().unwrap();
     assert_eq!((row.kind, row.members), (RoomKind::Public, 2));
     assert_eq!(s.room("nowhere").await.unwrap(), None);

@@ -9,6 +9,7 @@ use common::names::{dm_room, LOBBY};
 
 use super::*;
 use crate::config::Config;
+use crate::defaults::{MAX_LISTED_PUBLIC, ROOM_CREATION_BURST};
 use crate::store::sqlite::SqliteStore;
 use crate::testing::{drain, TestRelay};
 
@@ -185,7 +186,12 @@ async fn every_request_kind_gets_its_answer_or_refusal() {
         ("open a DM", C::OpenDm { req: 7, user: s("Bob") }, Got::Joined(alice_bob.clone())),
         ("open a DM with nobody", C::OpenDm { req: 7, user: s("nobody") }, Got::Refused(E::NoSuchUser)),
         ("invite to a DM", C::Invite { req: 7, room: alice_bob.clone(), user: s("carol") }, Got::Refused(E::Forbidden)),
-        ("leave a DM", C::Leave { req: 7, room: alice_bob.clone() }, Got::Refused(E::Forbidden)),
+        ("leave a DM", C::Leave { req: 7, room: alice_bob.clone() }, Got::Left(alice_bob.clone())),
+        ("leave a DM left", C::Leave { req: 7, room: alice_bob.clone() }, Got::Refused(E::NotMember)),
+        ("history of a DM left", history(&alice_bob, 5), Got::Refused(E::NotMember)),
+        ("join a DM left", C::Join { req: 7, room: alice_bob.clone() }, Got::Joined(alice_bob.clone())),
+        ("leave it again", C::Leave { req: 7, room: alice_bob.clone() }, Got::Left(alice_bob.clone())),
+        ("open a DM left", C::OpenDm { req: 7, user: s("bob") }, Got::Joined(alice_bob.clone())),
         ("bye", C::Bye, Got::Bye),
     ];
     let cfg = Config {
@@ -731,4 +737,98 @@ async fn an_account_has_one_budget_and_a_cap_on_sessions_however_many_it_opens()
     let (gone, _) = devices.pop().unwrap();
     gone.end();
     let (_again, _a) = login(&t, "alice", now).await;
+}
+
+#[tokio::test]
+async fn room_creation_and_membership_are_bounded_per_account() {
+    let cfg = Config {
+        request_rate: 100_000,
+        max_rooms_per_user: 30,
+        ..Config::default()
+    };
+    let t = world(cfg).await;
+    let now = Instant::now();
+    let (mut alice, _a) = login(&t, "alice", now).await;
+    let (mut phone, _p) = login(&t, "alice", now).await;
+    let create = |n: usize| ClientFrame::CreateRoom {
+        req: 1,
+        room: format!("room{n}"),
+        private: n.is_multiple_of(2),
+    };
+    let mut created = 0;
+    for n in 0..40 {
+        let device = if n % 2 == 0 { &mut alice } else { &mut phone };
+        match got(&device.handle(create(n), now).await) {
+            Got::Joined(_) => created += 1,
+            Got::Refused(ErrorCode::RateLimited) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        created, ROOM_CREATION_BURST as usize,
+        "both devices together"
+    );
+    // An hour later the account may create more, until it is in 30 rooms
+    // (lobby, club's invite aside, and the 20 it made: 21 so far).
+    let later = now + Duration::from_secs(3600);
+    let mut refused = None;
+    for n in 100..120 {
+        match got(&alice.handle(create(n), later).await) {
+            Got::Joined(_) => created += 1,
+            Got::Refused(code) => {
+                refused = Some(code);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((created, refused), (29, Some(ErrorCode::Forbidden)));
+    assert_eq!(t.relay.store.room_count("alice").await.unwrap(), 30);
+    // Others cannot push alice past her cap with DMs either.
+    let (mut carol, _c) = login(&t, "carol", now).await;
+    let dm = carol
+        .handle(
+            ClientFrame::OpenDm {
+                req: 2,
+                user: "alice".into(),
+            },
+            now,
+        )
+        .await;
+    assert_eq!(got(&dm), Got::Refused(ErrorCode::Forbidden));
+}
+
+#[tokio::test]
+async fn the_room_list_holds_the_busiest_public_rooms_and_stays_small() {
+    let t = world(Config::default()).await;
+    let store = &t.relay.store;
+    for n in 0..MAX_LISTED_PUBLIC + 100 {
+        store
+            .create_room(&format!("spam{n:04}"), RoomKind::Public, "carol")
+            .await
+            .unwrap();
+        // carol leaves them empty, as a script would.
+        store
+            .remove_member(&format!("spam{n:04}"), "carol")
+            .await
+            .unwrap();
+    }
+    let now = Instant::now();
+    let (mut alice, _a) = login(&t, "alice", now).await;
+    let Answer::Bulk { req, work } = alice.handle(ClientFrame::ListRooms { req: 3 }, now).await
+    else {
+        panic!("a bulk reply");
+    };
+    let reply = work.await;
+    let ServerFrame::Rooms { public, joined, .. } = reply.clone().unwrap() else {
+        panic!("Rooms");
+    };
+    assert_eq!(public.len(), MAX_LISTED_PUBLIC);
+    for busy in [LOBBY, "dev"] {
+        assert!(public.iter().any(|r| r.name == busy), "{busy} is listed");
+    }
+    assert!(public.windows(2).all(|w| w[0].name < w[1].name), "by name");
+    assert!(joined.iter().any(|r| r.name == LOBBY));
+    let bytes = bulk_bytes(req, reply).expect("fits a bulk stream");
+    assert!(bytes.len() < 100 * 1024, "{} bytes", bytes.len());
 }

@@ -173,6 +173,10 @@ impl Store for NatsStore {
         self.directory.is_member(room, user).await
     }
 
+    async fn room_count(&self, user: &str) -> Result<usize, StoreError> {
+        self.directory.room_count(user).await
+    }
+
     async fn rooms_of(&self, user: &str) -> Result<Vec<RoomRow>, StoreError> {
         let records = self.directory.rooms_of(user).await?;
         self.rows(records).await

@@ -234,6 +234,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn room_count(&self, user: &str) -> Result<usize, StoreError> {
+        let user = user.to_owned();
+        self.reads.run(move |c| reads::room_count(c, &user)).await
+    }
+
     async fn rooms_of(&self, user: &str) -> Result<Vec<RoomRow>, StoreError> {
         let user = user.to_owned();
         self.reads.run(move |c| reads::rooms_of(c, &user)).await

@@ -116,7 +116,8 @@ impl Chat {
         let mut top = row![title, space::horizontal().width(Fill), self.status_view()]
             .spacing(12)
             .align_y(Center);
-        if self.current != common::names::LOBBY && Chat::kind(&self.current) != RoomKind::Direct {
+        // A DM can be left too: that is how one refuses it.
+        if self.current != common::names::LOBBY {
             top = top.push(
                 button(text("Leave").size(13))
                     .on_press(Message::Leave(self.current.clone()))

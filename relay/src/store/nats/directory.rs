@@ -359,17 +359,19 @@ impl Directory {
         Ok(creator)
     }
 
-    /// The DM room of two users, created if needed, with both as members.
+    /// See [`Store::open_dm`](crate::store::Store::open_dm).
     pub async fn open_dm(&self, a: &str, b: &str) -> Result<RoomRecord, StoreError> {
         let a = self.canonical(a).await?;
         let b = self.canonical(b).await?;
         let name = dm_room(&a, &b);
-        match self.create_room_record(&name, RoomKind::Direct, &a).await {
-            Ok(()) | Err(StoreError::RoomExists) => {}
+        let created = match self.create_room_record(&name, RoomKind::Direct, &a).await {
+            Ok(()) => true,
+            Err(StoreError::RoomExists) => false,
             Err(e) => return Err(e),
-        }
-        // Also when it exists: one of them may have left it.
-        for user in [&a, &b] {
+        };
+        // The other joins only a new DM: one who left it stays out.
+        let joining = if created { vec![&a, &b] } else { vec![&a] };
+        for user in joining {
             self.create_key(keys::member_key(&name, user), Bytes::from(user.clone()))
                 .await?;
         }
@@ -414,6 +416,12 @@ impl Directory {
             .await
             .map_err(db)?
             .is_some())
+    }
+
+    /// See [`Store::room_count`](crate::store::Store::room_count).
+    pub async fn room_count(&self, user: &str) -> Result<usize, StoreError> {
+        let filter = format!("m.*.{}", keys::user_token(user));
+        Ok(self.scan(&filter).await?.len())
     }
 
     /// The rooms `user` is a member of, in no order.

@@ -174,6 +174,12 @@ pub(super) fn is_member(conn: &Connection, room: &str, user: &str) -> Result<boo
     Ok(stmt.exists([room, user])?)
 }
 
+pub(super) fn room_count(conn: &Connection, user: &str) -> Result<usize, Fail> {
+    let mut stmt = conn.prepare_cached("SELECT count(*) FROM members WHERE user = ?1")?;
+    let n: i64 = stmt.query_row([user], |row| row.get(0))?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 pub(super) fn rooms_of(conn: &Connection, user: &str) -> Result<Vec<RoomRow>, Fail> {
     let mut stmt = conn.prepare_cached(room_query!(
         "JOIN members j ON j.room = r.name WHERE j.user = ?1 ORDER BY r.name"

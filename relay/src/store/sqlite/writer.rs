@@ -373,10 +373,11 @@ fn apply_op(
             let a = user_named(conn, &a)?;
             let b = user_named(conn, &b)?;
             let name = dm_room(&a, &b);
-            insert_room(conn, &name, RoomKind::Direct, &a, now_s)?;
-            // Also when it exists: one of them may have left it.
+            // The other joins only a new DM: one who left it stays out.
+            if insert_room(conn, &name, RoomKind::Direct, &a, now_s)? {
+                insert_member(conn, &name, &b, now_s)?;
+            }
             insert_member(conn, &name, &a, now_s)?;
-            insert_member(conn, &name, &b, now_s)?;
             Outcome::Room(existing_room(conn, &name)?)
         }
         Op::AddMember { room, user } => {

@@ -213,8 +213,13 @@ async fn direct_rooms() {
     store.remove_member(&dm.name, "bob").await.unwrap();
     assert_eq!(
         store.open_dm("alice", "bob").await.unwrap().members,
+        1,
+        "the other side cannot bring back one who left"
+    );
+    assert_eq!(
+        store.open_dm("bob", "alice").await.unwrap().members,
         2,
-        "reopening brings both back"
+        "who left comes back by opening it again"
     );
     assert!(store
         .public_rooms()
