@@ -174,11 +174,23 @@ async fn a_history_flood_is_bounded() {
 }
 
 /// Replies that can grow with the relay (room and member lists) travel on
-/// bulk streams, so a relay with many rooms does not break its clients.
+/// bulk streams, so a relay with many rooms does not break its clients;
+/// the public directory lists the busiest 1000, so no account can make
+/// it grow without bound for everyone.
 #[tokio::test]
 async fn a_room_list_bigger_than_a_control_frame_still_arrives() {
-    let relay = Relay::start_with(&["--request-rate", "100000"], &[]);
-    let a = relay.register("a").await;
+    let relay = Relay::start_with(
+        &[
+            "--request-rate",
+            "100000",
+            "--room-creations-per-hour",
+            "100000000",
+            "--max-rooms-per-user",
+            "5000",
+        ],
+        &[],
+    );
+    let mut a = relay.register("a").await;
     let creates: Vec<_> = (0..1600)
         .map(|i| {
             let client = &a.client;
@@ -188,10 +200,18 @@ async fn a_room_list_bigger_than_a_control_frame_still_arrives() {
     for c in creates {
         c.await.unwrap();
     }
+    // Over 64 KiB: a's own 1601 rooms.
+    a.joined("lobby").await;
+    let (joined, _) = a.client.rooms().await.unwrap();
+    assert_eq!(joined.len(), 1601);
     let mut v = relay.register("victim").await;
     v.joined("lobby").await;
     let (_, public) = v.client.rooms().await.unwrap();
-    assert_eq!(public.len(), 1601);
+    assert_eq!(public.len(), 1000);
+    assert!(
+        public.iter().any(|r| r.name == "lobby"),
+        "the busiest is listed"
+    );
     v.client.send("lobby", "hello").await.unwrap();
     let events = v.drain(Duration::from_millis(300)).await;
     assert!(

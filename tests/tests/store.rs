@@ -357,3 +357,50 @@ async fn nats_unreachable_or_without_jetstream_is_a_clear_error() {
         "{text}"
     );
 }
+
+/// Room lists on NATS read many rooms at once, and public ones from a
+/// copy that changes made through the same relay refresh at once.
+#[tokio::test]
+async fn nats_room_lists_are_whole_and_fresh() {
+    let nats = NatsServer::start();
+    let store = NatsStore::open(&NatsOptions::new(nats.url()), None)
+        .await
+        .unwrap();
+    for user in ["alice", "bob"] {
+        store.create_user(user, "phc").await.unwrap();
+    }
+    const ROOMS: usize = 400;
+    for n in 0..ROOMS {
+        store
+            .create_room(&format!("r{n:03}"), RoomKind::Public, "alice")
+            .await
+            .unwrap();
+    }
+    store.append(msg("r007", 1)).await.unwrap();
+    let started = std::time::Instant::now();
+    let public = store.public_rooms().await.unwrap();
+    let listed = started.elapsed();
+    assert_eq!(public.len(), ROOMS + 1);
+    let r007 = public.iter().find(|r| r.name == "r007").unwrap();
+    assert_eq!((r007.members, r007.latest > 0), (1, true));
+    assert!(public.windows(2).all(|w| w[0].name < w[1].name));
+    let started = std::time::Instant::now();
+    let joined = store.rooms_of("alice").await.unwrap();
+    eprintln!(
+        "{} public rooms listed in {listed:?}, {} joined in {:?}",
+        public.len(),
+        joined.len(),
+        started.elapsed()
+    );
+    assert_eq!(joined.len(), ROOMS + 1);
+
+    store.add_member("r008", "bob").await.unwrap();
+    store
+        .create_room("fresh", RoomKind::Public, "bob")
+        .await
+        .unwrap();
+    let public = store.public_rooms().await.unwrap();
+    let r008 = public.iter().find(|r| r.name == "r008").unwrap();
+    assert_eq!(r008.members, 2, "a join through this relay shows at once");
+    assert!(public.iter().any(|r| r.name == "fresh"));
+}

@@ -13,11 +13,14 @@ mod log;
 mod read;
 mod record;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream;
 use common::frame::{Message, Page, RoomKind};
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use self::directory::{Directory, RoomRecord};
@@ -27,12 +30,26 @@ use super::{Appended, NewMessage, RoomRow, Store, StoreError, StoredUser};
 pub use self::connection::{connect, NatsOptions};
 pub use self::keys::EVENTS;
 
+/// Lookups of a room's newest sequence and member count in flight at once
+/// while a list of rooms is read: each is a round trip to NATS, and one
+/// after the other they made a login wait ~1.6 ms per public room.
+const LOOKUPS: usize = 32;
+
+/// How long the list of public rooms is served from memory: listing it
+/// reads every public room, which every login would otherwise pay. Changes
+/// made through this relay are seen at once; other relays' within this.
+const DIRECTORY_TTL: Duration = Duration::from_secs(10);
+
 /// The JetStream store.
 pub struct NatsStore {
     client: async_nats::Client,
     connections: watch::Receiver<u64>,
     log: MessageLog,
     directory: Directory,
+    /// The public rooms as last read, when, and at which `changes`.
+    public: tokio::sync::Mutex<Option<(Instant, u64, Vec<RoomRow>)>>,
+    /// Bumped by every change through this relay that a listing shows.
+    changes: AtomicU64,
 }
 
 impl NatsStore {
@@ -64,6 +81,8 @@ impl NatsStore {
             connections,
             log,
             directory,
+            public: tokio::sync::Mutex::new(None),
+            changes: AtomicU64::new(0),
         })
     }
 
@@ -91,20 +110,30 @@ impl NatsStore {
         })
     }
 
-    /// Rows of `records`, by name.
+    /// Rows of `records`, by name, looked up [`LOOKUPS`] at a time.
     async fn rows(&self, records: Vec<RoomRecord>) -> Result<Vec<RoomRow>, StoreError> {
-        let mut rows = Vec::with_capacity(records.len());
-        for record in records {
-            rows.push(self.row(record).await?);
-        }
+        let mut rows = futures_util::stream::iter(records.into_iter().map(|r| self.row(r)))
+            .buffer_unordered(LOOKUPS)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         rows.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(rows)
+    }
+
+    /// A change a room listing shows was made through this relay.
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 impl Store for NatsStore {
     async fn create_user(&self, name: &str, phc: &str) -> Result<(), StoreError> {
-        self.directory.create_user(name, phc).await
+        let done = self.directory.create_user(name, phc).await;
+        // After the change: a listing read meanwhile is read again.
+        self.changed();
+        done
     }
 
     async fn user(&self, name: &str) -> Result<Option<StoredUser>, StoreError> {
@@ -116,7 +145,10 @@ impl Store for NatsStore {
     }
 
     async fn delete_user(&self, name: &str) -> Result<(), StoreError> {
-        self.directory.delete_user(name).await
+        let done = self.directory.delete_user(name).await;
+        // After the change: a listing read meanwhile is read again.
+        self.changed();
+        done
     }
 
     async fn account_changes(
@@ -136,6 +168,7 @@ impl Store for NatsStore {
         creator: &str,
     ) -> Result<RoomRow, StoreError> {
         let creator = self.directory.create_room(name, kind, creator).await?;
+        self.changed();
         Ok(RoomRow {
             name: name.to_owned(),
             kind,
@@ -158,11 +191,17 @@ impl Store for NatsStore {
     }
 
     async fn add_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
-        self.directory.add_member(room, user).await
+        let done = self.directory.add_member(room, user).await;
+        // After the change: a listing read meanwhile is read again.
+        self.changed();
+        done
     }
 
     async fn remove_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
-        self.directory.remove_member(room, user).await
+        let done = self.directory.remove_member(room, user).await;
+        // After the change: a listing read meanwhile is read again.
+        self.changed();
+        done
     }
 
     async fn members(&self, room: &str) -> Result<Vec<String>, StoreError> {
@@ -183,8 +222,18 @@ impl Store for NatsStore {
     }
 
     async fn public_rooms(&self) -> Result<Vec<RoomRow>, StoreError> {
+        // Held while reading, so logins at once read the rooms once.
+        let mut cached = self.public.lock().await;
+        let now = self.changes.load(Ordering::Relaxed);
+        if let Some((at, seen, rows)) = &*cached {
+            if *seen == now && at.elapsed() < DIRECTORY_TTL {
+                return Ok(rows.clone());
+            }
+        }
         let records = self.directory.public_rooms().await?;
-        self.rows(records).await
+        let rows = self.rows(records).await?;
+        *cached = Some((Instant::now(), now, rows.clone()));
+        Ok(rows)
     }
 
     async fn invite(&self, room: &str, user: &str) -> Result<(), StoreError> {
