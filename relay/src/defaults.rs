@@ -71,6 +71,25 @@ pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(4);
 /// a reader that slow reconnects and pages again anyway.
 pub const BULK_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Connections the `--metrics` listener serves at once. A scraper needs
+/// one; the cap keeps a flood of connections from taking the relay's file
+/// descriptors, which its store and its clients need too.
+pub const METRICS_CONNECTIONS: usize = 16;
+
+/// Time one metrics connection gets to send its request and take the
+/// answer. A scraper sends its request at once and reads a few KiB; a
+/// silent connection gives up its place after this long.
+pub const METRICS_DEADLINE: Duration = Duration::from_secs(2);
+
+/// First pause after the metrics listener fails to accept (EMFILE when the
+/// file limit is reached): a failed accept fails again at once until a
+/// descriptor comes free, so retrying without a pause keeps a core busy.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Cap on that pause, which doubles with each failure in a row: a scrape
+/// waits at most this long once descriptors are free again.
+pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
 /// Time a closing connection gets to flush what is queued for it.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
