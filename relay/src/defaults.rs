@@ -67,6 +67,26 @@ pub const FAILURE_DELAY: Duration = Duration::from_millis(250);
 /// Cap on that delay: slow enough for guessing, short enough for people.
 pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(4);
 
+/// Failed logins one account may take, from all the addresses it has not
+/// logged in from lately together, before further attempts from such
+/// addresses are refused: room for a forgotten password tried on a few
+/// devices, while a guesser with many addresses, each under its own
+/// per-address limit, gets this many guesses and then only the refill.
+pub const ACCOUNT_FAILURES: u32 = 20;
+
+/// Time in which one spent attempt of that budget comes back: three
+/// guesses a minute at an account, however many addresses they come from.
+pub const ACCOUNT_REFILL: Duration = Duration::from_secs(20);
+
+/// How long an address stays known to an account after a login from it,
+/// outside the account's budget: a month of coming back from the same
+/// home or office.
+pub const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Addresses remembered per account: a person's devices and places, with
+/// a bound on memory per account.
+pub const MAX_KNOWN: usize = 16;
+
 /// Time a history page may take to reach a client before it is dropped:
 /// a reader that slow reconnects and pages again anyway.
 pub const BULK_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
