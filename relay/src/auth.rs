@@ -1,7 +1,7 @@
 //! Passwords (argon2id PHC strings) and login throttling.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,8 @@ use common::frame::ErrorCode;
 use common::limits::{MAX_PASSWORD, MIN_PASSWORD};
 
 use crate::defaults::{
-    FAILURE_DELAY, FAILURE_WINDOW, FREE_FAILURES, LOCKOUT, LOCK_AFTER, MAX_FAILURE_DELAY,
+    ACCOUNT_FAILURES, ACCOUNT_REFILL, FAILURE_DELAY, FAILURE_WINDOW, FREE_FAILURES, KNOWN_FOR,
+    LOCKOUT, LOCK_AFTER, MAX_FAILURE_DELAY, MAX_KNOWN,
 };
 use crate::reply::Refusal;
 
@@ -105,13 +106,40 @@ impl Hasher {
     }
 }
 
-/// An account, lower-cased, and the address it is tried from.
+/// An account, lower-cased, and the network it is tried from (see
+/// [`network`]).
 type Pair = (String, IpAddr);
 
-/// Failed-login bookkeeping per (account, address) pair.
+/// Failed-login bookkeeping, at two levels.
+///
+/// Per (account, address) pair: a few free failures, then growing delays,
+/// then a lockout. That alone let a guesser with many addresses make ten
+/// guesses per address every five minutes: from 100 addresses, hundreds a
+/// minute at one account.
+///
+/// Per account: every attempt from an address the account has not logged
+/// in from lately draws on one budget of [`ACCOUNT_FAILURES`] failures,
+/// refilled one per [`ACCOUNT_REFILL`]; with the budget spent, such
+/// attempts are refused (`Throttled`) before their password is checked. So
+/// a guesser gets a few guesses a minute at an account however many
+/// addresses it has. The budget refuses rather than delays: delayed
+/// attempts in parallel would still add up to any rate.
+///
+/// What a per-account limit costs is that anyone can spend an account's
+/// budget. The addresses an account logged in from within [`KNOWN_FOR`]
+/// (the last [`MAX_KNOWN`] of them) are therefore outside it: the owner
+/// logs in from home or the office as usual, held only by the per-pair
+/// limit, and a guesser cannot make an address known without the
+/// password. Exempting addresses with no failures instead would hand a
+/// guesser one free guess per fresh address. The known addresses live in
+/// memory: after a restart the owner's first login from each place draws
+/// on the budget like anyone's.
 #[derive(Default)]
 pub struct Throttle {
     failures: Mutex<HashMap<Pair, Failures>>,
+    /// Lower-cased account name → its budget and known addresses. Locked
+    /// after `failures`, never around it.
+    accounts: Mutex<HashMap<String, Account>>,
     /// One attempt of a pair at a time, so parallel attempts cannot outrun
     /// the lockout; those that wait hold nothing but their pre-login slot.
     turns: Mutex<HashMap<Pair, Arc<tokio::sync::Mutex<()>>>>,
@@ -146,13 +174,60 @@ struct Failures {
     locked_until: Option<Instant>,
 }
 
+/// One account's failures from addresses it has not logged in from, and
+/// the addresses it has.
+struct Account {
+    /// Attempts left before the budget is spent, with fractions refilled;
+    /// at most [`ACCOUNT_FAILURES`].
+    budget: f64,
+    /// When `budget` was last refilled.
+    at: Instant,
+    /// Networks a login succeeded from and when it last did, oldest first.
+    known: Vec<(IpAddr, Instant)>,
+}
+
+impl Account {
+    fn new(now: Instant) -> Self {
+        Account {
+            budget: f64::from(ACCOUNT_FAILURES),
+            at: now,
+            known: Vec::new(),
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at);
+        self.at = now;
+        self.budget = (self.budget + elapsed.as_secs_f64() / ACCOUNT_REFILL.as_secs_f64())
+            .min(f64::from(ACCOUNT_FAILURES));
+    }
+
+    fn knows(&self, net: IpAddr, now: Instant) -> bool {
+        self.known
+            .iter()
+            .any(|(n, at)| *n == net && now.saturating_duration_since(*at) < KNOWN_FOR)
+    }
+
+    /// Whether forgetting the entry would lose nothing.
+    fn idle(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.known
+            .retain(|(_, at)| now.saturating_duration_since(*at) < KNOWN_FOR);
+        self.known.is_empty() && self.budget >= f64::from(ACCOUNT_FAILURES)
+    }
+}
+
 /// The verdict on a login attempt before the password is checked.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Gate {
     /// Go ahead.
     Open,
-    /// Refuse without checking; retry after this long.
+    /// The (account, address) pair is locked out: refuse without checking;
+    /// retry after this long.
     Locked(Duration),
+    /// The account's budget for addresses it has not logged in from is
+    /// spent: refuse without checking; retry after this long.
+    AccountLocked(Duration),
 }
 
 impl Throttle {
@@ -178,8 +253,48 @@ impl Throttle {
     }
 
     /// Says whether a login attempt of `user` from `addr` may have its
-    /// password checked. Call it during the pair's [`Throttle::turn`].
+    /// password checked. Call it during the pair's [`Throttle::turn`]. An
+    /// attempt from an address the account has not logged in from takes
+    /// its place in the account's budget here, before the check, so
+    /// attempts from many addresses at once cannot overdraw it; a good
+    /// login gives it back.
     pub fn begin(&self, user: &str, addr: IpAddr, now: Instant) -> Gate {
+        match self.begin_pair(user, addr, now) {
+            Gate::Open => self.begin_account(user, addr, now),
+            locked => locked,
+        }
+    }
+
+    fn begin_account(&self, user: &str, addr: IpAddr, now: Instant) -> Gate {
+        let mut accounts = self.accounts.lock().expect("accounts lock");
+        // Entries for names that are only guessed refill and go.
+        if accounts.len() > PRUNE_AT {
+            accounts.retain(|_, a| !a.idle(now));
+        }
+        let account = accounts
+            .entry(user.to_ascii_lowercase())
+            .or_insert_with(|| Account::new(now));
+        if account.knows(network(addr), now) {
+            return Gate::Open;
+        }
+        account.refill(now);
+        if account.budget >= 1.0 {
+            account.budget -= 1.0;
+            if account.budget < 1.0 {
+                tracing::warn!(
+                    user,
+                    %addr,
+                    "login attempts at this account from addresses it is not used from are refused for now: {ACCOUNT_FAILURES} taken, one more every {}s",
+                    ACCOUNT_REFILL.as_secs()
+                );
+            }
+            return Gate::Open;
+        }
+        let wait = ACCOUNT_REFILL.mul_f64(1.0 - account.budget);
+        Gate::AccountLocked(wait)
+    }
+
+    fn begin_pair(&self, user: &str, addr: IpAddr, now: Instant) -> Gate {
         let mut map = self.failures.lock().expect("throttle lock");
         // Expired entries would otherwise pile up for every name tried.
         if map.len() > PRUNE_AT {
@@ -222,12 +337,26 @@ impl Throttle {
         delay_for(f.count)
     }
 
-    /// Forgets the failures of a pair after a good login.
-    pub fn succeeded(&self, user: &str, addr: IpAddr) {
+    /// After a good login: forgets the failures of the pair, gives back
+    /// what the attempt took from the account's budget, and remembers the
+    /// address as one the account logs in from.
+    pub fn succeeded(&self, user: &str, addr: IpAddr, now: Instant) {
+        let (name, net) = key(user, addr);
         self.failures
             .lock()
             .expect("throttle lock")
-            .remove(&key(user, addr));
+            .remove(&(name.clone(), net));
+        let mut accounts = self.accounts.lock().expect("accounts lock");
+        let account = accounts.entry(name).or_insert_with(|| Account::new(now));
+        if !account.knows(net, now) {
+            account.refill(now);
+            account.budget = (account.budget + 1.0).min(f64::from(ACCOUNT_FAILURES));
+        }
+        account.known.retain(|(n, _)| *n != net);
+        account.known.push((net, now));
+        if account.known.len() > MAX_KNOWN {
+            account.known.remove(0);
+        }
     }
 }
 
@@ -235,7 +364,17 @@ impl Throttle {
 const PRUNE_AT: usize = 10_000;
 
 fn key(user: &str, addr: IpAddr) -> Pair {
-    (user.to_ascii_lowercase(), addr)
+    (user.to_ascii_lowercase(), network(addr))
+}
+
+/// What the throttle counts as one address: an IPv4 address, or an IPv6
+/// address's /64. A host or home usually has a whole /64, so counting its
+/// addresses one by one would give a guesser 2^64 fresh addresses.
+pub fn network(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
 }
 
 fn delay_for(count: u32) -> Duration {
@@ -308,8 +447,146 @@ mod tests {
             Gate::Open,
             "lock expires"
         );
-        t.succeeded("alice", ip);
+        t.succeeded("alice", ip, now);
         assert_eq!(t.begin("alice", ip, now), Gate::Open);
+    }
+
+    fn addr(i: u32) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i))
+    }
+
+    #[test]
+    fn every_address_draws_on_one_budget_per_account() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        // One failure from each of many addresses: no pair comes near its
+        // own limit, but together they spend the account's budget.
+        for i in 0..ACCOUNT_FAILURES {
+            assert_eq!(t.begin("carol", addr(i), now), Gate::Open, "attempt {i}");
+            assert_eq!(t.failed("carol", addr(i), now), Duration::ZERO);
+        }
+        assert_eq!(
+            t.begin("Carol", addr(1000), now),
+            Gate::AccountLocked(ACCOUNT_REFILL),
+            "a fresh address is refused too"
+        );
+        assert_eq!(t.begin("dave", addr(1000), now), Gate::Open, "per account");
+        // The budget comes back one attempt per ACCOUNT_REFILL.
+        let later = now + ACCOUNT_REFILL / 2;
+        assert_eq!(
+            t.begin("carol", addr(1001), later),
+            Gate::AccountLocked(ACCOUNT_REFILL / 2)
+        );
+        let later = now + ACCOUNT_REFILL;
+        assert_eq!(t.begin("carol", addr(1001), later), Gate::Open);
+        t.failed("carol", addr(1001), later);
+        assert!(matches!(
+            t.begin("carol", addr(1002), later),
+            Gate::AccountLocked(_)
+        ));
+        // A pair's own lockout is still its own, and comes first.
+        for _ in 0..LOCK_AFTER {
+            t.begin("erin", addr(7), now);
+            t.failed("erin", addr(7), now);
+        }
+        assert_eq!(t.begin("erin", addr(7), now), Gate::Locked(LOCKOUT));
+    }
+
+    #[test]
+    fn addresses_the_account_logged_in_from_are_outside_its_budget() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        let (home, office) = (addr(1), addr(2));
+        for place in [home, office] {
+            assert_eq!(t.begin("carol", place, now), Gate::Open);
+            t.succeeded("carol", place, now);
+        }
+        // A good login gave back what its attempt took: the whole budget
+        // is left for the guesser.
+        for i in 100..100 + ACCOUNT_FAILURES {
+            assert_eq!(t.begin("carol", addr(i), now), Gate::Open, "attempt {i}");
+            t.failed("carol", addr(i), now);
+        }
+        assert!(matches!(
+            t.begin("carol", addr(999), now),
+            Gate::AccountLocked(_)
+        ));
+        // The owner still gets in from home and the office, and typos
+        // there cost the budget nothing.
+        assert_eq!(t.begin("carol", home, now), Gate::Open);
+        t.failed("carol", home, now);
+        assert_eq!(t.begin("carol", office, now), Gate::Open);
+        // Known for a while, not for ever.
+        let much_later = now + KNOWN_FOR;
+        for i in 200..200 + ACCOUNT_FAILURES {
+            assert_eq!(t.begin("carol", addr(i), much_later), Gate::Open);
+            t.failed("carol", addr(i), much_later);
+        }
+        assert!(matches!(
+            t.begin("carol", office, much_later),
+            Gate::AccountLocked(_)
+        ));
+    }
+
+    #[test]
+    fn only_the_latest_addresses_are_known() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        for i in 0..=MAX_KNOWN as u32 {
+            t.succeeded("carol", addr(i), now + Duration::from_secs(i.into()));
+        }
+        let accounts = t.accounts.lock().unwrap();
+        let known = &accounts["carol"].known;
+        assert_eq!(known.len(), MAX_KNOWN);
+        assert!(!known.iter().any(|(n, _)| *n == addr(0)), "the oldest goes");
+    }
+
+    #[test]
+    fn an_ipv6_address_counts_as_its_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(network(a), network(b));
+        assert_ne!(network(a), network(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(network(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+
+        let t = Throttle::default();
+        let now = Instant::now();
+        for i in 0..LOCK_AFTER {
+            let host = IpAddr::V6(Ipv6Addr::from(
+                (0x2001_0db8_0001_0002u128 << 64) | u128::from(i + 1),
+            ));
+            t.begin("frank", host, now);
+            t.failed("frank", host, now);
+        }
+        let neighbour = IpAddr::V6(Ipv6Addr::from((0x2001_0db8_0001_0002u128 << 64) | 0xffff));
+        assert_eq!(t.begin("frank", neighbour, now), Gate::Locked(LOCKOUT));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn attempts_from_many_addresses_at_once_cannot_overdraw_the_budget() {
+        let t = Arc::new(Throttle::default());
+        let now = Instant::now();
+        let attempts: Vec<_> = (0..200)
+            .map(|i| {
+                let t = t.clone();
+                tokio::spawn(async move {
+                    let _turn = t.turn("grace", addr(i)).await;
+                    if t.begin("grace", addr(i), now) != Gate::Open {
+                        return false;
+                    }
+                    tokio::task::yield_now().await;
+                    t.failed("grace", addr(i), now);
+                    true
+                })
+            })
+            .collect();
+        let mut checked = 0;
+        for a in attempts {
+            checked += u32::from(a.await.unwrap());
+        }
+        assert_eq!(checked, ACCOUNT_FAILURES);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

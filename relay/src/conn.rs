@@ -3,14 +3,16 @@
 //! that drains the session's queue, bulk replies on streams of their own,
 //! and the orderly close. Nothing here decides what a request means.
 
+mod bulk;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use common::codec::{self, FrameError};
 use common::frame::{close, ClientFrame, ErrorCode, ServerFrame};
 use common::limits::MAX_CONTROL_FRAME;
-use quinn::{Connection, RecvStream, SendStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use quinn::{Connection, RecvStream, SendStream, WriteError};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{timeout_at, Instant};
 
@@ -19,7 +21,8 @@ use crate::defaults::{
 };
 use crate::hub::{Lags, Outbox};
 use crate::login::{Account, Exit, Login, Step};
-use crate::session::{acked, bulk_bytes, bulk_timed_out, Answer, BulkWork, Session};
+use crate::metrics::inc;
+use crate::session::{acked, bulk_bytes, bulk_undelivered, Answer, BulkWork, Session};
 use crate::state::{until_shutdown, Relay};
 use crate::store::Store;
 
@@ -77,10 +80,11 @@ pub async fn serve<S: Store>(
     };
     let outbox = session.outbox().clone();
     let id = outbox.id;
-    let writer = tokio::spawn(write_loop(send, rx, outbox.lags.clone()));
+    let (write_failed, mut writer_failed) = oneshot::channel();
+    let writer = tokio::spawn(write_loop(send, rx, outbox.lags.clone(), write_failed));
     tracing::info!(%user, session = id, addr = %conn.remote_address(), "logged in");
 
-    let exit = run(&relay, session, &conn, &mut recv).await;
+    let exit = run(&relay, session, &conn, &mut recv, &mut writer_failed).await;
 
     drop(outbox);
     // The writer ends once every outbox handle is gone and the queue is empty.
@@ -110,6 +114,8 @@ async fn login<S: Store>(
 ) -> Result<Account, Exit> {
     let mut core = Login::new(relay, conn.remote_address().ip());
     let mut shutdown = relay.shutdown_signal();
+    let stopped = stopped(send);
+    tokio::pin!(stopped);
     loop {
         let read = tokio::select! {
             r = timeout_at(deadline, codec::read_frame::<ClientFrame, _>(recv, MAX_CONTROL_FRAME)) => r,
@@ -117,11 +123,15 @@ async fn login<S: Store>(
                 write(send, &ServerFrame::Shutdown { reason: "relay shutting down".into() }).await;
                 return Err(Exit::Shutdown);
             }
+            () = &mut stopped => return Err(control_stopped(relay)),
         };
         let step = match read {
             Err(_) => core.timed_out(),
             Ok(Ok(Some(frame))) => core.handle(frame, now()).await,
             Ok(Ok(None)) => return Err(Exit::Normal),
+            // The client reset its side of the stream (or the connection
+            // is gone): it left, as after login; nothing to tell it.
+            Ok(Err(FrameError::Io(_))) => return Err(Exit::Lost),
             Ok(Err(e)) => core.bad_frame(&e),
         };
         match step {
@@ -154,6 +164,7 @@ async fn run<S: Store>(
     mut session: Session<S>,
     conn: &Connection,
     recv: &mut RecvStream,
+    writer_failed: &mut oneshot::Receiver<Exit>,
 ) -> Exit {
     let outbox = session.outbox().clone();
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -171,6 +182,12 @@ async fn run<S: Store>(
             // Shutdown may drop a half-read frame: the connection ends anyway.
             _ = until_shutdown(&mut shutdown) => break Exit::Shutdown,
             _ = outbox.revoked() => break Exit::AccountChanged,
+            // So may a writer that can write no more: requests could
+            // still be read, stored and acted on, but never answered.
+            Ok(exit) = &mut *writer_failed => match exit {
+                Exit::Protocol => break control_stopped(relay),
+                other => break other,
+            },
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -222,8 +239,9 @@ async fn acquire(semaphore: &Arc<Semaphore>) -> OwnedSemaphorePermit {
 }
 
 /// Sends a bulk reply on a stream of its own, so a big reply never holds up
-/// chat lines. A reply that cannot be delivered becomes an `Unavailable`
-/// error on the control stream.
+/// chat lines. A reply that does not reach the client (its stream stopped,
+/// reset after the time limit, or failed) becomes an `Unavailable` error on
+/// the control stream: one answer either way.
 async fn send_bulk(
     conn: Connection,
     outbox: Arc<Outbox>,
@@ -238,18 +256,10 @@ async fn send_bulk(
             return;
         }
     };
-    let write = async {
-        let mut stream = conn.open_uni().await.ok()?;
-        stream.write_all(&bytes).await.ok()?;
-        stream.finish().ok()
-    };
-    if tokio::time::timeout(BULK_WRITE_TIMEOUT, write)
-        .await
-        .ok()
-        .flatten()
-        .is_none()
-    {
-        outbox.reply(&bulk_timed_out(req)).await;
+    let delivery = bulk::deliver(&conn, &bytes, BULK_WRITE_TIMEOUT).await;
+    if let Some(frame) = bulk_undelivered(req, delivery) {
+        tracing::debug!(req, ?delivery, "bulk reply not delivered");
+        outbox.reply(&frame).await;
     }
 }
 
@@ -266,29 +276,71 @@ async fn drain(send: &mut SendStream) {
 }
 
 /// Drains a session's queue onto its control stream in batches, and sends
-/// `Lagged` notices past a full queue.
-async fn write_loop(mut send: SendStream, mut rx: mpsc::Receiver<Bytes>, lags: Arc<Lags>) {
+/// `Lagged` notices past a full queue. If the stream fails, or the client
+/// stops it, `failed` says how the connection must end.
+async fn write_loop(
+    mut send: SendStream,
+    mut rx: mpsc::Receiver<Bytes>,
+    lags: Arc<Lags>,
+    failed: oneshot::Sender<Exit>,
+) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
-    loop {
+    let stopped = stopped(&send);
+    tokio::pin!(stopped);
+    let result = loop {
         tokio::select! {
             n = rx.recv_many(&mut batch, WRITE_BATCH) => {
                 if n == 0 {
-                    break;
+                    break Ok(());
                 }
                 lags.take(&mut batch);
-                if send.write_all_chunks(&mut batch).await.is_err() {
-                    return;
+                if let Err(e) = send.write_all_chunks(&mut batch).await {
+                    break Err(e);
                 }
                 batch.clear();
             }
             frames = lags.next() => {
                 for frame in frames {
-                    if send.write_all(&codec::encode(&frame)).await.is_err() {
-                        return;
+                    if let Err(e) = send.write_all(&codec::encode(&frame)).await {
+                        return report(failed, e);
                     }
                 }
             }
+            // Noticed at once, not at the next write: a session with no
+            // traffic would otherwise go on until the client leaves.
+            () = &mut stopped => break Err(WriteError::Stopped(0u32.into())),
+        }
+    };
+    match result {
+        Ok(()) => drain(&mut send).await,
+        Err(e) => report(failed, e),
+    }
+}
+
+fn report(failed: oneshot::Sender<Exit>, e: WriteError) {
+    let exit = match e {
+        WriteError::Stopped(_) => Exit::Protocol,
+        _ => Exit::Lost,
+    };
+    let _ = failed.send(exit);
+}
+
+/// Completes if the client stops the relay's side of the control stream
+/// (STOP_SENDING). That side carries every answer, so the client broke the
+/// protocol (PROTOCOL §2) and the connection is closed with code 1.
+fn stopped(send: &SendStream) -> impl std::future::Future<Output = ()> {
+    let stopped = send.stopped();
+    async move {
+        if !matches!(stopped.await, Ok(Some(_))) {
+            // The connection failed or the stream ended: the reader finds out.
+            std::future::pending::<()>().await;
         }
     }
-    drain(&mut send).await;
+}
+
+/// Logs and counts a control stream the client stopped.
+fn control_stopped<S>(relay: &Relay<S>) -> Exit {
+    tracing::info!("the client stopped the control stream");
+    inc(&relay.metrics.protocol_errors);
+    Exit::Protocol
 }

@@ -93,9 +93,48 @@ pub const FAILURE_DELAY: Duration = Duration::from_millis(250);
 /// Cap on that delay: slow enough for guessing, short enough for people.
 pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(4);
 
+/// Failed logins one account may take, from all the addresses it has not
+/// logged in from lately together, before further attempts from such
+/// addresses are refused: room for a forgotten password tried on a few
+/// devices, while a guesser with many addresses, each under its own
+/// per-address limit, gets this many guesses and then only the refill.
+pub const ACCOUNT_FAILURES: u32 = 20;
+
+/// Time in which one spent attempt of that budget comes back: three
+/// guesses a minute at an account, however many addresses they come from.
+pub const ACCOUNT_REFILL: Duration = Duration::from_secs(20);
+
+/// How long an address stays known to an account after a login from it,
+/// outside the account's budget: a month of coming back from the same
+/// home or office.
+pub const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Addresses remembered per account: a person's devices and places, with
+/// a bound on memory per account.
+pub const MAX_KNOWN: usize = 16;
+
 /// Time a history page may take to reach a client before it is dropped:
 /// a reader that slow reconnects and pages again anyway.
 pub const BULK_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections the `--metrics` listener serves at once. A scraper needs
+/// one; the cap keeps a flood of connections from taking the relay's file
+/// descriptors, which its store and its clients need too.
+pub const METRICS_CONNECTIONS: usize = 16;
+
+/// Time one metrics connection gets to send its request and take the
+/// answer. A scraper sends its request at once and reads a few KiB; a
+/// silent connection gives up its place after this long.
+pub const METRICS_DEADLINE: Duration = Duration::from_secs(2);
+
+/// First pause after the metrics listener fails to accept (EMFILE when the
+/// file limit is reached): a failed accept fails again at once until a
+/// descriptor comes free, so retrying without a pause keeps a core busy.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Cap on that pause, which doubles with each failure in a row: a scrape
+/// waits at most this long once descriptors are free again.
+pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Time a closing connection gets to flush what is queued for it.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);

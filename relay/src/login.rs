@@ -125,6 +125,8 @@ impl<'a, S: Store> Login<'a, S> {
             } if self.hello => match self.register(&user, password.expose()).await {
                 Ok(phc) => {
                     tracing::info!(%user, "registered");
+                    // Where an account is made is a place its owner logs in from.
+                    relay.throttle.succeeded(&user, self.addr, now);
                     inc(&relay.metrics.registrations);
                     inc(&relay.metrics.logins);
                     let frame = ServerFrame::LoggedIn {
@@ -237,10 +239,15 @@ impl<'a, S: Store> Login<'a, S> {
             return Err((Duration::ZERO, wrong()));
         }
         let _turn = relay.throttle.turn(user, addr).await;
-        if let Gate::Locked(wait) = relay.throttle.begin(user, addr, now) {
+        let (wait, whose) = match relay.throttle.begin(user, addr, now) {
+            Gate::Open => (None, ""),
+            Gate::Locked(wait) => (Some(wait), " from this address"),
+            Gate::AccountLocked(wait) => (Some(wait), " from addresses it is not used from"),
+        };
+        if let Some(wait) = wait {
             inc(&relay.metrics.login_failures);
             let msg = format!(
-                "too many failed logins for {user:?} from this address; try again in {} s",
+                "too many failed logins for {user:?}{whose}; try again in {} s",
                 wait.as_secs() + 1
             );
             return Err((Duration::ZERO, Refusal::new(ErrorCode::Throttled, msg)));
@@ -261,7 +268,7 @@ impl<'a, S: Store> Login<'a, S> {
             .await
             .unwrap_or(false);
         if ok && found.is_some() {
-            relay.throttle.succeeded(user, addr);
+            relay.throttle.succeeded(user, addr, now);
             // Said only to whoever knows the password.
             if !relay.accounts.has_room(&name) {
                 let refusal = crate::session::too_many_sessions(relay, &name);

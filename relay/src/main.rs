@@ -275,8 +275,23 @@ async fn serve(args: Serve) -> Result<()> {
     let endpoint = listen(server_config, args.listen)
         .with_context(|| format!("cannot listen on {} (udp)", args.listen))?;
     let addr = endpoint.local_addr()?;
+    // Bound before the relay says it is listening: whoever waits for that
+    // line can scrape at once, and a metrics address in use is an error
+    // before anything is announced.
+    let metrics = match args.metrics {
+        Some(addr) => {
+            let listener = relay::metrics::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr} (tcp)"))?;
+            Some(listener)
+        }
+        None => None,
+    };
     println!("confab relay listening on {addr} (udp), {backend}");
     println!("certificate fingerprint {fingerprint}");
+    if let Some(listener) = &metrics {
+        println!("metrics at http://{}/metrics", listener.local_addr()?);
+    }
     let cfg = Config {
         login_timeout: std::time::Duration::from_secs_f64(args.login_timeout),
         registration_open: matches!(args.registration, Registration::Open),
@@ -289,16 +304,6 @@ async fn serve(args: Serve) -> Result<()> {
         max_unauthenticated: args.max_unauthenticated,
         max_unauthenticated_per_addr: args.max_unauthenticated_per_addr,
         max_connections: args.max_connections,
-    };
-    let metrics = match args.metrics {
-        Some(addr) => {
-            let listener = relay::metrics::bind(addr)
-                .await
-                .with_context(|| format!("cannot serve metrics on {addr} (tcp)"))?;
-            println!("metrics at http://{}/metrics", listener.local_addr()?);
-            Some(listener)
-        }
-        None => None,
     };
     let cluster = store.nats();
     relay::server::serve(endpoint, store, rx, cfg, metrics, cluster, stop_signal()).await;

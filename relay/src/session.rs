@@ -592,9 +592,32 @@ pub fn bulk_bytes(
     Ok(bytes)
 }
 
-/// The answer when a bulk reply could not be sent in time.
-pub fn bulk_timed_out(req: RequestId) -> ServerFrame {
-    undeliverable(req, "the reply could not be delivered in time; ask again")
+/// How the stream of a bulk reply ended (PROTOCOL §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The client's QUIC stack acknowledged every byte and the end of the
+    /// stream: the reply is the answer.
+    Delivered,
+    /// The client stopped the stream (STOP_SENDING) before it had all of it.
+    Stopped,
+    /// Not all of it acknowledged in time; the relay reset the stream.
+    TimedOut,
+    /// The connection failed under the stream.
+    Lost,
+}
+
+/// The answer a bulk request is still owed once its stream has ended:
+/// nothing when the reply arrived, `Unavailable` on the control stream
+/// otherwise, so every request gets exactly one answer however its
+/// stream failed.
+pub fn bulk_undelivered(req: RequestId, delivery: Delivery) -> Option<ServerFrame> {
+    let why = match delivery {
+        Delivery::Delivered => return None,
+        Delivery::Stopped => "the reply's stream was stopped before it arrived; ask again",
+        Delivery::TimedOut => "the reply could not be delivered in time; ask again",
+        Delivery::Lost => "the reply's stream failed; ask again",
+    };
+    Some(undeliverable(req, why))
 }
 
 fn undeliverable(req: RequestId, msg: &str) -> ServerFrame {

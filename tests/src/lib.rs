@@ -323,13 +323,34 @@ impl Relay {
         alpn: &[u8],
         transport: quinn::TransportConfig,
     ) -> Result<quinn::Connection, quinn::ConnectionError> {
+        let endpoint = wire::endpoint_for(self.addr).expect("endpoint");
+        self.raw_connection_on(endpoint, alpn, transport).await
+    }
+
+    /// A raw connection with the standard ALPN and its control stream
+    /// open, from the loopback address `from` (any of 127.0.0.0/8), so
+    /// that the relay sees a client of that address.
+    pub async fn wire_from(&self, from: std::net::Ipv4Addr) -> Wire {
+        let endpoint = quinn::Endpoint::client((from, 0).into()).expect("bind the endpoint");
+        let conn = self
+            .raw_connection_on(endpoint, GOOD_ALPN, quinn::TransportConfig::default())
+            .await
+            .expect("handshake with the right ALPN");
+        Wire::open(conn).await.expect("open the control stream")
+    }
+
+    async fn raw_connection_on(
+        &self,
+        endpoint: quinn::Endpoint,
+        alpn: &[u8],
+        transport: quinn::TransportConfig,
+    ) -> Result<quinn::Connection, quinn::ConnectionError> {
         let mut roots = rustls::RootCertStore::empty();
         let pem = std::fs::read(self.cert()).expect("cert");
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
             roots.add(cert.expect("pem")).expect("root");
         }
         let config = wire::raw_config(roots, alpn, transport).expect("client config");
-        let endpoint = wire::endpoint_for(self.addr).expect("endpoint");
         let conn = wire::dial(&endpoint, config, self.addr, "localhost").await;
         // The endpoint must outlive the connection; tests are short.
         std::mem::forget(endpoint);

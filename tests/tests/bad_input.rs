@@ -14,7 +14,9 @@ use confab_tests::{Relay, Session, GOOD_ALPN, PASSWORD};
 use quinn::{ConnectionError, VarInt};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
-use relay::defaults::{FAILURE_DELAY, FREE_FAILURES, LOCK_AFTER, MAX_FAILURE_DELAY};
+use relay::defaults::{
+    ACCOUNT_FAILURES, FAILURE_DELAY, FREE_FAILURES, LOCK_AFTER, MAX_FAILURE_DELAY,
+};
 use tokio::time::Instant;
 
 /// Bound on any single step that should happen at once. Well under the
@@ -987,4 +989,64 @@ async fn the_sessions_of_one_account_share_its_limits_and_are_capped() {
             other => panic!("after one left: {other:?}"),
         }
     }
+}
+
+/// Guesses at one account from many addresses share one budget
+/// (PROTOCOL.md §8.3): each address stays far under its own limit, yet
+/// once the account has taken its failures, a guess from yet another
+/// address is refused unchecked, while the owner still logs in from the
+/// address she registered from.
+#[tokio::test]
+async fn guesses_from_many_addresses_share_the_account_budget() {
+    let mut relay = Relay::start();
+    let (alice, mut bob) = bystanders(&relay).await;
+    relay.register("victim").await.client.close().await;
+    let login = |req, password: &str| ClientFrame::Login {
+        req,
+        user: "victim".into(),
+        password: password.into(),
+    };
+    let from = |i: u8| std::net::Ipv4Addr::new(127, 0, 0, 2 + i);
+
+    let mut answers = Vec::new();
+    for i in 0..=ACCOUNT_FAILURES as u8 {
+        let mut raw = Raw {
+            wire: within("a connection", relay.wire_from(from(i))).await,
+        };
+        raw.hello().await;
+        raw.frame(&login(1, "not the password")).await;
+        answers.push(match raw.reply().await {
+            ServerFrame::Error { code, message, .. } => (code, message),
+            other => panic!("guess from {}: {other:?}", from(i)),
+        });
+    }
+    let (last, checked) = answers.split_last().unwrap();
+    assert!(
+        checked.iter().all(|(c, _)| *c == ErrorCode::BadCredentials),
+        "{checked:?}"
+    );
+    assert_eq!(last.0, ErrorCode::Throttled, "{last:?}");
+    assert!(last.1.contains("try again in"), "{last:?}");
+
+    // The right password from a new address is refused unchecked too ...
+    let mut stranger = Raw {
+        wire: relay
+            .wire_from(std::net::Ipv4Addr::new(127, 0, 0, 200))
+            .await,
+    };
+    stranger.hello().await;
+    stranger.frame(&login(1, PASSWORD)).await;
+    stranger.error(ErrorCode::Throttled).await;
+    // ... but the owner's own address is not held by the account budget.
+    let mut owner = Raw {
+        wire: relay.wire_from(std::net::Ipv4Addr::LOCALHOST).await,
+    };
+    owner.hello().await;
+    owner.frame(&login(1, PASSWORD)).await;
+    match owner.reply().await {
+        ServerFrame::LoggedIn { user, .. } => assert_eq!(user, "victim"),
+        other => panic!("the owner from home: {other:?}"),
+    }
+    assert!(relay.log().contains("are refused for now"), "logged");
+    assert_still_serving(&mut relay, &alice, &mut bob, "guesses from many addresses").await;
 }

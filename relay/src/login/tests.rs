@@ -406,3 +406,61 @@ async fn a_full_account_is_refused_but_only_to_whoever_knows_its_password() {
         "the connection stays: {step:?}"
     );
 }
+
+/// Guesses from 100 addresses, each trying once every 5 s for five
+/// minutes: together they get the account's budget of failures, then a
+/// few guesses a minute, while the owner still logs in from where she did
+/// before.
+#[tokio::test]
+async fn a_guesser_with_many_addresses_gets_a_few_guesses_a_minute() {
+    use crate::defaults::{ACCOUNT_FAILURES, ACCOUNT_REFILL};
+    let t = relay_with_alice(Config::default()).await;
+    let t0 = Instant::now();
+    let home: IpAddr = "198.51.100.1".parse().unwrap();
+    let mut owner = Login::new(&*t.relay, home);
+    owner.handle(hello(), t0).await;
+    let step = owner.handle(login_as("alice", "correct horse"), t0).await;
+    assert!(matches!(step, Step::LoggedIn(..)), "{step:?}");
+
+    let mut checked_per_minute = [0u32; 5];
+    for tick in 0..60 {
+        let now = t0 + Duration::from_secs(5 * tick);
+        for i in 0..100u32 {
+            let from = IpAddr::V4(std::net::Ipv4Addr::from(0xcb00_7100 + i));
+            let mut guesser = Login::new(&*t.relay, from);
+            guesser.handle(hello(), now).await;
+            let step = guesser.handle(login_as("alice", "wrong horse"), now).await;
+            match code(&step) {
+                Some(ErrorCode::BadCredentials) => checked_per_minute[tick as usize / 12] += 1,
+                Some(ErrorCode::Throttled) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let per_refill = (Duration::from_secs(60).as_secs_f64() / ACCOUNT_REFILL.as_secs_f64()) as u32;
+    assert!(
+        checked_per_minute[0] <= ACCOUNT_FAILURES + per_refill + 1,
+        "{checked_per_minute:?}"
+    );
+    for minute in &checked_per_minute[1..] {
+        assert!(*minute <= per_refill + 1, "{checked_per_minute:?}");
+    }
+
+    // Right after the last round of guesses.
+    let end = t0 + Duration::from_secs(5 * 59);
+    let mut owner = Login::new(&*t.relay, home);
+    owner.handle(hello(), end).await;
+    let step = owner.handle(login_as("alice", "correct horse"), end).await;
+    assert!(matches!(step, Step::LoggedIn(..)), "from home: {step:?}");
+
+    let mut travelling = Login::new(&*t.relay, "203.0.113.250".parse().unwrap());
+    travelling.handle(hello(), end).await;
+    let step = travelling
+        .handle(login_as("alice", "correct horse"), end)
+        .await;
+    let Step::Reply(ServerFrame::Error { code, message, .. }) = &step else {
+        panic!("refused before the check, got {step:?}");
+    };
+    assert_eq!(*code, ErrorCode::Throttled);
+    assert!(message.contains("not used from"), "{message}");
+}

@@ -522,10 +522,19 @@ fn a_bulk_reply_over_the_limit_becomes_unavailable_on_the_control_stream() {
         Err(refusal.into_frame(8)),
         "a refusal goes on the control stream"
     );
-    let ServerFrame::Error { code, .. } = bulk_timed_out(8) else {
-        panic!("an error");
-    };
-    assert_eq!(code, ErrorCode::Unavailable);
+}
+
+#[test]
+fn a_bulk_reply_not_delivered_is_answered_unavailable_once() {
+    assert_eq!(bulk_undelivered(8, Delivery::Delivered), None);
+    for how in [Delivery::Stopped, Delivery::TimedOut, Delivery::Lost] {
+        let answer = bulk_undelivered(8, how);
+        let Some(ServerFrame::Error { req, code, message }) = answer else {
+            panic!("{how:?}: an error, got {answer:?}");
+        };
+        assert_eq!((req, code), (8, ErrorCode::Unavailable), "{how:?}");
+        assert!(message.ends_with("ask again"), "{how:?}: {message}");
+    }
 }
 
 #[tokio::test]
