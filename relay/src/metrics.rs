@@ -14,6 +14,8 @@ use tokio::net::TcpListener;
 pub struct Metrics {
     pub connections_accepted: AtomicU64,
     pub connections_refused: AtomicU64,
+    pub connections_evicted: AtomicU64,
+    pub address_validations: AtomicU64,
     pub logins: AtomicU64,
     pub login_failures: AtomicU64,
     pub registrations: AtomicU64,
@@ -33,7 +35,7 @@ pub fn inc(counter: &AtomicU64) {
 impl Metrics {
     /// The Prometheus text exposition of the counters and the gauges given.
     pub fn render(&self, sessions: usize) -> String {
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 13] = [
             (
                 "connections_accepted_total",
                 "QUIC connections admitted",
@@ -43,6 +45,16 @@ impl Metrics {
                 "connections_refused_total",
                 "connections refused before the handshake by a limit",
                 &self.connections_refused,
+            ),
+            (
+                "connections_evicted_total",
+                "silent connections not logged in that gave their place to a newcomer",
+                &self.connections_evicted,
+            ),
+            (
+                "address_validations_total",
+                "QUIC Retry packets sent to make a client prove its address",
+                &self.address_validations,
             ),
             (
                 "logins_total",
