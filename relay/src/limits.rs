@@ -5,11 +5,11 @@
 //!
 //! A full set of pre-login places does not shut newcomers out. A newcomer
 //! takes the place of a silent connection (one with no login being
-//! checked): the oldest one of the network holding the most places, as
-//! long as that network holds more than the newcomer's own. Whoever fills
-//! the places without logging in thus loses them to everyone else, and a
-//! real client, which sends its login right after the handshake, is not
-//! silent long enough to lose its own.
+//! checked): the oldest one of the network holding the most places, if
+//! the newcomer's network holds none yet, or at least two fewer than that
+//! one. Whoever fills the places without logging in thus loses them to
+//! everyone else, and a real client, which sends its login right after the
+//! handshake, is not silent long enough to lose its own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -81,14 +81,19 @@ impl Places {
         places.lock().expect("admission lock")
     }
 
-    /// Frees the place of the oldest silent connection of the network that
-    /// holds the most places, if that is more than `own`. Returns whether
-    /// a place was freed.
+    /// Frees a place for a newcomer whose network holds `own` places: the
+    /// oldest silent connection's of the network holding the most. A
+    /// network with no place yet takes one from any network; one that
+    /// holds some only from a network holding at least two more, so that
+    /// the move leaves the places spread more evenly, never just moves
+    /// them around (networks at their cap would otherwise evict each other
+    /// in turn, a handshake each time). Returns whether a place was freed.
     fn evict_for(&mut self, own: usize) -> bool {
+        let enough = if own == 0 { 1 } else { own + 2 };
         let victim = self
             .networks
             .iter()
-            .filter(|(_, places)| places.len() > own)
+            .filter(|(_, places)| places.len() >= enough)
             .filter_map(|(network, places)| {
                 let (age, _) = places.iter().find(|(_, p)| !p.checking)?;
                 Some((places.len(), std::cmp::Reverse(*age), *network))
@@ -305,12 +310,13 @@ mod tests {
         let (_, first) = admission.admit(c).expect("evicts from a");
         assert!(is_evicted(&a_old), "a holds the most; its oldest goes");
         assert!(!is_evicted(&b_old), "b holds fewer, though older");
-        let (_, _second) = admission.admit(c).expect("a and b tie at two");
+        let d = ip("10.0.0.4");
+        let (_, second) = admission.admit(d).expect("a and b tie at two");
         assert!(
             is_evicted(&b_old),
             "on a tie the oldest silent connection goes"
         );
-        assert!(![&a_mid, &a_new, &b_new, &first]
+        assert!(![&a_mid, &a_new, &b_new, &first, &second]
             .iter()
             .any(|p| is_evicted(p)));
     }
@@ -336,16 +342,22 @@ mod tests {
     }
 
     #[test]
-    fn a_newcomer_cannot_take_a_place_from_a_network_no_bigger_than_its_own() {
-        let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
-        let admission = Admission::new(100, 4, 3);
-        let _a = [admission.admit(a).unwrap(), admission.admit(a).unwrap()];
-        let _b = [admission.admit(b).unwrap(), admission.admit(b).unwrap()];
+    fn a_network_with_places_takes_one_only_to_even_them_out() {
+        let (a, b, c) = (ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3"));
+        let admission = Admission::new(100, 5, 4);
+        let (_, a_old) = admission.admit(a).unwrap();
+        let b_held: Vec<_> = (0..4).map(|_| admission.admit(b).unwrap()).collect();
+        let (_, a_young) = admission.admit(a).expect("a (1) from b (4)");
+        assert!(is_evicted(&b_held[0].1) && !is_evicted(&a_old));
         assert!(
             admission.admit(a).is_none(),
-            "a would only take b's place to hold more than b"
+            "a (2) would only trade places with b (3)"
         );
-        assert!(admission.admit(ip("10.0.0.3")).is_some());
+        assert!(admission.admit(b).is_none(), "b (3) neither, with a (2)");
+        let (_, c_first) = admission.admit(c).expect("a network with none");
+        assert!(is_evicted(&b_held[1].1), "b still holds the most");
+        assert!(![&a_old, &a_young].iter().any(|p| is_evicted(p)));
+        drop(c_first);
     }
 
     #[tokio::test]
