@@ -254,6 +254,49 @@ async fn one_way(
     (addr, passed)
 }
 
+/// Sends Initial packets from every attacker address that never read an
+/// answer, one new connection per address every 250 ms (32 a second in
+/// all) for at most a minute; after `warm_up`, logs `users` in as
+/// [`log_in_each`] does. Returns how the users fared and how many
+/// datagrams reached the relay.
+async fn logins_during_a_one_way_flood(
+    relay: &Relay,
+    warm_up: Duration,
+    users: &[String],
+    each: Duration,
+    spacing: Duration,
+) -> (Logins, u64) {
+    let mut forwarders = JoinSet::new();
+    let mut targets = Vec::new();
+    for ip in attacker_addrs() {
+        targets.push(one_way(ip, relay.addr, &mut forwarders).await);
+    }
+    let passed: Vec<_> = targets.iter().map(|(_, n)| n.clone()).collect();
+    let config = relay.client_config(GOOD_ALPN, quinn::TransportConfig::default());
+    let flood = tokio::spawn(async move {
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        // Kept until the flood ends: a dropped attempt would send a close
+        // through the forwarder and give its place back early.
+        let mut attempts = Vec::new();
+        for _ in 0..240 {
+            for (addr, _) in &targets {
+                let connecting = endpoint
+                    .connect_with(config.clone(), *addr, "localhost")
+                    .expect("connect");
+                attempts.push(connecting);
+            }
+            sleep(Duration::from_millis(250)).await;
+        }
+        (endpoint, attempts)
+    });
+    sleep(warm_up).await;
+    let logins = log_in_each(relay, users, each, spacing).await;
+    flood.abort();
+    forwarders.abort_all();
+    let sent = passed.iter().map(|n| n.load(Ordering::Relaxed)).sum();
+    (logins, sent)
+}
+
 /// Initial packets from eight addresses that never read an answer, ~32
 /// new connections a second (the relay's places would fill in half a
 /// second if each took one until the login deadline); every legitimate
@@ -270,42 +313,53 @@ async fn one_way_initials_from_many_addresses_do_not_block_logins() {
         &[],
     );
     let users = accounts(&relay, 10).await;
-    let mut forwarders = JoinSet::new();
-    let mut targets = Vec::new();
-    for ip in attacker_addrs() {
-        targets.push(one_way(ip, relay.addr, &mut forwarders).await);
-    }
-    let passed: Vec<_> = targets.iter().map(|(_, n)| n.clone()).collect();
-    let config = relay.client_config(GOOD_ALPN, quinn::TransportConfig::default());
-    let flood = tokio::spawn(async move {
-        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        // Kept until the flood ends: a dropped attempt would send a close
-        // through the forwarder and give its place back early.
-        let mut attempts = Vec::new();
-        for _ in 0..120 {
-            for (addr, _) in &targets {
-                let connecting = endpoint
-                    .connect_with(config.clone(), *addr, "localhost")
-                    .expect("connect");
-                attempts.push(connecting);
-            }
-            sleep(Duration::from_millis(250)).await;
-        }
-        (endpoint, attempts)
-    });
     // Long enough for the attempts to take every place they can.
-    sleep(Duration::from_millis(1500)).await;
-    let logins = log_in_each(&relay, &users, Duration::from_secs(3), Duration::ZERO).await;
-    flood.abort();
-    forwarders.abort_all();
+    let warm_up = Duration::from_millis(1500);
+    let (logins, sent) = logins_during_a_one_way_flood(
+        &relay,
+        warm_up,
+        &users,
+        Duration::from_secs(3),
+        Duration::ZERO,
+    )
+    .await;
     assert_eq!(
         logins.admitted,
         users.len(),
         "logins refused during the flood: {:#?}",
         logins.failures
     );
-    let sent: u64 = passed.iter().map(|n| n.load(Ordering::Relaxed)).sum();
     assert!(sent >= 40, "only {sent} datagrams reached the relay");
+}
+
+/// The same flood against the relay's default caps, for docs: it runs 9 s
+/// first, enough to fill 256 places on a relay where each attempt holds
+/// one until the login deadline, then 30 logins come one every half
+/// second. `cargo test -p confab-tests --test prelogin -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "a measurement; run by hand"]
+async fn thirty_logins_during_a_one_way_flood_at_the_default_caps() {
+    let relay = Relay::start();
+    let users = accounts(&relay, 30).await;
+    let (logins, sent) = logins_during_a_one_way_flood(
+        &relay,
+        Duration::from_secs(9),
+        &users,
+        Duration::from_secs(5),
+        Duration::from_millis(500),
+    )
+    .await;
+    println!(
+        "legitimate logins admitted: {} of {} in {:.1} s during a one-way flood of 32 \
+         connections a second from 8 addresses ({sent} datagrams); the slowest took {} ms",
+        logins.admitted,
+        users.len(),
+        logins.took.as_secs_f64(),
+        logins.slowest.as_millis()
+    );
+    for failure in &logins.failures {
+        println!("  {failure}");
+    }
 }
 
 /// The close code of `conn` once the relay has closed it, within `within`.
