@@ -9,6 +9,10 @@ use crate::defaults;
 pub struct Config {
     /// Time from connecting to logging in.
     pub login_timeout: Duration,
+    /// Time from a connection's first packet to the end of its handshake.
+    pub handshake_timeout: Duration,
+    /// Time from the end of the handshake to a complete `Hello`.
+    pub hello_timeout: Duration,
     /// Whether anyone may create an account.
     pub registration_open: bool,
     /// Sustained sends per second per account, shared by its sessions;
@@ -27,7 +31,7 @@ pub struct Config {
     pub queue_depth: usize,
     /// Connections not yet logged in.
     pub max_unauthenticated: usize,
-    /// Connections not logged in yet from one address.
+    /// Connections not logged in yet from one IPv4 address or IPv6 /64.
     pub max_unauthenticated_per_addr: usize,
     /// Connections in all.
     pub max_connections: usize,
@@ -37,6 +41,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             login_timeout: common::limits::LOGIN_DEADLINE,
+            handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
+            hello_timeout: defaults::HELLO_TIMEOUT,
             registration_open: true,
             rate_limit: defaults::RATE_LIMIT,
             request_rate: defaults::REQUEST_RATE,

@@ -20,29 +20,43 @@ use crate::defaults::{
     BULK_WRITE_TIMEOUT, DRAIN_TIMEOUT, MAX_BULK_IN_FLIGHT, MAX_IN_FLIGHT, WRITE_BATCH,
 };
 use crate::hub::{Lags, Outbox};
+use crate::limits::PreLogin;
 use crate::login::{Account, Exit, Login, Step};
 use crate::metrics::inc;
 use crate::session::{acked, bulk_bytes, bulk_undelivered, Answer, BulkWork, Session};
 use crate::state::{until_shutdown, Relay};
 use crate::store::Store;
 
-/// Serves one established connection until it ends. The login deadline
-/// counts from when the connection arrived, handshake included;
-/// `unauthenticated` is released at login, freeing a pre-login slot.
+/// Serves one established connection until it ends. `deadline` is the
+/// login deadline, counted from when the connection arrived, handshake
+/// included. `place` is its pre-login place: given up at login, or earlier
+/// to a newcomer while the connection is silent, which closes it with
+/// `BUSY`.
 pub async fn serve<S: Store>(
     relay: Arc<Relay<S>>,
     conn: Connection,
     deadline: Instant,
-    unauthenticated: crate::limits::PreLogin,
+    mut place: PreLogin,
 ) {
-    let (mut send, mut recv) = match timeout_at(deadline, conn.accept_bi()).await {
-        Ok(Ok(streams)) => streams,
-        Ok(Err(_)) => return,
-        Err(_) => {
+    // Clients send Hello as soon as the handshake is done: one that stays
+    // silent gives its place back long before the login deadline.
+    let hello_deadline = (Instant::now() + relay.cfg.hello_timeout).min(deadline);
+    let opened = tokio::select! {
+        opened = timeout_at(hello_deadline, conn.accept_bi()) => Some(opened),
+        _ = place.evicted() => None,
+    };
+    let (mut send, mut recv) = match opened {
+        Some(Ok(Ok(streams))) => streams,
+        Some(Ok(Err(_))) => return,
+        Some(Err(_)) => {
             conn.close(
                 close::LOGIN_TIMEOUT.into(),
-                b"no control stream before the login deadline",
+                b"no control stream before the Hello deadline",
             );
+            return;
+        }
+        None => {
+            evicted(&relay, &conn);
             return;
         }
     };
@@ -50,18 +64,31 @@ pub async fn serve<S: Store>(
     // that stops reading must not hold a pre-login slot past it.
     let login = timeout_at(
         deadline,
-        login(&relay, &conn, &mut send, &mut recv, deadline),
+        login(
+            &relay,
+            &conn,
+            &mut send,
+            &mut recv,
+            (hello_deadline, deadline),
+            &mut place,
+        ),
     )
     .await;
     let account = match login.unwrap_or(Err(Exit::LoginTimeout)) {
         Ok(account) => account,
+        Err(Exit::Busy) => {
+            evicted(&relay, &conn);
+            return;
+        }
         Err(exit) => {
+            // The place is not needed while the last frame drains.
+            drop(place);
             drain(&mut send).await;
             close_with(&conn, exit);
             return;
         }
     };
-    drop(unauthenticated);
+    drop(place);
 
     let user = account.name.clone();
     let (session, rx) = match Session::start(relay.clone(), account, now()).await {
@@ -93,6 +120,14 @@ pub async fn serve<S: Store>(
     tracing::info!(%user, session = id, ?exit, "disconnected");
 }
 
+/// Closes a connection whose pre-login place went to a newcomer. Nothing
+/// is drained: it has said nothing to answer.
+fn evicted<S>(relay: &Relay<S>, conn: &Connection) {
+    inc(&relay.metrics.connections_evicted);
+    tracing::debug!(addr = %conn.remote_address(), "silent connection evicted for a newcomer");
+    close_with(conn, Exit::Busy);
+}
+
 fn close_with(conn: &Connection, exit: Exit) {
     let (code, reason) = exit.code();
     conn.close(code.into(), reason);
@@ -103,22 +138,29 @@ fn now() -> std::time::Instant {
     std::time::Instant::now()
 }
 
-/// Runs the pre-login exchange, all before the deadline. Returns the
-/// account logged in.
+/// Runs the pre-login exchange, all before the deadlines: the first is
+/// for `Hello`, the second for the login. Returns the account logged in.
 async fn login<S: Store>(
     relay: &Relay<S>,
     conn: &Connection,
     send: &mut SendStream,
     recv: &mut RecvStream,
-    deadline: Instant,
+    (hello_deadline, deadline): (Instant, Instant),
+    place: &mut PreLogin,
 ) -> Result<Account, Exit> {
     let mut core = Login::new(relay, conn.remote_address().ip());
     let mut shutdown = relay.shutdown_signal();
     let stopped = stopped(send);
     tokio::pin!(stopped);
     loop {
+        let until = if core.greeted() {
+            deadline
+        } else {
+            hello_deadline
+        };
         let read = tokio::select! {
-            r = timeout_at(deadline, codec::read_frame::<ClientFrame, _>(recv, MAX_CONTROL_FRAME)) => r,
+            r = timeout_at(until, codec::read_frame::<ClientFrame, _>(recv, MAX_CONTROL_FRAME)) => r,
+            _ = place.evicted() => return Err(Exit::Busy),
             _ = until_shutdown(&mut shutdown) => {
                 write(send, &ServerFrame::Shutdown { reason: "relay shutting down".into() }).await;
                 return Err(Exit::Shutdown);
@@ -126,8 +168,14 @@ async fn login<S: Store>(
             () = &mut stopped => return Err(control_stopped(relay)),
         };
         let step = match read {
+            Err(_) if until < deadline => core.hello_timed_out(),
             Err(_) => core.timed_out(),
-            Ok(Ok(Some(frame))) => core.handle(frame, now()).await,
+            Ok(Ok(Some(frame))) => {
+                // A login being checked keeps its place: only silent
+                // connections give theirs to newcomers.
+                let _checking = place.checking();
+                core.handle(frame, now()).await
+            }
             Ok(Ok(None)) => return Err(Exit::Normal),
             // The client reset its side of the stream (or the connection
             // is gone): it left, as after login; nothing to tell it.

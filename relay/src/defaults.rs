@@ -63,16 +63,38 @@ pub const MAX_IN_FLIGHT: usize = 256;
 pub const MAX_BULK_IN_FLIGHT: usize = 4;
 
 /// Connections that have not logged in yet. The handshake and argon2 cost
-/// us more than them; past this cap new ones are refused before TLS.
+/// us more than them. Past this cap a newcomer takes the place of a silent
+/// one (limits.rs), or is refused before TLS when none is silent.
 pub const MAX_UNAUTHENTICATED: usize = 256;
 
-/// Connections not logged in yet from one address: enough for a household
-/// or office behind one NAT logging in at once, too few for one host to
-/// hold every pre-login place.
+/// Connections not logged in yet from one IPv4 address or IPv6 /64: enough
+/// for a household or office behind one NAT logging in at once, too few for
+/// one host to hold every pre-login place.
 pub const MAX_UNAUTHENTICATED_PER_ADDR: usize = 32;
 
 /// Connections in all.
 pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// Share of the pre-login places, in percent, in use above which a client
+/// must prove it receives at its address (a QUIC Retry, one round trip)
+/// before it gets a place. Below it nobody pays the round trip; above it a
+/// packet with a forged source address gets a Retry that costs the relay
+/// no state, and never a place.
+pub const RETRY_ABOVE_PERCENT: usize = 25;
+
+/// Time from a connection's first packet to the end of its handshake. A
+/// client's lost Initial is sent again after ~1 s and then ~2 s more
+/// (quinn's probe timeout from a 333 ms first guess of the round trip), so
+/// 4 s lets a handshake survive two losses on a slow link, while a
+/// connection whose peer never answers (a forged source address) gives up
+/// its place in 4 s instead of at the login deadline.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Time from the end of the handshake to a complete `Hello`. Clients send
+/// it at once, with their `Login` behind it (PROTOCOL.md §8.2), so 3 s is
+/// many round trips plus a loss; a connection that finishes its handshake
+/// and stays silent gives up its place then.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Failed logins per account and address that go unpunished (typos).
 pub const FREE_FAILURES: u32 = 5;

@@ -29,8 +29,11 @@ pub enum Exit {
     Version,
     /// The relay is shutting down.
     Shutdown,
-    /// No login before the deadline; the client was told.
+    /// No login (or no `Hello`) before its deadline; the client was told.
     LoginTimeout,
+    /// Every pre-login place was taken and this silent connection's went
+    /// to a newcomer.
+    Busy,
     /// The connection is already gone.
     Lost,
     /// The account was deleted or its password changed.
@@ -50,6 +53,10 @@ impl Exit {
             Exit::AccountChanged => (
                 close::ACCOUNT_CHANGED,
                 b"the account was deleted or its password changed; log in again",
+            ),
+            Exit::Busy => (
+                close::BUSY,
+                b"too many connections waiting to log in; reconnect and log in at once",
             ),
         }
     }
@@ -171,10 +178,23 @@ impl<'a, S: Store> Login<'a, S> {
         Step::Close(Exit::Protocol, Some(frame_error(e)))
     }
 
+    /// Whether the client has sent its `Hello`.
+    pub fn greeted(&self) -> bool {
+        self.hello
+    }
+
     /// The answer when the login deadline passes.
     pub fn timed_out(&self) -> Step {
         let secs = self.relay.cfg.login_timeout.as_secs_f32();
         let msg = format!("log in within {secs} s of connecting");
+        let frame = error(0, ErrorCode::LoginTimeout, &msg);
+        Step::Close(Exit::LoginTimeout, Some(frame))
+    }
+
+    /// The answer when no `Hello` came in time after the handshake.
+    pub fn hello_timed_out(&self) -> Step {
+        let secs = self.relay.cfg.hello_timeout.as_secs_f32();
+        let msg = format!("send Hello within {secs} s of the handshake");
         let frame = error(0, ErrorCode::LoginTimeout, &msg);
         Step::Close(Exit::LoginTimeout, Some(frame))
     }

@@ -70,6 +70,14 @@ struct Serve {
     /// Seconds from connecting to logging in before the relay hangs up.
     #[arg(long, default_value_t = common::limits::LOGIN_DEADLINE.as_secs_f64())]
     login_timeout: f64,
+    /// Seconds from a connection's first packet to the end of its QUIC/TLS
+    /// handshake (within the login timeout).
+    #[arg(long, default_value_t = defaults::HANDSHAKE_TIMEOUT.as_secs_f64())]
+    handshake_timeout: f64,
+    /// Seconds from the end of the handshake to the client's Hello (within
+    /// the login timeout).
+    #[arg(long, default_value_t = defaults::HELLO_TIMEOUT.as_secs_f64())]
+    hello_timeout: f64,
     /// Sustained messages per second per account, shared by its sessions
     /// (bursts reach twice this).
     #[arg(long, default_value_t = defaults::RATE_LIMIT)]
@@ -96,10 +104,12 @@ struct Serve {
     /// catches up from history instead.
     #[arg(long, default_value_t = defaults::QUEUE_DEPTH)]
     queue_depth: usize,
-    /// Connections that have not logged in yet.
+    /// Connections that have not logged in yet. When all are taken, a
+    /// newcomer takes the place of the oldest silent one from the address
+    /// holding the most.
     #[arg(long, default_value_t = defaults::MAX_UNAUTHENTICATED)]
     max_unauthenticated: usize,
-    /// Connections not logged in yet from one address.
+    /// Connections not logged in yet from one IPv4 address or IPv6 /64.
     #[arg(long, default_value_t = defaults::MAX_UNAUTHENTICATED_PER_ADDR)]
     max_unauthenticated_per_addr: usize,
     /// Connections in all.
@@ -266,8 +276,14 @@ async fn run(cli: Cli) -> Result<()> {
 
 async fn serve(args: Serve) -> Result<()> {
     let (server_config, fingerprint) = relay::cert::load_server_config(&args.cert, &args.key)?;
-    if !(args.login_timeout > 0.0 && args.login_timeout < 3600.0) {
-        bail!("--login-timeout must be between 0 and 3600 seconds");
+    for (flag, secs) in [
+        ("--login-timeout", args.login_timeout),
+        ("--handshake-timeout", args.handshake_timeout),
+        ("--hello-timeout", args.hello_timeout),
+    ] {
+        if !(secs > 0.0 && secs < 3600.0) {
+            bail!("{flag} must be between 0 and 3600 seconds");
+        }
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let backend = args.nats.backend(&args.data)?;
@@ -294,6 +310,8 @@ async fn serve(args: Serve) -> Result<()> {
     }
     let cfg = Config {
         login_timeout: std::time::Duration::from_secs_f64(args.login_timeout),
+        handshake_timeout: std::time::Duration::from_secs_f64(args.handshake_timeout),
+        hello_timeout: std::time::Duration::from_secs_f64(args.hello_timeout),
         registration_open: matches!(args.registration, Registration::Open),
         rate_limit: args.rate_limit,
         request_rate: args.request_rate,

@@ -18,6 +18,8 @@ use crate::defaults::{ACCEPT_BACKOFF, MAX_ACCEPT_BACKOFF, METRICS_CONNECTIONS, M
 pub struct Metrics {
     pub connections_accepted: AtomicU64,
     pub connections_refused: AtomicU64,
+    pub connections_evicted: AtomicU64,
+    pub address_validations: AtomicU64,
     pub logins: AtomicU64,
     pub login_failures: AtomicU64,
     pub registrations: AtomicU64,
@@ -37,7 +39,7 @@ pub fn inc(counter: &AtomicU64) {
 impl Metrics {
     /// The Prometheus text exposition of the counters and the gauges given.
     pub fn render(&self, sessions: usize) -> String {
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 13] = [
             (
                 "connections_accepted_total",
                 "QUIC connections admitted",
@@ -47,6 +49,16 @@ impl Metrics {
                 "connections_refused_total",
                 "connections refused before the handshake by a limit",
                 &self.connections_refused,
+            ),
+            (
+                "connections_evicted_total",
+                "silent connections not logged in that gave their place to a newcomer",
+                &self.connections_evicted,
+            ),
+            (
+                "address_validations_total",
+                "QUIC Retry packets sent to make a client prove its address",
+                &self.address_validations,
             ),
             (
                 "logins_total",

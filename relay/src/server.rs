@@ -7,11 +7,12 @@ use common::frame::{close, Message, ServerFrame};
 use quinn::Endpoint;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::{timeout_at, Instant};
 
 use crate::config::Config;
 use crate::conn;
 use crate::defaults::DRAIN_TIMEOUT;
-use crate::limits::Admission;
+use crate::limits::{Admission, PreLogin};
 use crate::metrics::inc;
 use crate::state::Relay;
 use crate::store::Store;
@@ -98,7 +99,17 @@ pub async fn serve<S: Store>(
             _ = &mut stop => break,
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let Some((slot, pre_login)) = admission.admit(incoming.remote_address().ip()) else {
+                if !incoming.remote_address_validated() && admission.crowded() {
+                    // Stateless, one packet: the client comes back with a
+                    // token that proves it receives at its address, so a
+                    // forged source never gets a place.
+                    inc(&relay.metrics.address_validations);
+                    if let Err(e) = incoming.retry() {
+                        e.into_incoming().refuse();
+                    }
+                    continue;
+                }
+                let Some((slot, place)) = admission.admit(incoming.remote_address().ip()) else {
                     inc(&relay.metrics.connections_refused);
                     // Refused before the TLS handshake: costs us one packet.
                     tracing::warn!(addr = %incoming.remote_address(), "connection refused: limit reached");
@@ -108,12 +119,7 @@ pub async fn serve<S: Store>(
                 inc(&relay.metrics.connections_accepted);
                 let relay = relay.clone();
                 conns.spawn(async move {
-                    let deadline = tokio::time::Instant::now() + relay.cfg.login_timeout;
-                    match tokio::time::timeout_at(deadline, incoming).await {
-                        Ok(Ok(conn)) => conn::serve(relay, conn, deadline, pre_login).await,
-                        Ok(Err(e)) => tracing::debug!("handshake failed: {e}"),
-                        Err(_) => tracing::debug!("handshake timed out"),
-                    }
+                    handshake(relay, incoming, place).await;
                     drop(slot);
                 });
             }
@@ -143,6 +149,28 @@ pub async fn serve<S: Store>(
     endpoint.close(close::SHUTDOWN.into(), b"relay shutting down");
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, endpoint.wait_idle()).await;
     tracing::info!("stopped");
+}
+
+/// Completes the handshake of an admitted connection and serves it. The
+/// handshake has a deadline of its own, shorter than the login deadline
+/// (which counts from now too), and gives up when the connection's
+/// pre-login place goes to a newcomer.
+async fn handshake<S: Store>(relay: Arc<Relay<S>>, incoming: quinn::Incoming, mut place: PreLogin) {
+    let arrived = Instant::now();
+    let deadline = arrived + relay.cfg.login_timeout;
+    let handshake_deadline = (arrived + relay.cfg.handshake_timeout).min(deadline);
+    let done = tokio::select! {
+        done = timeout_at(handshake_deadline, incoming) => Some(done),
+        _ = place.evicted() => None,
+    };
+    match done {
+        Some(Ok(Ok(conn))) => conn::serve(relay, conn, deadline, place).await,
+        Some(Ok(Err(e))) => tracing::debug!("handshake failed: {e}"),
+        Some(Err(_)) => tracing::debug!("handshake timed out"),
+        // Dropping the handshake closes it: no application close code can
+        // be sent before the handshake completes.
+        None => inc(&relay.metrics.connections_evicted),
+    }
 }
 
 /// A task that ends when its owner does.

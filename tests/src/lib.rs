@@ -345,12 +345,7 @@ impl Relay {
         alpn: &[u8],
         transport: quinn::TransportConfig,
     ) -> Result<quinn::Connection, quinn::ConnectionError> {
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(self.cert()).expect("cert");
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-            roots.add(cert.expect("pem")).expect("root");
-        }
-        let config = wire::raw_config(roots, alpn, transport).expect("client config");
+        let config = self.client_config(alpn, transport);
         let conn = wire::dial(&endpoint, config, self.addr, "localhost").await;
         // The endpoint must outlive the connection; tests are short.
         std::mem::forget(endpoint);
@@ -359,6 +354,21 @@ impl Relay {
             Err(WireError::Connection(e)) => Err(e),
             Err(e) => panic!("connect: {e}"),
         }
+    }
+
+    /// A QUIC client configuration that trusts this relay's certificate and
+    /// offers `alpn`, for tests that dial from endpoints of their own.
+    pub fn client_config(
+        &self,
+        alpn: &[u8],
+        transport: quinn::TransportConfig,
+    ) -> quinn::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(self.cert()).expect("cert");
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(cert.expect("pem")).expect("root");
+        }
+        wire::raw_config(roots, alpn, transport).expect("client config")
     }
 
     /// A raw connection with the standard ALPN and its control stream open,

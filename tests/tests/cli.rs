@@ -452,6 +452,8 @@ fn help_of_relay_serve_and_client_cli_exits_0_and_names_the_main_options() {
         "--data",
         "--registration",
         "--login-timeout",
+        "--handshake-timeout",
+        "--hello-timeout",
         "--rate-limit",
     ] {
         serve.expect_stdout(flag);

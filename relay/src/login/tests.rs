@@ -344,6 +344,9 @@ async fn the_deadline_and_unreadable_frames_close_with_their_codes() {
     let step = login.timed_out();
     assert_eq!(code(&step), Some(ErrorCode::LoginTimeout));
     assert!(matches!(step, Step::Close(Exit::LoginTimeout, _)));
+    let step = login.hello_timed_out();
+    assert_eq!(code(&step), Some(ErrorCode::LoginTimeout));
+    assert!(matches!(step, Step::Close(Exit::LoginTimeout, _)));
     let e = common::codec::FrameError::TooLarge {
         len: 1 << 20,
         max: 1 << 16,
@@ -357,6 +360,7 @@ async fn the_deadline_and_unreadable_frames_close_with_their_codes() {
         common::frame::close::LOGIN_TIMEOUT
     );
     assert_eq!(Exit::Protocol.code().0, common::frame::close::PROTOCOL);
+    assert_eq!(Exit::Busy.code().0, common::frame::close::BUSY);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
