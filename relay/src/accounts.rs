@@ -5,9 +5,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::defaults::ROOM_CREATION_BURST;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::defaults::{BULK_REPLIES_PER_USER, ROOM_CREATION_BURST};
 use crate::rate::TokenBucket;
 
 /// The accounts with sessions on this relay.
@@ -32,6 +34,36 @@ pub struct Buckets {
     pub changes: Shared,
     /// Rooms created (channels and new DMs).
     pub creations: Shared,
+    /// Bulk replies its sessions have in progress.
+    pub bulk: Arc<Semaphore>,
+}
+
+/// Places for bulk replies, relay-wide and for one account. A reply holds
+/// one of each from before the store is read until its stream ends.
+#[derive(Clone)]
+pub struct BulkBudget {
+    pub relay: Arc<Semaphore>,
+    pub account: Arc<Semaphore>,
+}
+
+impl BulkBudget {
+    /// Places for one more reply, waiting at most `wait`; `None` if the
+    /// account or the relay has none free by then.
+    pub async fn take(
+        self,
+        wait: Duration,
+    ) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        tokio::time::timeout(wait, async move {
+            // The account's first, so one busy account queues on its own
+            // places instead of on the relay's.
+            let account = self.account.acquire_owned().await.ok()?;
+            let relay = self.relay.acquire_owned().await.ok()?;
+            Some((account, relay))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
 }
 
 /// A token bucket several sessions take from.
@@ -101,6 +133,7 @@ impl Accounts {
                     f64::from(ROOM_CREATION_BURST),
                     now,
                 ))),
+                bulk: Arc::new(Semaphore::new(BULK_REPLIES_PER_USER)),
             }),
         });
         if share.sessions >= self.max_sessions {

@@ -27,6 +27,8 @@ pub struct Config {
     pub room_creations_per_hour: u32,
     /// Rooms one account may be a member of.
     pub max_rooms_per_user: usize,
+    /// Bulk replies the relay holds at once (each up to 1 MiB).
+    pub bulk_replies: usize,
     /// Live frames queued per session before it lags.
     pub queue_depth: usize,
     /// Connections not yet logged in.
@@ -49,6 +51,7 @@ impl Default for Config {
             max_sessions_per_user: defaults::MAX_SESSIONS_PER_USER,
             room_creations_per_hour: defaults::ROOM_CREATIONS_PER_HOUR,
             max_rooms_per_user: defaults::MAX_ROOMS_PER_USER,
+            bulk_replies: defaults::BULK_REPLIES,
             queue_depth: defaults::QUEUE_DEPTH,
             max_unauthenticated: defaults::MAX_UNAUTHENTICATED,
             max_unauthenticated_per_addr: defaults::MAX_UNAUTHENTICATED_PER_ADDR,

@@ -16,14 +16,15 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{timeout_at, Instant};
 
+use crate::accounts::BulkBudget;
 use crate::defaults::{
-    BULK_WRITE_TIMEOUT, DRAIN_TIMEOUT, MAX_BULK_IN_FLIGHT, MAX_IN_FLIGHT, WRITE_BATCH,
+    BULK_WAIT, BULK_WRITE_TIMEOUT, DRAIN_TIMEOUT, MAX_BULK_IN_FLIGHT, MAX_IN_FLIGHT, WRITE_BATCH,
 };
 use crate::hub::{Lags, Outbox};
 use crate::limits::PreLogin;
 use crate::login::{Account, Exit, Login, Step};
 use crate::metrics::inc;
-use crate::session::{acked, bulk_bytes, bulk_undelivered, Answer, BulkWork, Session};
+use crate::session::{acked, bulk_busy, bulk_bytes, bulk_undelivered, Answer, BulkWork, Session};
 use crate::state::{until_shutdown, Relay};
 use crate::store::Store;
 
@@ -267,7 +268,14 @@ async fn run<S: Store>(
                 // reader waits, and so does a client that asks faster than
                 // it reads.
                 let permit = acquire(&bulk).await;
-                tasks.spawn(send_bulk(conn.clone(), outbox.clone(), req, work, permit));
+                let budget = session.bulk_budget();
+                tasks.spawn(send_bulk(
+                    conn.clone(),
+                    outbox.clone(),
+                    (req, work),
+                    budget,
+                    permit,
+                ));
             }
             Answer::Bye => break Exit::Normal,
         }
@@ -290,13 +298,24 @@ async fn acquire(semaphore: &Arc<Semaphore>) -> OwnedSemaphorePermit {
 /// chat lines. A reply that does not reach the client (its stream stopped,
 /// reset after the time limit, or failed) becomes an `Unavailable` error on
 /// the control stream: one answer either way.
+///
+/// Before the store is read, the reply takes a place among its account's
+/// and the relay's (`BulkBudget`), held until its stream ends: clients
+/// that ask and never read can make the relay hold only so many replies,
+/// however many sessions and accounts they use. With none free within
+/// [`BULK_WAIT`], the answer is `Unavailable` and nothing is read.
 async fn send_bulk(
     conn: Connection,
     outbox: Arc<Outbox>,
-    req: common::frame::RequestId,
-    work: BulkWork,
+    (req, work): (common::frame::RequestId, BulkWork),
+    budget: BulkBudget,
     _permit: OwnedSemaphorePermit,
 ) {
+    let Some(_places) = budget.take(BULK_WAIT).await else {
+        outbox.reply(&bulk_busy(req)).await;
+        return;
+    };
+    // The page itself is dropped once encoded: only its bytes are held.
     let bytes = match bulk_bytes(req, work.await) {
         Ok(bytes) => bytes,
         Err(frame) => {
@@ -304,7 +323,7 @@ async fn send_bulk(
             return;
         }
     };
-    let delivery = bulk::deliver(&conn, &bytes, BULK_WRITE_TIMEOUT).await;
+    let delivery = bulk::deliver(&conn, bytes, BULK_WRITE_TIMEOUT).await;
     if let Some(frame) = bulk_undelivered(req, delivery) {
         tracing::debug!(req, ?delivery, "bulk reply not delivered");
         outbox.reply(&frame).await;

@@ -135,9 +135,24 @@ pub const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 /// a bound on memory per account.
 pub const MAX_KNOWN: usize = 16;
 
-/// Time a history page may take to reach a client before it is dropped:
-/// a reader that slow reconnects and pages again anyway.
-pub const BULK_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a bulk reply (at most 1 MiB, a history page is usually a few
+/// dozen KiB) may take to reach a client before its stream is reset: 100
+/// KiB/s at the worst, and a client that does not read holds the relay's
+/// memory no longer than this.
+pub const BULK_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bulk replies the relay holds at once, all sessions together, each
+/// counted at the 1 MiB a reply may reach (the page read, then its
+/// encoding, then QUIC's buffer): what clients that do not read can make
+/// the relay hold, whatever their number.
+pub const BULK_REPLIES: usize = 64;
+
+/// Of those, the most one account's sessions hold at once.
+pub const BULK_REPLIES_PER_USER: usize = 8;
+
+/// How long a bulk request waits for a place among [`BULK_REPLIES`] before
+/// it is answered `Unavailable`: a few other replies finish by then.
+pub const BULK_WAIT: Duration = Duration::from_secs(5);
 
 /// Connections the `--metrics` listener serves at once. A scraper needs
 /// one; the cap keeps a flood of connections from taking the relay's file

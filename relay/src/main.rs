@@ -96,6 +96,10 @@ struct Serve {
     /// Rooms (channels and DMs) one account may be a member of.
     #[arg(long, default_value_t = defaults::MAX_ROOMS_PER_USER)]
     max_rooms_per_user: usize,
+    /// Bulk replies (history pages, room and member lists; up to 1 MiB
+    /// each) the relay holds at once, all clients together.
+    #[arg(long, default_value_t = defaults::BULK_REPLIES)]
+    bulk_replies: usize,
     /// Serve Prometheus metrics over HTTP at this address (/metrics); off
     /// when not given.
     #[arg(long, env = "CONFAB_METRICS")]
@@ -318,6 +322,7 @@ async fn serve(args: Serve) -> Result<()> {
         max_sessions_per_user: args.max_sessions_per_user.max(1),
         room_creations_per_hour: args.room_creations_per_hour,
         max_rooms_per_user: args.max_rooms_per_user.max(1),
+        bulk_replies: args.bulk_replies.max(1),
         queue_depth: args.queue_depth.max(1),
         max_unauthenticated: args.max_unauthenticated,
         max_unauthenticated_per_addr: args.max_unauthenticated_per_addr,

@@ -19,7 +19,7 @@ use common::limits::{MAX_BULK_FRAME, MAX_PAGE};
 use common::names::{self, LOBBY};
 use tokio::sync::mpsc;
 
-use crate::accounts::{lock, Seat};
+use crate::accounts::{lock, BulkBudget, Seat};
 use crate::defaults::{MAX_LISTED_PUBLIC, ROOM_CREATION_BURST};
 use crate::hub::Outbox;
 use crate::login::Account;
@@ -127,6 +127,14 @@ impl<S: Store> Session<S> {
             outbox,
         };
         Ok((session, rx))
+    }
+
+    /// The places a bulk reply of this session must hold (see `conn`).
+    pub fn bulk_budget(&self) -> BulkBudget {
+        BulkBudget {
+            relay: self.relay.bulk_replies.clone(),
+            account: self.seat.buckets.bulk.clone(),
+        }
     }
 
     /// The hub's side of this session: its queue of frames to write.
@@ -604,6 +612,15 @@ pub enum Delivery {
     TimedOut,
     /// The connection failed under the stream.
     Lost,
+}
+
+/// The answer to a bulk request that found no place among the relay's
+/// bulk replies in time: nothing was read.
+pub fn bulk_busy(req: RequestId) -> ServerFrame {
+    undeliverable(
+        req,
+        "the relay is sending too many replies right now; ask again in a moment",
+    )
 }
 
 /// The answer a bulk request is still owed once its stream has ended:

@@ -23,6 +23,8 @@ pub struct Relay<S> {
     pub throttle: Throttle,
     /// Sessions per account and the rate limits they share.
     pub accounts: Arc<Accounts>,
+    /// Places for bulk replies in progress, all sessions together.
+    pub bulk_replies: Arc<tokio::sync::Semaphore>,
     pub cfg: Config,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
@@ -44,6 +46,7 @@ impl<S> Relay<S> {
                 cfg.request_rate,
                 cfg.room_creations_per_hour,
             )),
+            bulk_replies: Arc::new(tokio::sync::Semaphore::new(cfg.bulk_replies.max(1))),
             cfg,
             metrics: Metrics::default(),
             next_id: AtomicU64::new(1),

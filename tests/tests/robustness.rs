@@ -270,3 +270,61 @@ async fn pre_login_connections_are_capped_per_address() {
         "a login frees its pre-login place: {fourth:?}"
     );
 }
+
+/// Clients of many accounts that ask for big pages and never read them
+/// can make the relay hold only its budget of bulk replies, not a page per
+/// request; everyone else keeps chatting meanwhile.
+#[tokio::test]
+async fn stalled_readers_of_many_accounts_hold_only_the_bulk_budget() {
+    let relay = Relay::start_with(&["--rate-limit", "100000", "--bulk-replies", "8"], &[]);
+    let writer = relay.register("w").await;
+    let body = "z".repeat(4000);
+    let sends: Vec<_> = (0..200)
+        .map(|_| writer.client.send("lobby", &body))
+        .collect();
+    for s in sends {
+        s.await.unwrap();
+    }
+    const ACCOUNTS: usize = 6;
+    const SESSIONS: usize = 4;
+    for a in 0..ACCOUNTS {
+        relay.register(&format!("s{a}")).await.client.close().await;
+    }
+    let before = relay.rss_kib();
+    let mut stalled = Vec::new();
+    for a in 0..ACCOUNTS {
+        for _ in 0..SESSIONS {
+            let mut transport = quinn::TransportConfig::default();
+            // A window of 16 KiB it never reads: each page stays with the relay.
+            transport
+                .stream_receive_window(16_384u32.into())
+                .keep_alive_interval(Some(Duration::from_secs(1)));
+            let conn = relay
+                .raw_connection_with(GOOD_ALPN, transport)
+                .await
+                .unwrap();
+            let mut wire = login(conn, &format!("s{a}")).await;
+            for req in 2..6 {
+                wire.write_frame(&ClientFrame::History {
+                    req,
+                    room: "lobby".into(),
+                    page: Page::Latest,
+                    limit: 200,
+                })
+                .await
+                .unwrap();
+            }
+            stalled.push(wire);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let grown = relay.rss_kib().saturating_sub(before);
+    eprintln!(
+        "{} stalled page requests of ~800 KB: the relay grew by {grown} KiB",
+        ACCOUNTS * SESSIONS * 4
+    );
+    // 8 replies of ~800 KB, and the rest of what 24 sessions cost.
+    assert!(grown < 32 * 1024, "relay grew by {grown} KiB");
+    writer.client.send("lobby", "still chatting").await.unwrap();
+    drop(stalled);
+}

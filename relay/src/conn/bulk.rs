@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use quinn::{Connection, SendStream, VarInt, WriteError};
 
 use crate::session::Delivery;
@@ -16,7 +17,7 @@ pub const ABANDONED: VarInt = VarInt::from_u32(0);
 /// until the client has acknowledged all of it, has stopped it, or the
 /// connection fails. Past `limit` the stream is reset, so the client
 /// discards what it got of it, and the reply counts as timed out.
-pub async fn deliver(conn: &Connection, bytes: &[u8], limit: Duration) -> Delivery {
+pub async fn deliver(conn: &Connection, bytes: Bytes, limit: Duration) -> Delivery {
     let mut opened = None;
     match tokio::time::timeout(limit, send(conn, bytes, &mut opened)).await {
         Ok(delivery) => delivery,
@@ -29,12 +30,14 @@ pub async fn deliver(conn: &Connection, bytes: &[u8], limit: Duration) -> Delive
     }
 }
 
-async fn send(conn: &Connection, bytes: &[u8], opened: &mut Option<SendStream>) -> Delivery {
+async fn send(conn: &Connection, bytes: Bytes, opened: &mut Option<SendStream>) -> Delivery {
     let Ok(stream) = conn.open_uni().await else {
         return Delivery::Lost;
     };
     let stream = opened.insert(stream);
-    match stream.write_all(bytes).await {
+    // Handed over, not copied: QUIC's buffer is then the only copy, and
+    // it shrinks as the client acknowledges.
+    match stream.write_all_chunks(&mut [bytes]).await {
         Ok(()) => {}
         Err(WriteError::Stopped(_)) => return Delivery::Stopped,
         Err(_) => return Delivery::Lost,
@@ -63,8 +66,8 @@ mod tests {
     const PATIENCE: Duration = Duration::from_secs(10);
 
     /// Larger than a packet many times over, smaller than the windows.
-    fn page() -> Vec<u8> {
-        vec![0x5a; 400 * 1024]
+    fn page() -> Bytes {
+        vec![0x5a; 400 * 1024].into()
     }
 
     #[tokio::test]
@@ -75,7 +78,7 @@ mod tests {
             let mut stream = client.accept_uni().await.expect("stream");
             stream.read_to_end(1 << 20).await.expect("read").len()
         });
-        let delivery = deliver(&pair.server, &page(), PATIENCE).await;
+        let delivery = deliver(&pair.server, page(), PATIENCE).await;
         assert_eq!(delivery, Delivery::Delivered);
         assert_eq!(reader.await.unwrap(), page().len());
     }
@@ -93,7 +96,7 @@ mod tests {
             }
         });
         for _ in 0..3 {
-            let delivery = deliver(&pair.server, &page(), PATIENCE).await;
+            let delivery = deliver(&pair.server, page(), PATIENCE).await;
             assert_eq!(delivery, Delivery::Stopped);
         }
         stopper.await.unwrap();
@@ -105,7 +108,7 @@ mod tests {
         transport.stream_receive_window(VarInt::from_u32(16 * 1024));
         let pair = QuicPair::new(transport).await;
         let started = std::time::Instant::now();
-        let delivery = deliver(&pair.server, &page(), Duration::from_millis(300)).await;
+        let delivery = deliver(&pair.server, page(), Duration::from_millis(300)).await;
         assert_eq!(delivery, Delivery::TimedOut);
         assert!(started.elapsed() < PATIENCE);
         let mut stream = pair.client.accept_uni().await.expect("stream");
@@ -124,7 +127,12 @@ mod tests {
         let mut transport = quinn::TransportConfig::default();
         transport.max_concurrent_uni_streams(0u32.into());
         let pair = QuicPair::new(transport).await;
-        let delivery = deliver(&pair.server, b"small", Duration::from_millis(300)).await;
+        let delivery = deliver(
+            &pair.server,
+            Bytes::from_static(b"small"),
+            Duration::from_millis(300),
+        )
+        .await;
         assert_eq!(delivery, Delivery::TimedOut);
     }
 
@@ -133,7 +141,7 @@ mod tests {
         let pair = QuicPair::new(quinn::TransportConfig::default()).await;
         pair.client.close(0u32.into(), b"gone");
         let _ = tokio::time::timeout(PATIENCE, pair.server.closed()).await;
-        let delivery = deliver(&pair.server, &page(), PATIENCE).await;
+        let delivery = deliver(&pair.server, page(), PATIENCE).await;
         assert_eq!(delivery, Delivery::Lost);
     }
 }
