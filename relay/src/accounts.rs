@@ -18,7 +18,12 @@ pub struct Accounts {
     send_rate: u32,
     change_rate: u32,
     creations_per_hour: u32,
+    quota_bytes: f64,
     open: Mutex<HashMap<String, Share>>,
+    /// Every account's bytes stored today, kept when its sessions end so
+    /// that logging out and in again does not refill it: one bucket per
+    /// account that posted since the relay started.
+    quotas: Mutex<HashMap<String, Shared>>,
 }
 
 struct Share {
@@ -36,6 +41,8 @@ pub struct Buckets {
     pub creations: Shared,
     /// Bulk replies its sessions have in progress.
     pub bulk: Arc<Semaphore>,
+    /// Bytes of message bodies stored, per day.
+    pub bytes: Shared,
 }
 
 /// Places for bulk replies, relay-wide and for one account. A reply holds
@@ -103,8 +110,29 @@ impl Accounts {
             send_rate,
             change_rate,
             creations_per_hour,
+            quota_bytes: f64::from(crate::defaults::DAILY_QUOTA_MIB) * 1_048_576.0,
             open: Mutex::default(),
+            quotas: Mutex::default(),
         }
+    }
+
+    /// At most `mib` MiB of message bodies per account and day.
+    pub fn with_daily_quota(mut self, mib: u32) -> Self {
+        self.quota_bytes = f64::from(mib.max(1)) * 1_048_576.0;
+        self
+    }
+
+    fn quota(&self, user: &str, now: Instant) -> Shared {
+        lock(&self.quotas)
+            .entry(user.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(TokenBucket::with(
+                    self.quota_bytes / 86_400.0,
+                    self.quota_bytes,
+                    now,
+                )))
+            })
+            .clone()
     }
 
     /// The most sessions one account may have here.
@@ -122,6 +150,7 @@ impl Accounts {
     /// A seat for a new session of `user`, or `None` when the account has
     /// as many as it may. A new account's buckets start full.
     pub fn seat(self: &Arc<Self>, user: &str, now: Instant) -> Option<Seat> {
+        let bytes = self.quota(user, now);
         let mut open = lock(&self.open);
         let share = open.entry(user.to_owned()).or_insert_with(|| Share {
             sessions: 0,
@@ -134,6 +163,7 @@ impl Accounts {
                     now,
                 ))),
                 bulk: Arc::new(Semaphore::new(BULK_REPLIES_PER_USER)),
+                bytes,
             }),
         });
         if share.sessions >= self.max_sessions {

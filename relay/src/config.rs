@@ -29,6 +29,8 @@ pub struct Config {
     pub max_rooms_per_user: usize,
     /// Bulk replies the relay holds at once (each up to 1 MiB).
     pub bulk_replies: usize,
+    /// MiB of message bodies one account may store per day.
+    pub daily_quota_mib: u32,
     /// Live frames queued per session before it lags.
     pub queue_depth: usize,
     /// Connections not yet logged in.
@@ -52,6 +54,7 @@ impl Default for Config {
             room_creations_per_hour: defaults::ROOM_CREATIONS_PER_HOUR,
             max_rooms_per_user: defaults::MAX_ROOMS_PER_USER,
             bulk_replies: defaults::BULK_REPLIES,
+            daily_quota_mib: defaults::DAILY_QUOTA_MIB,
             queue_depth: defaults::QUEUE_DEPTH,
             max_unauthenticated: defaults::MAX_UNAUTHENTICATED,
             max_unauthenticated_per_addr: defaults::MAX_UNAUTHENTICATED_PER_ADDR,

@@ -47,6 +47,12 @@ pub const MAX_ROOMS_PER_USER: usize = 1000;
 /// however many rooms exist. Any room can still be joined by name.
 pub const MAX_LISTED_PUBLIC: usize = 1000;
 
+/// Bytes of message bodies one account may store per day, MiB: at most a
+/// day's worth at once, refilled evenly over the day. A person writes a
+/// few hundred KiB a day and a chatty bot a few MiB; a script at the send
+/// rate limit would store 17 GiB.
+pub const DAILY_QUOTA_MIB: u32 = 100;
+
 /// Sessions one account may have open on one relay: phones, laptops,
 /// desktops and a few bots, with room to spare. Everything a session may
 /// make the relay hold (queues, sends in flight, bulk replies) multiplies

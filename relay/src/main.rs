@@ -100,6 +100,10 @@ struct Serve {
     /// each) the relay holds at once, all clients together.
     #[arg(long, default_value_t = defaults::BULK_REPLIES)]
     bulk_replies: usize,
+    /// MiB of message bodies one account may store per day (a day's worth
+    /// at once, refilled over the day).
+    #[arg(long, default_value_t = defaults::DAILY_QUOTA_MIB)]
+    daily_quota_mib: u32,
     /// Serve Prometheus metrics over HTTP at this address (/metrics); off
     /// when not given.
     #[arg(long, env = "CONFAB_METRICS")]
@@ -323,6 +327,7 @@ async fn serve(args: Serve) -> Result<()> {
         room_creations_per_hour: args.room_creations_per_hour,
         max_rooms_per_user: args.max_rooms_per_user.max(1),
         bulk_replies: args.bulk_replies.max(1),
+        daily_quota_mib: args.daily_quota_mib.max(1),
         queue_depth: args.queue_depth.max(1),
         max_unauthenticated: args.max_unauthenticated,
         max_unauthenticated_per_addr: args.max_unauthenticated_per_addr,

@@ -36,16 +36,35 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub fn take(&mut self, now: Instant) -> bool {
+        self.take_n(1.0, now)
+    }
+
+    /// Takes `n` tokens if there are as many.
+    pub fn take_n(&mut self, n: f64, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false
         }
     }
+
+    /// Puts back `n` tokens taken for something that did not happen.
+    pub fn give_back(&mut self, n: f64) {
+        self.tokens = (self.tokens + n).min(self.burst);
+    }
+}
+
+/// Which budget refused a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    /// Messages per second (or an earlier refused message goes first).
+    Rate,
+    /// Bytes stored per day.
+    Bytes,
 }
 
 /// How long a refused message holds back the sender's later ones. A client
@@ -67,6 +86,8 @@ pub const MAX_HELD: usize = 1024;
 #[derive(Debug)]
 pub struct SendGate {
     bucket: Arc<Mutex<TokenBucket>>,
+    /// Bytes of bodies, when the account has a storage budget.
+    bytes: Option<Arc<Mutex<TokenBucket>>>,
     /// Refused ids, oldest first, each once.
     held: VecDeque<MsgId>,
     /// When the oldest held message became the one to wait for.
@@ -83,13 +104,28 @@ impl SendGate {
     pub fn over(bucket: Arc<Mutex<TokenBucket>>, now: Instant) -> Self {
         SendGate {
             bucket,
+            bytes: None,
             held: VecDeque::new(),
             since: now,
         }
     }
 
+    /// Also takes a message's body length from `bytes`, which other gates
+    /// may share: a message is stored only when both allow it.
+    pub fn with_bytes(mut self, bytes: Arc<Mutex<TokenBucket>>) -> Self {
+        self.bytes = Some(bytes);
+        self
+    }
+
     /// Whether the message with this id may be stored now.
     pub fn admit(&mut self, id: MsgId, now: Instant) -> bool {
+        self.admit_sized(id, 0, now).is_ok()
+    }
+
+    /// Whether the message with this id and a body of `len` bytes may be
+    /// stored now, and if not, which budget said no. Either way it keeps
+    /// its place in the order, as [`SendGate::admit`] says.
+    pub fn admit_sized(&mut self, id: MsgId, len: usize, now: Instant) -> Result<(), Over> {
         // A message never resent loses its turn, one per HOLD_LIMIT.
         if !self.held.is_empty() && now.saturating_duration_since(self.since) >= HOLD_LIMIT {
             self.held.pop_front();
@@ -97,22 +133,32 @@ impl SendGate {
         }
         match self.held.iter().position(|held| *held == id) {
             Some(0) => {}
-            Some(_) => return false,
+            Some(_) => return Err(Over::Rate),
             None if self.held.is_empty() => {}
             None => {
                 self.hold(id, now);
-                return false;
+                return Err(Over::Rate);
+            }
+        }
+        let len = len as f64;
+        if let Some(bytes) = &self.bytes {
+            if !crate::accounts::lock(bytes).take_n(len, now) {
+                self.hold(id, now);
+                return Err(Over::Bytes);
             }
         }
         if !crate::accounts::lock(&self.bucket).take(now) {
+            if let Some(bytes) = &self.bytes {
+                crate::accounts::lock(bytes).give_back(len);
+            }
             self.hold(id, now);
-            return false;
+            return Err(Over::Rate);
         }
         if self.held.front() == Some(&id) {
             self.held.pop_front();
             self.since = now;
         }
-        true
+        Ok(())
     }
 
     /// Remembers a refused message behind those refused before it.
@@ -197,6 +243,37 @@ mod tests {
             assert!(!g.admit(id, t0));
         }
         assert_eq!(g.held.len(), MAX_HELD);
+    }
+
+    #[test]
+    fn a_byte_budget_refuses_in_order_and_a_rate_refusal_costs_no_bytes() {
+        let t0 = Instant::now();
+        let bytes = Arc::new(Mutex::new(TokenBucket::with(100.0, 1000.0, t0)));
+        let mut g = SendGate::new(1, t0).with_bytes(bytes.clone());
+        assert_eq!(g.admit_sized([1; 16], 600, t0), Ok(()));
+        assert_eq!(
+            g.admit_sized([2; 16], 600, t0),
+            Err(Over::Bytes),
+            "400 left"
+        );
+        assert_eq!(
+            g.admit_sized([3; 16], 10, t0),
+            Err(Over::Rate),
+            "3 may not overtake 2"
+        );
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(g.admit_sized([2; 16], 600, t1), Ok(()), "refilled");
+        assert_eq!(g.admit_sized([3; 16], 10, t1), Ok(()));
+        assert_eq!(
+            g.admit_sized([4; 16], 10, t1),
+            Err(Over::Rate),
+            "the message bucket is empty"
+        );
+        let left = bytes.lock().unwrap().tokens;
+        assert!(
+            (left - 290.0).abs() < 1e-6,
+            "the refused send took no bytes: {left}"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::defaults::{MAX_LISTED_PUBLIC, ROOM_CREATION_BURST};
 use crate::hub::Outbox;
 use crate::login::Account;
 use crate::metrics::inc;
-use crate::rate::SendGate;
+use crate::rate::{Over, SendGate};
 use crate::reply::{frame_error, Refusal};
 use crate::state::Relay;
 use crate::store::{Appended, NewMessage, RoomRow, Store, StoreError};
@@ -121,7 +121,8 @@ impl<S: Store> Session<S> {
         }
         relay.hub.announce_online(id);
         let session = Session {
-            gate: SendGate::over(seat.buckets.sends.clone(), now),
+            gate: SendGate::over(seat.buckets.sends.clone(), now)
+                .with_bytes(seat.buckets.bytes.clone()),
             seat,
             relay,
             outbox,
@@ -222,12 +223,18 @@ impl<S: Store> Session<S> {
             let msg = format!("you are not a member of {room}; join it first");
             return refused(req, self.outsider(&room, msg).await);
         }
-        if !self.gate.admit(id, now) {
+        if let Err(over) = self.gate.admit_sized(id, body.len(), now) {
             inc(&self.relay.metrics.rate_limited);
-            let msg = format!(
-                "more than {} messages per second from your account; not stored: resend it, and the messages after it, in order in a moment",
-                self.relay.cfg.rate_limit
-            );
+            let msg = match over {
+                Over::Rate => format!(
+                    "more than {} messages per second from your account; not stored: resend it, and the messages after it, in order in a moment",
+                    self.relay.cfg.rate_limit
+                ),
+                Over::Bytes => format!(
+                    "your account has stored its {} MiB for today; not stored: resend it, and the messages after it, later (room for more comes back gradually over the day)",
+                    self.relay.cfg.daily_quota_mib
+                ),
+            };
             return refused(req, Refusal::new(ErrorCode::RateLimited, msg));
         }
         let msg = NewMessage {

@@ -40,12 +40,15 @@ impl<S> Relay<S> {
             store: Arc::new(store),
             hub: Arc::default(),
             throttle: Throttle::default(),
-            accounts: Arc::new(Accounts::new(
-                cfg.max_sessions_per_user,
-                cfg.rate_limit,
-                cfg.request_rate,
-                cfg.room_creations_per_hour,
-            )),
+            accounts: Arc::new(
+                Accounts::new(
+                    cfg.max_sessions_per_user,
+                    cfg.rate_limit,
+                    cfg.request_rate,
+                    cfg.room_creations_per_hour,
+                )
+                .with_daily_quota(cfg.daily_quota_mib),
+            ),
             bulk_replies: Arc::new(tokio::sync::Semaphore::new(cfg.bulk_replies.max(1))),
             cfg,
             metrics: Metrics::default(),

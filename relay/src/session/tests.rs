@@ -841,3 +841,41 @@ async fn the_room_list_holds_the_busiest_public_rooms_and_stays_small() {
     let bytes = bulk_bytes(req, reply).expect("fits a bulk stream");
     assert!(bytes.len() < 100 * 1024, "{} bytes", bytes.len());
 }
+
+#[tokio::test]
+async fn an_account_stores_at_most_its_daily_quota_whatever_its_sessions() {
+    let cfg = Config {
+        rate_limit: 100_000,
+        daily_quota_mib: 1,
+        ..Config::default()
+    };
+    let t = world(cfg).await;
+    let now = Instant::now();
+    let body = "q".repeat(4000);
+    let mut stored = 0;
+    let mut refusal = None;
+    for round in 0..3 {
+        // Each round on a fresh session: logging in again refills nothing.
+        let (mut s, _q) = login(&t, "alice", now).await;
+        for _ in 0..150 {
+            match s.handle(send(LOBBY, &body), now).await {
+                Answer::Append { .. } => stored += 1,
+                Answer::Reply(ServerFrame::Error { code, message, .. }) => {
+                    refusal.get_or_insert((round, code, message));
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        s.end();
+    }
+    assert_eq!(stored, 1_048_576 / 4000, "1 MiB of 4000-byte bodies");
+    let (round, code, message) = refusal.expect("refused");
+    assert_eq!((round, code), (1, ErrorCode::RateLimited));
+    assert!(message.contains("1 MiB for today"), "{message}");
+    let (mut bob, _b) = login(&t, "bob", now).await;
+    assert!(matches!(
+        bob.handle(send(LOBBY, &body), now).await,
+        Answer::Append { .. }
+    ));
+}
