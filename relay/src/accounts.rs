@@ -178,6 +178,51 @@ impl Accounts {
     }
 }
 
+/// New accounts per client network (an IPv4 address or an IPv6 /64) and
+/// hour, after a first burst: every account brings its own budgets, so
+/// with registration open the number of accounts one host can make is
+/// what bounds what it can make the relay hold. Loopback clients (bots
+/// and tools on the relay's own machine) are not counted.
+pub struct Registrations {
+    per_hour: u32,
+    by_network: Mutex<HashMap<std::net::IpAddr, TokenBucket>>,
+}
+
+/// Networks remembered before those whose budget is full again are dropped.
+const REGISTRATIONS_PRUNE_AT: usize = 10_000;
+
+impl Registrations {
+    pub fn new(per_hour: u32) -> Self {
+        Registrations {
+            per_hour: per_hour.max(1),
+            by_network: Mutex::default(),
+        }
+    }
+
+    /// Takes one registration for `addr`'s network; `false` when it has
+    /// made as many as it may for now.
+    pub fn take(&self, addr: std::net::IpAddr, now: Instant) -> bool {
+        if addr.to_canonical().is_loopback() {
+            return true;
+        }
+        let per_hour = f64::from(self.per_hour);
+        let mut map = lock(&self.by_network);
+        if map.len() >= REGISTRATIONS_PRUNE_AT {
+            map.retain(|_, bucket| !bucket.is_full(now));
+        }
+        map.entry(crate::auth::network(addr))
+            .or_insert_with(|| TokenBucket::with(per_hour / 3600.0, per_hour, now))
+            .take(now)
+    }
+
+    /// Gives back a registration that did not happen (the name was taken).
+    pub fn give_back(&self, addr: std::net::IpAddr) {
+        if let Some(bucket) = lock(&self.by_network).get_mut(&crate::auth::network(addr)) {
+            bucket.give_back(1.0);
+        }
+    }
+}
+
 /// Locks a mutex whose data stays consistent even if a holder panicked:
 /// every critical section here is a counter update or one bucket take.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -31,6 +31,8 @@ pub struct Config {
     pub bulk_replies: usize,
     /// MiB of message bodies one account may store per day.
     pub daily_quota_mib: u32,
+    /// Accounts one client network may register per hour.
+    pub registrations_per_hour: u32,
     /// Live frames queued per session before it lags.
     pub queue_depth: usize,
     /// Connections not yet logged in.
@@ -55,6 +57,7 @@ impl Default for Config {
             max_rooms_per_user: defaults::MAX_ROOMS_PER_USER,
             bulk_replies: defaults::BULK_REPLIES,
             daily_quota_mib: defaults::DAILY_QUOTA_MIB,
+            registrations_per_hour: defaults::REGISTRATIONS_PER_HOUR,
             queue_depth: defaults::QUEUE_DEPTH,
             max_unauthenticated: defaults::MAX_UNAUTHENTICATED,
             max_unauthenticated_per_addr: defaults::MAX_UNAUTHENTICATED_PER_ADDR,

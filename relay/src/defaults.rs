@@ -53,6 +53,12 @@ pub const MAX_LISTED_PUBLIC: usize = 1000;
 /// rate limit would store 17 GiB.
 pub const DAILY_QUOTA_MIB: u32 = 100;
 
+/// Accounts one client network (IPv4 address, IPv6 /64) may register per
+/// hour, and at once: a family or office signing up together, not a
+/// script making accounts to multiply the per-account budgets. Loopback
+/// is not counted.
+pub const REGISTRATIONS_PER_HOUR: u32 = 10;
+
 /// Sessions one account may have open on one relay: phones, laptops,
 /// desktops and a few bots, with room to spare. Everything a session may
 /// make the relay hold (queues, sends in flight, bulk replies) multiplies

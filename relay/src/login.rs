@@ -129,7 +129,7 @@ impl<'a, S: Store> Login<'a, S> {
                 req,
                 user,
                 password,
-            } if self.hello => match self.register(&user, password.expose()).await {
+            } if self.hello => match self.register(&user, password.expose(), now).await {
                 Ok(phc) => {
                     tracing::info!(%user, "registered");
                     // Where an account is made is a place its owner logs in from.
@@ -200,7 +200,7 @@ impl<'a, S: Store> Login<'a, S> {
     }
 
     /// The new account's password hash.
-    async fn register(&self, user: &str, password: &str) -> Result<String, Refusal> {
+    async fn register(&self, user: &str, password: &str, now: Instant) -> Result<String, Refusal> {
         let relay = self.relay;
         if !relay.cfg.registration_open {
             return Err(Refusal::new(
@@ -225,21 +225,29 @@ impl<'a, S: Store> Login<'a, S> {
         if relay.store.user(user).await?.is_some() {
             return Err(taken());
         }
+        if !relay.registrations.take(self.addr, now) {
+            let msg = format!(
+                "too many accounts registered from your network; try again in an hour (at most {} an hour)",
+                relay.cfg.registrations_per_hour
+            );
+            return Err(Refusal::new(ErrorCode::Throttled, msg));
+        }
         let password = password.to_owned();
         let phc = relay
             .hash(move || auth::hash_password(&password))
             .await
             .ok_or_else(|| {
+                relay.registrations.give_back(self.addr);
                 Refusal::new(ErrorCode::Unavailable, "password hashing failed; try again")
             })?;
-        relay
-            .store
-            .create_user(user, &phc)
-            .await
-            .map_err(|e| match e {
+        relay.store.create_user(user, &phc).await.map_err(|e| {
+            // Taken meanwhile, or not stored: no account was made.
+            relay.registrations.give_back(self.addr);
+            match e {
                 StoreError::NameTaken => taken(),
                 other => other.into(),
-            })?;
+            }
+        })?;
         Ok(phc)
     }
 

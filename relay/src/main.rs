@@ -104,6 +104,10 @@ struct Serve {
     /// at once, refilled over the day).
     #[arg(long, default_value_t = defaults::DAILY_QUOTA_MIB)]
     daily_quota_mib: u32,
+    /// Accounts one client network (IPv4 address, IPv6 /64) may register
+    /// per hour; loopback is not counted.
+    #[arg(long, default_value_t = defaults::REGISTRATIONS_PER_HOUR)]
+    registrations_per_hour: u32,
     /// Serve Prometheus metrics over HTTP at this address (/metrics); off
     /// when not given.
     #[arg(long, env = "CONFAB_METRICS")]
@@ -328,6 +332,7 @@ async fn serve(args: Serve) -> Result<()> {
         max_rooms_per_user: args.max_rooms_per_user.max(1),
         bulk_replies: args.bulk_replies.max(1),
         daily_quota_mib: args.daily_quota_mib.max(1),
+        registrations_per_hour: args.registrations_per_hour.max(1),
         queue_depth: args.queue_depth.max(1),
         max_unauthenticated: args.max_unauthenticated,
         max_unauthenticated_per_addr: args.max_unauthenticated_per_addr,

@@ -52,6 +52,12 @@ impl TokenBucket {
         }
     }
 
+    /// Whether the bucket is full at `now`: nothing taken is still missing.
+    pub fn is_full(&mut self, now: Instant) -> bool {
+        self.take_n(0.0, now);
+        self.tokens >= self.burst
+    }
+
     /// Puts back `n` tokens taken for something that did not happen.
     pub fn give_back(&mut self, n: f64) {
         self.tokens = (self.tokens + n).min(self.burst);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::frame::Message;
 use tokio::sync::watch;
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, Registrations};
 use crate::auth::{Hasher, Throttle};
 use crate::config::Config;
 use crate::hub::{Hub, SessionId};
@@ -23,6 +23,8 @@ pub struct Relay<S> {
     pub throttle: Throttle,
     /// Sessions per account and the rate limits they share.
     pub accounts: Arc<Accounts>,
+    /// New accounts per client network.
+    pub registrations: Registrations,
     /// Places for bulk replies in progress, all sessions together.
     pub bulk_replies: Arc<tokio::sync::Semaphore>,
     pub cfg: Config,
@@ -49,6 +51,7 @@ impl<S> Relay<S> {
                 )
                 .with_daily_quota(cfg.daily_quota_mib),
             ),
+            registrations: Registrations::new(cfg.registrations_per_hour),
             bulk_replies: Arc::new(tokio::sync::Semaphore::new(cfg.bulk_replies.max(1))),
             cfg,
             metrics: Metrics::default(),

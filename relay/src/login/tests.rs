@@ -468,3 +468,64 @@ async fn a_guesser_with_many_addresses_gets_a_few_guesses_a_minute() {
     assert_eq!(*code, ErrorCode::Throttled);
     assert!(message.contains("not used from"), "{message}");
 }
+
+#[tokio::test]
+async fn a_network_registers_a_few_accounts_an_hour_and_loopback_any() {
+    let t = TestRelay::new(Config {
+        registrations_per_hour: 3,
+        ..Config::default()
+    });
+    let now = Instant::now();
+    let mut codes = Vec::new();
+    for n in 0..5 {
+        let mut login = greeted(&t.relay).await;
+        let step = login
+            .handle(register(&format!("user{n}"), "a fine password"), now)
+            .await;
+        codes.push(code(&step));
+        if n == 0 {
+            // A taken name uses nothing up.
+            let mut again = greeted(&t.relay).await;
+            let step = again
+                .handle(register("USER0", "a fine password"), now)
+                .await;
+            assert_eq!(code(&step), Some(ErrorCode::NameTaken));
+        }
+    }
+    assert_eq!(
+        codes,
+        [
+            None,
+            None,
+            None,
+            Some(ErrorCode::Throttled),
+            Some(ErrorCode::Throttled)
+        ]
+    );
+    let mut other = Login::new(&*t.relay, "192.0.2.99".parse().unwrap());
+    other.handle(hello(), now).await;
+    let step = other
+        .handle(register("elsewhere", "a fine password"), now)
+        .await;
+    assert!(
+        matches!(step, Step::LoggedIn(..)),
+        "another network: {step:?}"
+    );
+    let later = now + Duration::from_secs(1200);
+    let mut login = greeted(&t.relay).await;
+    let step = login
+        .handle(register("later", "a fine password"), later)
+        .await;
+    assert!(
+        matches!(step, Step::LoggedIn(..)),
+        "one back after 20 min: {step:?}"
+    );
+    for n in 0..10 {
+        let mut local = Login::new(&*t.relay, "127.0.0.1".parse().unwrap());
+        local.handle(hello(), now).await;
+        let step = local
+            .handle(register(&format!("bot{n}"), "a fine password"), now)
+            .await;
+        assert!(matches!(step, Step::LoggedIn(..)), "loopback: {step:?}");
+    }
+}
