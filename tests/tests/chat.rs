@@ -349,6 +349,7 @@ async fn a_changed_password_or_a_deleted_account_ends_its_open_sessions() {
     let mut carol = relay.wire_logged_in("carol", true).await;
 
     operator(&relay, &["passwd", "bob"], Some("a brand new password"));
+    let changed = std::time::Instant::now();
     for wire in [&phone, &laptop] {
         assert_eq!(
             closed_with(wire, Duration::from_secs(5)).await,
@@ -356,6 +357,10 @@ async fn a_changed_password_or_a_deleted_account_ends_its_open_sessions() {
             "bob's sessions end with the close code that says why"
         );
     }
+    eprintln!(
+        "sessions ended {:?} after relay user passwd returned",
+        changed.elapsed()
+    );
     carol
         .write_frame(&ClientFrame::Ping { req: 9 })
         .await
