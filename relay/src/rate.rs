@@ -67,8 +67,10 @@ impl TokenBucket {
 /// Which budget refused a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Over {
-    /// Messages per second (or an earlier refused message goes first).
+    /// Messages per second.
     Rate,
+    /// An earlier refused message of this session must be stored first.
+    Order,
     /// Bytes stored per day.
     Bytes,
 }
@@ -139,11 +141,11 @@ impl SendGate {
         }
         match self.held.iter().position(|held| *held == id) {
             Some(0) => {}
-            Some(_) => return Err(Over::Rate),
+            Some(_) => return Err(Over::Order),
             None if self.held.is_empty() => {}
             None => {
                 self.hold(id, now);
-                return Err(Over::Rate);
+                return Err(Over::Order);
             }
         }
         let len = len as f64;
@@ -264,7 +266,7 @@ mod tests {
         );
         assert_eq!(
             g.admit_sized([3; 16], 10, t0),
-            Err(Over::Rate),
+            Err(Over::Order),
             "3 may not overtake 2"
         );
         let t1 = t0 + Duration::from_secs(5);

@@ -230,6 +230,7 @@ impl<S: Store> Session<S> {
                     "more than {} messages per second from your account; not stored: resend it, and the messages after it, in order in a moment",
                     self.relay.cfg.rate_limit
                 ),
+                Over::Order => "an earlier message of yours was refused and goes first; not stored: resend that one, then this and the messages after it, in order".to_owned(),
                 Over::Bytes => format!(
                     "your account has stored its {} MiB for today; not stored: resend it, and the messages after it, later (room for more comes back gradually over the day)",
                     self.relay.cfg.daily_quota_mib
@@ -375,16 +376,18 @@ impl<S: Store> Session<S> {
             RoomKind::Public
         };
         self.take_creation(now)?;
-        self.check_room_cap(self.user()).await?;
+        self.check_room_cap(self.user(), ROOMS_BY_CHOICE).await?;
         let row = self
             .relay
             .store
             .create_room(room, kind, self.user())
             .await
             .map_err(|e| match e {
+                // Not "join it instead": it may be a private room the user
+                // cannot see, and must not learn more of.
                 StoreError::RoomExists => Refusal::new(
                     ErrorCode::RoomExists,
-                    format!("{room} exists; join it instead"),
+                    format!("the name {room} is taken; choose another"),
                 ),
                 other => other.into(),
             })?;
@@ -400,7 +403,6 @@ impl<S: Store> Session<S> {
         let user = self.user().to_owned();
         let store = &self.relay.store;
         if !store.is_member(room, &user).await? {
-            self.check_room_cap(&user).await?;
             let allowed = match row.kind {
                 RoomKind::Public => true,
                 RoomKind::Private => store.is_invited(room, &user).await?,
@@ -411,6 +413,9 @@ impl<S: Store> Session<S> {
             if !allowed {
                 return Err(no_such_room(room));
             }
+            // Only for a room the user may see: checked before, a full
+            // account would tell hidden rooms from missing ones.
+            self.check_room_cap(&user, ROOMS_BY_CHOICE).await?;
             store.add_member(room, &user).await?;
             self.relay.hub.joined(&user, room);
         }
@@ -486,11 +491,11 @@ impl<S: Store> Session<S> {
         if !exists {
             self.take_creation(now)?;
             if other != me {
-                self.check_room_cap(&other).await?;
+                self.check_room_cap(&other, ROOMS_BY_OTHERS).await?;
             }
         }
         if !member {
-            self.check_room_cap(&me).await?;
+            self.check_room_cap(&me, ROOMS_BY_CHOICE).await?;
         }
         let row = store.open_dm(&me, &other).await?;
         if !member {
@@ -522,16 +527,19 @@ impl<S: Store> Session<S> {
         ))
     }
 
-    /// Refuses one more room for `user` when they are in as many as anyone may be.
-    async fn check_room_cap(&self, user: &str) -> Result<(), Refusal> {
-        let max = self.relay.cfg.max_rooms_per_user;
-        if self.relay.store.room_count(user).await? < max {
+    /// Refuses one more room for `user` when they are in as many as they
+    /// may be: `share` of the cap (`ROOMS_BY_CHOICE` for rooms they enter
+    /// themselves, `ROOMS_BY_OTHERS` for DMs someone else opens with them).
+    async fn check_room_cap(&self, user: &str, share: f64) -> Result<(), Refusal> {
+        let cap = self.relay.cfg.max_rooms_per_user;
+        let max = ((cap as f64) * share) as usize;
+        if self.relay.store.room_count(user).await? < max.max(1) {
             return Ok(());
         }
         let msg = if user == self.user() {
-            format!("you are in {max} rooms, as many as anyone may be; leave one first")
+            format!("you are in {cap} rooms, as many as anyone may be; leave one first")
         } else {
-            format!("{user} is in {max} rooms, as many as anyone may be; they must leave one first")
+            format!("{user} is in too many rooms to be added to another conversation")
         };
         Err(Refusal::new(ErrorCode::Forbidden, msg))
     }
@@ -680,6 +688,15 @@ pub fn too_many_sessions<S>(relay: &Relay<S>, user: &str) -> Refusal {
         ),
     )
 }
+
+/// Of the cap on rooms per user, the share anyone may fill by entering
+/// rooms themselves.
+const ROOMS_BY_CHOICE: f64 = 1.0;
+
+/// The share that DMs opened by others may fill: half, so that a crowd of
+/// accounts opening DMs with someone cannot leave them unable to enter a
+/// room of their own choosing.
+const ROOMS_BY_OTHERS: f64 = 0.5;
 
 /// Reads of the store a subscription may take when memberships keep
 /// changing under it; each change is a rate-limited request, so this is

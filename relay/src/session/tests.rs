@@ -793,6 +793,28 @@ async fn room_creation_and_membership_are_bounded_per_account() {
     }
     assert_eq!((created, refused), (29, Some(ErrorCode::Forbidden)));
     assert_eq!(t.relay.store.room_count("alice").await.unwrap(), 30);
+    // At her cap, hidden rooms still answer exactly as missing ones: the
+    // cap is checked only for rooms she could enter.
+    for (room, want) in [
+        ("ops", Got::Refused(ErrorCode::NoSuchRoom)),
+        (
+            dm_room("bob", "carol").as_str(),
+            Got::Refused(ErrorCode::NoSuchRoom),
+        ),
+        ("nowhere", Got::Refused(ErrorCode::NoSuchRoom)),
+        ("dev", Got::Refused(ErrorCode::Forbidden)),
+    ] {
+        let joined = alice
+            .handle(
+                ClientFrame::Join {
+                    req: 4,
+                    room: room.into(),
+                },
+                later,
+            )
+            .await;
+        assert_eq!(got(&joined), want, "{room}");
+    }
     // Others cannot push alice past her cap with DMs either.
     let (mut carol, _c) = login(&t, "carol", now).await;
     let dm = carol
@@ -878,4 +900,49 @@ async fn an_account_stores_at_most_its_daily_quota_whatever_its_sessions() {
         bob.handle(send(LOBBY, &body), now).await,
         Answer::Append { .. }
     ));
+}
+
+#[tokio::test]
+async fn dms_opened_by_others_fill_at_most_half_of_a_users_rooms() {
+    let cfg = Config {
+        max_rooms_per_user: 10,
+        ..Config::default()
+    };
+    let t = TestRelay::new(cfg);
+    let crowd: Vec<String> = (0..8).map(|n| format!("fan{n}")).collect();
+    let names: Vec<&str> = crowd.iter().map(String::as_str).chain(["star"]).collect();
+    t.users(&names, "unused").await;
+    let now = Instant::now();
+    let mut opened = 0;
+    for fan in &crowd {
+        let (mut s, _q) = login(&t, fan, now).await;
+        let dm = s
+            .handle(
+                ClientFrame::OpenDm {
+                    req: 1,
+                    user: "star".into(),
+                },
+                now,
+            )
+            .await;
+        match got(&dm) {
+            Got::Joined(_) => opened += 1,
+            Got::Refused(ErrorCode::Forbidden) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // lobby + 4 DMs = 5, half of 10.
+    assert_eq!(opened, 4);
+    let (mut star, _s) = login(&t, "star", now).await;
+    for n in 0..5 {
+        let frame = ClientFrame::CreateRoom {
+            req: 2,
+            room: format!("mine{n}"),
+            private: false,
+        };
+        assert!(
+            matches!(got(&star.handle(frame, now).await), Got::Joined(_)),
+            "{n}"
+        );
+    }
 }
