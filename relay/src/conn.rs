@@ -172,6 +172,19 @@ async fn login<S: Store>(
             Err(_) if until < deadline => core.hello_timed_out(),
             Err(_) => core.timed_out(),
             Ok(Ok(Some(frame))) => {
+                // A few password checks per network at a time; waiting for
+                // its turn, a connection is silent and may lose its place.
+                let _turn = if matches!(
+                    frame,
+                    ClientFrame::Login { .. } | ClientFrame::Register { .. }
+                ) {
+                    tokio::select! {
+                        turn = relay.password_checks.turn(conn.remote_address().ip()) => Some(turn),
+                        _ = place.evicted() => return Err(Exit::Busy),
+                    }
+                } else {
+                    None
+                };
                 // A login being checked keeps its place: only silent
                 // connections give theirs to newcomers.
                 let _checking = place.checking();

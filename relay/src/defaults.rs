@@ -84,6 +84,13 @@ pub const MAX_UNAUTHENTICATED: usize = 256;
 /// one host to hold every pre-login place.
 pub const MAX_UNAUTHENTICATED_PER_ADDR: usize = 32;
 
+/// Password checks (logins, registrations) one client network has in
+/// progress at once; its other connections wait their turn, silent, and
+/// so may give their pre-login place to a newcomer. Two keep a household
+/// logging in at once quick; more let a few networks hold every hashing
+/// thread and every place with logins under made-up names.
+pub const CHECKS_PER_NETWORK: usize = 2;
+
 /// Connections in all.
 pub const MAX_CONNECTIONS: usize = 10_000;
 

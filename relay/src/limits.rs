@@ -223,9 +223,69 @@ impl Drop for PreLogin {
     }
 }
 
+/// Password checks (logins and registrations) of one client network in
+/// progress at once. A check costs the relay tens of milliseconds of a
+/// core and, while it runs, its connection keeps its pre-login place;
+/// without a cap, a few networks pipelining logins with made-up names
+/// would hold every place and every hashing thread.
+pub struct PasswordChecks {
+    per_network: usize,
+    by_network: Mutex<HashMap<Network, Arc<Semaphore>>>,
+}
+
+/// A network's turn to have a password checked; given back when dropped.
+pub struct CheckTurn {
+    checks: Arc<PasswordChecks>,
+    network: Network,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for CheckTurn {
+    fn drop(&mut self) {
+        let mut map = lock(&self.checks.by_network);
+        // Forgotten once nobody holds or awaits a turn of that network:
+        // the map's reference and this turn's permit's are the last.
+        if let Some(sem) = map.get(&self.network) {
+            if Arc::strong_count(sem) <= 2 && sem.available_permits() + 1 >= self.checks.per_network
+            {
+                map.remove(&self.network);
+            }
+        }
+    }
+}
+
+impl PasswordChecks {
+    pub fn new(per_network: usize) -> Arc<Self> {
+        Arc::new(PasswordChecks {
+            per_network: per_network.max(1),
+            by_network: Mutex::default(),
+        })
+    }
+
+    /// Waits for `addr`'s network to have a check free.
+    pub async fn turn(self: &Arc<Self>, addr: IpAddr) -> CheckTurn {
+        let network = Network::from(addr);
+        let sem = lock(&self.by_network)
+            .entry(network)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_network)))
+            .clone();
+        let permit = sem.acquire_owned().await.expect("never closed");
+        CheckTurn {
+            checks: self.clone(),
+            network,
+            _permit: permit,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -385,5 +445,27 @@ mod tests {
         assert!(admission.crowded(), "3 of 8");
         drop((held, third));
         assert!(!admission.crowded());
+    }
+
+    #[tokio::test]
+    async fn a_network_has_a_few_checks_at_once_and_others_are_not_held_up() {
+        let checks = PasswordChecks::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = checks.turn(a).await;
+        let second = checks.turn(a).await;
+        let third = tokio::time::timeout(Duration::from_millis(50), checks.turn(a)).await;
+        assert!(third.is_err(), "a third check of one network waits");
+        let other = tokio::time::timeout(Duration::from_millis(50), checks.turn(b)).await;
+        assert!(other.is_ok(), "another network does not");
+        drop(other);
+        drop(first);
+        let third = tokio::time::timeout(Duration::from_millis(50), checks.turn(a)).await;
+        assert!(third.is_ok(), "a turn comes back");
+        drop((second, third));
+        assert!(
+            lock(&checks.by_network).is_empty(),
+            "networks are forgotten"
+        );
     }
 }

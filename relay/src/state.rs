@@ -25,6 +25,8 @@ pub struct Relay<S> {
     pub accounts: Arc<Accounts>,
     /// New accounts per client network.
     pub registrations: Registrations,
+    /// Password checks in progress per client network.
+    pub password_checks: Arc<crate::limits::PasswordChecks>,
     /// Places for bulk replies in progress, all sessions together.
     pub bulk_replies: Arc<tokio::sync::Semaphore>,
     pub cfg: Config,
@@ -52,6 +54,9 @@ impl<S> Relay<S> {
                 .with_daily_quota(cfg.daily_quota_mib),
             ),
             registrations: Registrations::new(cfg.registrations_per_hour),
+            password_checks: crate::limits::PasswordChecks::new(
+                crate::defaults::CHECKS_PER_NETWORK,
+            ),
             bulk_replies: Arc::new(tokio::sync::Semaphore::new(cfg.bulk_replies.max(1))),
             cfg,
             metrics: Metrics::default(),

@@ -478,3 +478,118 @@ async fn an_unfinished_handshake_gives_its_place_back_at_the_handshake_deadline(
         started.elapsed()
     );
 }
+
+/// Keeps one connection from `endpoint` busy until `until`: `Hello`, then
+/// `Login` after `Login` with made-up names, each answered only after a
+/// password check. A new connection replaces one the relay closes.
+async fn check_flood(
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    relay: SocketAddr,
+    until: Instant,
+    seq: Arc<AtomicU64>,
+) {
+    use common::frame::{ClientFrame, PROTOCOL_VERSION};
+    for _ in 0..2_000 {
+        if Instant::now() >= until {
+            break;
+        }
+        let Ok(connecting) = endpoint.connect_with(config.clone(), relay, "localhost") else {
+            break;
+        };
+        let Ok(Ok(conn)) = timeout_at(until, connecting).await else {
+            sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(mut wire) = Wire::open(conn).await else {
+            continue;
+        };
+        let hello = ClientFrame::Hello {
+            version: PROTOCOL_VERSION,
+            client: "flood".into(),
+        };
+        if wire.write_frame(&hello).await.is_err() {
+            continue;
+        }
+        let flood = async {
+            loop {
+                let n = seq.fetch_add(1, Ordering::SeqCst);
+                let login = ClientFrame::Login {
+                    req: 1,
+                    user: format!("nobody{n}"),
+                    password: "a guess at something".into(),
+                };
+                wire.write_frame(&login).await.ok()?;
+                // Welcome first, then one answer per Login.
+                while !matches!(
+                    wire.read_frame().await.ok()??,
+                    common::frame::ServerFrame::Error { .. }
+                ) {}
+            }
+            // Only a failed read or write ends the flood of a connection.
+            #[allow(unreachable_code)]
+            None::<()>
+        };
+        let _ = timeout_at(until, flood).await;
+    }
+}
+
+/// Eight addresses pipeline logins under made-up names on every place they
+/// can hold, so that each of their connections is always having a password
+/// checked; legitimate logins still get through, promptly.
+#[tokio::test]
+async fn logins_under_made_up_names_from_many_addresses_do_not_block_logins() {
+    let relay = Relay::start_with(
+        &[
+            "--max-unauthenticated",
+            "32",
+            "--max-unauthenticated-per-addr",
+            "4",
+        ],
+        &[],
+    );
+    let users = accounts(&relay, 8).await;
+    let config = relay.client_config(GOOD_ALPN, quinn::TransportConfig::default());
+    let until = Instant::now() + Duration::from_secs(60);
+    let seq = Arc::new(AtomicU64::new(0));
+    let mut attacker = JoinSet::new();
+    for ip in attacker_addrs() {
+        let endpoint = quinn::Endpoint::client(SocketAddr::new(ip, 0)).expect("attacker socket");
+        for _ in 0..4 {
+            attacker.spawn(check_flood(
+                endpoint.clone(),
+                config.clone(),
+                relay.addr,
+                until,
+                seq.clone(),
+            ));
+        }
+    }
+    // Until the flood runs at full speed.
+    let started = Instant::now();
+    while seq.load(Ordering::SeqCst) < 100 && started.elapsed() < Duration::from_secs(20) {
+        sleep(Duration::from_millis(50)).await;
+    }
+    let logins = log_in_each(
+        &relay,
+        &users,
+        Duration::from_secs(5),
+        Duration::from_millis(200),
+    )
+    .await;
+    let guesses = seq.load(Ordering::SeqCst);
+    attacker.abort_all();
+    eprintln!(
+        "{} of {} logins in {:?} (slowest {:?}) during {guesses} made-up logins",
+        logins.admitted,
+        users.len(),
+        logins.took,
+        logins.slowest
+    );
+    assert_eq!(
+        logins.admitted,
+        users.len(),
+        "logins refused during the flood: {:#?}",
+        logins.failures
+    );
+}
