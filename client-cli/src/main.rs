@@ -43,6 +43,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> u8 {
+    if args
+        .send
+        .as_deref()
+        .is_some_and(|text| text.trim().is_empty())
+    {
+        eprintln!("client-cli: nothing to send: the --send text is empty or only spaces");
+        return exit::USAGE;
+    }
     let password = match args.password() {
         Ok(p) => p,
         Err(e) => {

@@ -393,26 +393,58 @@ async fn stop_signal() {
 async fn user(cmd: UserCommand) -> Result<()> {
     match cmd {
         UserCommand::Add(a) => {
+            let backend = a.nats.backend(&a.data)?;
+            let new = !store_exists(&backend);
             let password = password(a.password_file.as_deref(), true)?;
-            relay::admin::add(&a.nats.backend(&a.data)?, &a.name, &password).await?;
+            relay::admin::add(&backend, &a.name, &password).await?;
+            if new {
+                eprintln!("note: there was no store yet; made a new one ({backend})");
+            }
             println!("created {}", a.name);
         }
         UserCommand::Passwd(a) => {
+            let backend = existing_store(a.nats.backend(&a.data)?)?;
             let password = password(a.password_file.as_deref(), true)?;
-            relay::admin::passwd(&a.nats.backend(&a.data)?, &a.name, &password).await?;
+            relay::admin::passwd(&backend, &a.name, &password).await?;
             println!("password changed for {}", a.name);
         }
         UserCommand::Del { name, data, nats } => {
-            relay::admin::del(&nats.backend(&data)?, &name).await?;
+            relay::admin::del(&existing_store(nats.backend(&data)?)?, &name).await?;
             println!("deleted {name}");
         }
         UserCommand::List { data, nats } => {
-            for (name, created) in relay::admin::list(&nats.backend(&data)?).await? {
+            for (name, created) in
+                relay::admin::list(&existing_store(nats.backend(&data)?)?).await?
+            {
                 println!("{name}\t{created}");
             }
         }
     }
     Ok(())
+}
+
+/// Whether the store is there already (always assumed on NATS, where the
+/// relay makes its stream and bucket itself).
+fn store_exists(backend: &Backend) -> bool {
+    match backend {
+        Backend::Sqlite(data) => data.join(relay::store::sqlite::DB_FILE).exists(),
+        Backend::Nats(_) => true,
+    }
+}
+
+/// The backend, unless it names an embedded store that does not exist:
+/// changing or listing accounts there would make an empty store the relay
+/// never reads.
+fn existing_store(backend: Backend) -> Result<Backend> {
+    if let Backend::Sqlite(data) = &backend {
+        if !store_exists(&backend) {
+            bail!(
+                "there is no store in {}: pass the --data folder `relay serve` uses (default ./data, relative to where it runs)",
+                data.display()
+            );
+        }
+    }
+    Ok(backend)
 }
 
 /// The password from CONFAB_PASSWORD, a file, or a prompt on the terminal.

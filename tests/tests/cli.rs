@@ -792,3 +792,34 @@ fn sigterm_stops_the_relay_cleanly_and_an_interactive_client_starts_reconnecting
         "client did not report the lost connection: {seen:?}"
     );
 }
+
+#[test]
+fn admin_commands_refuse_a_data_folder_without_a_store() {
+    let dir = temp();
+    let missing = dir.path().join("typo");
+    for args in [&["list"][..], &["del", "bob"][..]] {
+        run(relay_cmd()
+            .arg("user")
+            .args(args)
+            .arg("--data")
+            .arg(&missing))
+        .expect_failure()
+        .expect_stderr("there is no store in");
+    }
+    assert!(!missing.exists(), "nothing was made");
+    run(relay_cmd()
+        .args(["user", "add", "bob", "--data"])
+        .arg(&missing)
+        .env("CONFAB_PASSWORD", PASSWORD))
+    .expect_code(0)
+    .expect_stderr("made a new one");
+}
+
+#[test]
+fn an_empty_send_is_a_usage_error() {
+    for text in ["", "   "] {
+        run(Command::new(bin("client-cli")).args(["--user", "x", "--send", text]))
+            .expect_code(2)
+            .expect_stderr("nothing to send");
+    }
+}
