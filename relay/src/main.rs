@@ -199,18 +199,23 @@ enum Registration {
 enum UserCommand {
     /// Create an account. Password from CONFAB_PASSWORD, --password-file or a prompt.
     Add(UserArgs),
-    /// Change an account's password.
+    /// Change an account's password (its open sessions end).
     Passwd(UserArgs),
-    /// Delete an account (its messages stay in history).
+    /// Delete an account (its messages stay in history; its open sessions
+    /// end; the name can never be registered again).
     Del {
+        /// The account's name (any case).
         name: String,
+        /// Folder of the embedded store.
         #[arg(long, default_value = defaults::DATA_DIR, env = "CONFAB_DATA")]
         data: PathBuf,
         #[command(flatten)]
         nats: NatsArgs,
     },
-    /// List accounts.
+    /// List accounts: one per line, the name, a tab, and when it was
+    /// created (Unix seconds).
     List {
+        /// Folder of the embedded store.
         #[arg(long, default_value = defaults::DATA_DIR, env = "CONFAB_DATA")]
         data: PathBuf,
         #[command(flatten)]
@@ -220,6 +225,7 @@ enum UserCommand {
 
 #[derive(Parser)]
 struct UserArgs {
+    /// The account's name: 1-32 of A-Z a-z 0-9 _ -, unique ignoring case.
     name: String,
     /// Folder of the embedded store.
     #[arg(long, default_value = defaults::DATA_DIR, env = "CONFAB_DATA")]
