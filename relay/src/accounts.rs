@@ -223,6 +223,63 @@ impl Registrations {
     }
 }
 
+/// One membership change of a user at a time on this relay. A change is a
+/// store write and then the hub's mirror of it; two devices joining and
+/// leaving one room at once could otherwise commit in one order and
+/// reach the hub in the other, leaving sessions subscribed to a room the
+/// store has the user out of (and a client told `Joined` after `Left`).
+#[derive(Default)]
+pub struct MembershipLocks {
+    by_user: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Held while a user's membership changes; given back when dropped.
+pub struct MembershipGuard<'a> {
+    locks: &'a MembershipLocks,
+    users: Vec<String>,
+    guards: Vec<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for MembershipGuard<'_> {
+    fn drop(&mut self) {
+        self.guards.clear();
+        let mut map = lock(&self.locks.by_user);
+        for user in &self.users {
+            // Nobody holds or awaits it any more: forget the user.
+            if map.get(user).is_some_and(|m| Arc::strong_count(m) == 1) {
+                map.remove(user);
+            }
+        }
+    }
+}
+
+impl MembershipLocks {
+    /// Waits until no other membership change of any of `users` is under
+    /// way here, then holds them all. Taken in name order, so two changes
+    /// of the same two users (a DM) cannot wait on each other.
+    pub async fn lock(&self, users: &[&str]) -> MembershipGuard<'_> {
+        let mut users: Vec<String> = users.iter().map(|u| u.to_ascii_lowercase()).collect();
+        users.sort();
+        users.dedup();
+        let mutexes: Vec<_> = {
+            let mut map = lock(&self.by_user);
+            users
+                .iter()
+                .map(|u| map.entry(u.clone()).or_default().clone())
+                .collect()
+        };
+        let mut guards = Vec::with_capacity(mutexes.len());
+        for m in mutexes {
+            guards.push(m.lock_owned().await);
+        }
+        MembershipGuard {
+            locks: self,
+            users,
+            guards,
+        }
+    }
+}
+
 /// Locks a mutex whose data stays consistent even if a holder panicked:
 /// every critical section here is a counter update or one bucket take.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

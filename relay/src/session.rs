@@ -375,6 +375,8 @@ impl<S: Store> Session<S> {
         } else {
             RoomKind::Public
         };
+        let relay = self.relay.clone();
+        let _changing = relay.membership.lock(&[self.user()]).await;
         self.take_creation(now)?;
         self.check_room_cap(self.user(), ROOMS_BY_CHOICE).await?;
         let row = self
@@ -401,6 +403,10 @@ impl<S: Store> Session<S> {
     async fn join(&mut self, req: RequestId, room: &str) -> Reply {
         let row = self.room_or_refuse(room).await?;
         let user = self.user().to_owned();
+        // The store's change and the hub's mirror of it, with no other
+        // change of this user's in between (see `MembershipLocks`).
+        let relay = self.relay.clone();
+        let _changing = relay.membership.lock(&[&user]).await;
         let store = &self.relay.store;
         if !store.is_member(room, &user).await? {
             let allowed = match row.kind {
@@ -443,6 +449,8 @@ impl<S: Store> Session<S> {
         }
         self.room_or_refuse(room).await?;
         let user = self.user().to_owned();
+        let relay = self.relay.clone();
+        let _changing = relay.membership.lock(&[&user]).await;
         if !self.relay.store.remove_member(room, &user).await? {
             let msg = format!("you are not a member of {room}");
             return Err(self.outsider(room, msg).await);
@@ -485,6 +493,8 @@ impl<S: Store> Session<S> {
         let other = self.canonical_user(user).await?;
         let me = self.user().to_owned();
         let room = names::dm_room(&me, &other);
+        let relay = self.relay.clone();
+        let _changing = relay.membership.lock(&[&me, &other]).await;
         let store = &self.relay.store;
         let exists = store.room(&room).await?.is_some();
         let member = exists && store.is_member(&room, &me).await?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::frame::Message;
 use tokio::sync::watch;
 
-use crate::accounts::{Accounts, Registrations};
+use crate::accounts::{Accounts, MembershipLocks, Registrations};
 use crate::auth::{Hasher, Throttle};
 use crate::config::Config;
 use crate::hub::{Hub, SessionId};
@@ -25,6 +25,8 @@ pub struct Relay<S> {
     pub accounts: Arc<Accounts>,
     /// New accounts per client network.
     pub registrations: Registrations,
+    /// One membership change of a user at a time.
+    pub membership: MembershipLocks,
     /// Password checks in progress per client network.
     pub password_checks: Arc<crate::limits::PasswordChecks>,
     /// Places for bulk replies in progress, all sessions together.
@@ -54,6 +56,7 @@ impl<S> Relay<S> {
                 .with_daily_quota(cfg.daily_quota_mib),
             ),
             registrations: Registrations::new(cfg.registrations_per_hour),
+            membership: MembershipLocks::default(),
             password_checks: crate::limits::PasswordChecks::new(
                 crate::defaults::CHECKS_PER_NETWORK,
             ),
