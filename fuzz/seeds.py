@@ -57,8 +57,8 @@ open(f"{out}/stream_oversized", "wb").write(frame(client["ping"]) + (65537).to_b
 def tag(i, n): return (-(-(i << 32) // n)).to_bytes(4, "little")
 ROOM = {r: i for i, r in enumerate(["lobby", "dev", "ops", "vault", "music", "x", "b-o_b9", "@alice+bob", "@alice+mallory"])}
 USER = {u: i for i, u in enumerate(["mallory", "alice", "bob"])}
-def room(r): return tag(0, 3) + bytes([ROOM[r]])
-def user(u): return tag(0, 3) + bytes([USER[u]])
+def room(r): return tag(0, 4) + bytes([ROOM[r]])
+def user(u): return tag(0, 4) + bytes([USER[u]])
 def body(i=0): return tag(0, 4) + bytes([i])
 # Requests (`Req`), then the ops that carry them.
 def rq(i, *fields): return tag(i, 11) + b"".join(fields)
@@ -89,7 +89,7 @@ def ping(): return op(0, r_ping())
 def resume(r): return op(0, r_resume(r))
 # `first` from the current device, `second` from device `other`; bit i of
 # `turns` (lowest first) gives turn i to the second.
-def pair(first, second, other=1, turns=0): return op(1, bytes([other]), first, second, turns.to_bytes(4, "little"))
+def pair(first, second, other=1, turns=0, one_room=False): return op(1, bytes([other]), first, second, bytes([one_room]), turns.to_bytes(4, "little"))
 def device(n): return op(2, bytes([n]))
 def crowd(): return op(3)
 def hello_again(): return op(4, tag(0, 3) + (1).to_bytes(2, "little"))

@@ -1,25 +1,32 @@
 //! The relay's session core, end to end but without a network: a
-//! `relay::state::Relay` on a real SQLite store, with mallory's and
-//! alice's sessions (`relay::session::Session`) fed arbitrary sequences of
-//! mallory's requests, and everything the sessions answer and queue
-//! checked as their clients would see it.
+//! `relay::state::Relay` on a real SQLite store, with sessions
+//! (`relay::session::Session`) of mallory, on up to three devices at once,
+//! and of alice, fed arbitrary sequences of mallory's requests, and
+//! everything the sessions answer and queue checked as their clients
+//! would see it.
 //!
 //! One relay per process, made by the first input, with accounts mallory,
 //! alice and bob, alice's private room `vault`, bob's private room `ops`,
 //! bob's public room `dev` and the DM `@alice+bob`. Users log in through
 //! `relay::login::Login` (their password hash is a cheap argon2 one, so a
 //! login costs well under a millisecond), then `Session::start`.
-//! mallory's session is kept across inputs; an input may end it (`Bye`, the
-//! end of her stream, a frame that cannot be read, a prefix over the limit,
-//! a frame cut short) once it has lasted `SESSION_MIN` inputs, and the next
-//! input logs in again. alice stays logged in the whole time, sends lines
-//! when an input says so, and resumes any room she lags in.
+//! mallory's first device is logged in at the start of every input; her
+//! other two (`DEVICES`, as many sessions as the relay lets an account
+//! have) once an input sends from them. Her sessions are kept across
+//! inputs; an input may end the one it sends from (`Bye`, the end of her
+//! stream, a frame that cannot be read, a prefix over the limit, a frame
+//! cut short) once it has lasted `SESSION_MIN` inputs, and the next input
+//! that needs it logs in again. alice stays logged in the whole time,
+//! sends lines when an input says so, and resumes any room she lags in.
 //!
 //! An input is up to `MAX_OPS` of mallory's requests (names from small
 //! tables of rooms and users, valid and not, plus over-long and random
-//! ones), payloads sent as the frame they decode to, alice's lines, the
-//! session-ending frames above, and steps of the harness: time passing,
-//! mallory's client reading, and the work in flight finishing.
+//! ones, and rooms the sending device counts itself in), each from the
+//! device chosen last, pairs of requests from two of her devices handled
+//! at once (about one room, if the input says so), payloads sent as the frame they decode to,
+//! one login too many, alice's lines, the session-ending frames above, and
+//! steps of the harness: time passing, a client reading, and the work in
+//! flight finishing.
 //!
 //! The harness does what `relay::conn` does with each frame: it is read
 //! from its bytes with `codec::read_frame` (a frame that cannot be read
@@ -32,42 +39,74 @@
 //! `conn::write_loop` does (batches, `Lags::take`, `Lags::next`), and
 //! decoded as the client would.
 //!
+//! A pair is what two connections of one user do at the same time: both
+//! requests are handed over, then polled in turns (`Harness::pair`) that
+//! the input orders. The store stops a side of a pair before each request
+//! it makes and after each answer (`Turns`, `take_turn`), so the sides'
+//! reads and writes, and what each does between them (subscribe, tell the
+//! hub), interleave anywhere the input says, and the same on every run: a
+//! `Leave` on one device can land between a `Resume`'s read of the
+//! membership and its subscription on another. A bulk reply's work runs as
+//! part of its side.
+//!
 //! Determinism: time is a virtual clock (a fixed step per input, and
 //! `Wait` ops), so the rate limits and the send gate's hold act the same
-//! on every run. Appends and bulk work wait until the input says `Settle`
-//! or ends (or the connection's cap on work in flight is reached), then
-//! finish in the order they were started, appends first; the fan-out (what
-//! `server.rs`'s task does with the store's channel of committed messages,
-//! `hub.publish`) runs inline, publishing exactly the messages of the
-//! appends awaited so far, so what a session hears does not depend on
-//! when the store's writer thread got to a commit. Queues are small
+//! on every run. Appends and bulk work outside pairs wait until the input
+//! says `Settle` or ends (or the connection's cap on work in flight is
+//! reached), then finish in the order they were started, appends first (a
+//! pair's bulk work, too, waits for the appends in flight); the fan-out
+//! (what `server.rs`'s task does with the store's channel of committed
+//! messages, `hub.publish`) runs inline, publishing exactly the messages
+//! of the appends awaited so far, so what a session hears does not depend
+//! on when the store's writer thread got to a commit. Queues are small
 //! (`QUEUE_DEPTH`): a client that does not read lags, and a reply waits
 //! for room as it would.
 //!
-//! Checked, for both users, from what their sessions send them:
+//! Checked, for every session, from what it sends its client:
 //! - every frame decodes, and bulk replies (room lists, member lists,
 //!   history pages) come only as bulk replies, never on the control queue;
 //! - every request gets exactly one answer, of its kind (`Joined` for a
 //!   `Join`, ...) and about what was asked; answers queued before the next
 //!   frame is read arrive before the `Pong` of a later `Ping`; once an
 //!   input's work is done, nothing is left unanswered;
-//! - membership, tracked from the relay's own answers (`Joined`, `Left`,
-//!   and presence about the user itself): no `Message`, `Lagged`, room
-//!   `Presence`, `Ack`, history page, `Done` for an invite or resume, or
-//!   private room's member list for a room the user was not in at some
-//!   point since the request; the room list holds exactly those rooms (a
-//!   `Lagged` may overtake the user's own `Joined` held behind a full
-//!   queue, so it needs the room only by the end of that drain);
+//! - membership, tracked per device from the relay's own answers
+//!   (`Joined`, `Left`, and presence about the user itself): no `Message`,
+//!   `Lagged`, room `Presence`, `Ack`, history page, `Done` for an invite
+//!   or resume, or private room's member list for a room the user was not
+//!   in at some point since the request (a device may hear of a change
+//!   made on another only after answers to requests it sent meanwhile);
+//!   the room list holds exactly those rooms (a `Lagged` may overtake the
+//!   user's own `Joined` held behind a full queue, so it needs the room
+//!   only by the end of that drain); no live `Message` of a room after the
+//!   device was told it left, unless told it joined again;
+//! - membership checked where the data is (PROTOCOL §9.2), per user across
+//!   devices: once a `Leave` is answered `Left` (with no join of the room
+//!   in flight or handed over since, on any device), no append of the
+//!   room handed to the store after that is acknowledged, and no history
+//!   page, nor member list of a private room or DM, is read by work begun
+//!   after it, until a join of the room is handed over (`Account::gone`);
+//! - at rest (the input's work done, every queue read): each session is
+//!   subscribed to exactly the rooms the store has its user in, and each
+//!   client counts itself in exactly those;
 //! - mallory never enters `vault`, `ops` or `@alice+bob`, and nobody ever
 //!   sees a line or presence of hers there; nobody receives their own
-//!   online/offline presence;
+//!   online/offline presence; a login of hers with all her devices in is
+//!   refused `TooManyConnections`;
 //! - refusals are the documented ones (PROTOCOL §5.1, §9, §10) and fit
 //!   what is known: no `NotMember` for a room the user was in throughout,
-//!   no `NoSuchRoom` for a room known to exist, `BadBody`/`BadLimit`/
-//!   `InvalidName` exactly when the request breaks those rules, and
-//!   `RateLimited` exactly when a `TokenBucket` (room changes) or
-//!   `SendGate` (sends) of the same rate, fed the same requests and times,
-//!   says so;
+//!   no `NoSuchRoom` for a room known to exist, `NotMember` for a `Join`
+//!   only with a leave of the room on another device at the same time,
+//!   `BadBody`/`BadLimit`/`InvalidName` exactly when the request breaks
+//!   those rules, and `RateLimited` exactly when a `TokenBucket` (room
+//!   changes) or `SendGate` (sends) of the same rate, fed the same
+//!   requests and times, says so: one bucket of each per account, each
+//!   session with its own gate over the account's send bucket, both made
+//!   anew when a session starts while none of the account is open (as
+//!   `relay::accounts` does);
+//! - a room that cannot exist and one hidden from the user (a private room
+//!   nobody invited it to, another pair's DM) get the same answers:
+//!   `NoSuchRoom`, with the same message for every request of a kind but
+//!   for the name, unless refused for something checked first;
 //! - live messages come in increasing seq per room and session; a history
 //!   page holds at most `limit` messages of its room, in increasing seq,
 //!   within the page's bound;
@@ -84,7 +123,9 @@
 //! itself does not run.
 //!
 //! Any panic aborts the process (see `abort_on_panic`).
-//! CONFAB_FUZZ_TRACE=1 prints every frame sent and received.
+//! CONFAB_FUZZ_TRACE=1 prints every frame sent and received, and every
+//! turn of a pair; CONFAB_FUZZ_ALLOW lets known failures through
+//! (`allowed`).
 #![no_main]
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -150,9 +191,11 @@ const SESSION_MIN: u64 = 20;
 /// an input whose client does not read for a while makes it lag, and
 /// `Lagged` and `Resume` get exercised.
 const QUEUE_DEPTH: usize = 16;
-/// Virtual time between two inputs: a few room changes' worth of the
-/// request rate, so long runs of them meet the limit now and then.
-const STEP: Duration = Duration::from_millis(200);
+/// Virtual time between two inputs: half the room-change burst's worth of
+/// the request rate, so long runs of them meet the limit now and then. The
+/// account's sessions share that limit: at 200 ms, with pairs of room
+/// changes, three in four of them were refused.
+const STEP: Duration = Duration::from_secs(1);
 /// A `Wait(n)` op lets `n` of these pass: up to about 2.5 s, a quarter of
 /// the send gate's `HOLD_LIMIT`.
 const WAIT_UNIT: Duration = Duration::from_millis(10);
@@ -220,10 +263,13 @@ enum Op {
     /// hers would: `first` from the device chosen last, `second` from
     /// device `other` (the next one if that is the same), their turns at
     /// the store interleaved as the bits of `turns` say (`Harness::pair`).
+    /// With `one_room`, `second` is about `first`'s room, if both name
+    /// one: races are in one room, and two names picked apart rarely match.
     Pair {
         other: u8,
         first: Req,
         second: Req,
+        one_room: bool,
         turns: u32,
     },
     /// mallory's frames from here on come from device `n % DEVICES`,
@@ -300,6 +346,10 @@ enum Name {
     /// Cut to 1 character, so that the rooms the fuzzer can create stay few
     /// (36 valid names) and so do the room lists.
     Raw(String),
+    /// For a room, one the sending device counts itself in, lobby only if
+    /// it is in no other (most names picked otherwise are rooms the user
+    /// is not in, and races need one it is); for a user, as `Pick`.
+    Held(u8),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -670,6 +720,35 @@ fn membership_change(user: &str, frame: &ClientFrame) -> Option<(String, bool)> 
             canonical(other).map(|other| (names::dm_room(user, other), true))
         }
         ClientFrame::Leave { room, .. } => Some((room.clone(), false)),
+        _ => None,
+    }
+}
+
+/// The room a request is about, if it names one.
+fn room_of(frame: &ClientFrame) -> Option<&String> {
+    match frame {
+        ClientFrame::CreateRoom { room, .. }
+        | ClientFrame::Join { room, .. }
+        | ClientFrame::Leave { room, .. }
+        | ClientFrame::Invite { room, .. }
+        | ClientFrame::Members { room, .. }
+        | ClientFrame::Send { room, .. }
+        | ClientFrame::History { room, .. }
+        | ClientFrame::Resume { room, .. } => Some(room),
+        _ => None,
+    }
+}
+
+fn room_of_mut(frame: &mut ClientFrame) -> Option<&mut String> {
+    match frame {
+        ClientFrame::CreateRoom { room, .. }
+        | ClientFrame::Join { room, .. }
+        | ClientFrame::Leave { room, .. }
+        | ClientFrame::Invite { room, .. }
+        | ClientFrame::Members { room, .. }
+        | ClientFrame::Send { room, .. }
+        | ClientFrame::History { room, .. }
+        | ClientFrame::Resume { room, .. } => Some(room),
         _ => None,
     }
 }
@@ -2193,11 +2272,14 @@ fn pick<'a>(table: &[&'a str], i: u8) -> &'a str {
 }
 
 impl Name {
-    fn resolve(&self, table: &[&str]) -> String {
+    /// `held`: the rooms for `Held`, none for a user.
+    fn resolve(&self, table: &[&str], held: &[&String]) -> String {
         match self {
             Name::Pick(i) => pick(table, *i).to_owned(),
             Name::Long(n) => "z".repeat(30 + usize::from(*n % 40)),
             Name::Raw(s) => s.chars().take(1).collect(),
+            Name::Held(i) if held.is_empty() => pick(table, *i).to_owned(),
+            Name::Held(i) => held[usize::from(*i) % held.len()].clone(),
         }
     }
 }
@@ -2290,10 +2372,17 @@ impl Harness {
         self.next_req
     }
 
-    fn frame(&mut self, r: &Req) -> ClientFrame {
+    /// Mallory's request `r` from device `d`.
+    fn frame(&mut self, d: usize, r: &Req) -> ClientFrame {
         let req = self.req();
-        let room = |n: &Name| n.resolve(&ROOM_NAMES);
-        let user = |n: &Name| n.resolve(&USER_NAMES);
+        let rooms = &self.device(d).rooms.now;
+        let mut held: Vec<String> = rooms.iter().filter(|r| *r != LOBBY).cloned().collect();
+        if held.is_empty() {
+            held.push(LOBBY.to_owned());
+        }
+        let held: Vec<&String> = held.iter().collect();
+        let room = |n: &Name| n.resolve(&ROOM_NAMES, &held);
+        let user = |n: &Name| n.resolve(&USER_NAMES, &[]);
         match r {
             Req::CreateRoom { room: r, private } => ClientFrame::CreateRoom {
                 req,
@@ -2435,6 +2524,7 @@ impl Harness {
                     other,
                     first,
                     second,
+                    one_room,
                     turns,
                 } => {
                     let mut e = usize::from(*other) % DEVICES;
@@ -2442,7 +2532,12 @@ impl Harness {
                         e = (d + 1) % DEVICES;
                     }
                     self.sign_in(e).await;
-                    let frames = [self.frame(first), self.frame(second)];
+                    let mut frames = [self.frame(d, first), self.frame(e, second)];
+                    if let (true, Some(room)) = (*one_room, room_of(&frames[0]).cloned()) {
+                        if let Some(r) = room_of_mut(&mut frames[1]) {
+                            *r = room;
+                        }
+                    }
                     self.hand_over(d, &frames[0]);
                     self.hand_over(e, &frames[1]);
                     self.pair([d, e], frames, *turns).await;
@@ -2503,7 +2598,7 @@ impl Harness {
                     self.expect_encoded(d, &frame)
                 }
                 Op::Req(r) => {
-                    let frame = self.frame(r);
+                    let frame = self.frame(d, r);
                     self.expect_encoded(d, &frame)
                 }
             };
