@@ -52,34 +52,53 @@ open(f"{out}/stream_oversized", "wb").write(frame(client["ping"]) + (65537).to_b
 # an enum variant is a u32, LE, scaled to the variant count; u8/u16 as
 # they are; bool one byte). Only variants
 # without strings or vectors, whose lengths `arbitrary` takes from the end.
-# The indices follow the order of the enums there: keep them in step.
+# The indices follow the order of the enums there (`Op`, `Req`, ...): keep
+# them in step.
 def tag(i, n): return (-(-(i << 32) // n)).to_bytes(4, "little")
 ROOM = {r: i for i, r in enumerate(["lobby", "dev", "ops", "vault", "music", "x", "b-o_b9", "@alice+bob", "@alice+mallory"])}
 USER = {u: i for i, u in enumerate(["mallory", "alice", "bob"])}
-def room(r): return tag(0, 3) + bytes([ROOM[r]])
-def user(u): return tag(0, 3) + bytes([USER[u]])
-def op(i, *fields): return tag(i, 18) + b"".join(fields)
+def room(r): return tag(0, 4) + bytes([ROOM[r]])
+def user(u): return tag(0, 4) + bytes([USER[u]])
 def body(i=0): return tag(0, 4) + bytes([i])
-def create(r, private=False): return op(0, room(r), bytes([private]))
-def join(r): return op(1, room(r))
-def leave(r): return op(2, room(r))
-def invite(r, u): return op(3, room(r), user(u))
-def list_rooms(): return op(4)
-def members(r): return op(5, room(r))
-def open_dm(u): return op(6, user(u))
-def send(r, fixed=None, b=body()): return op(7, room(r), tag(0, 2) + bytes([fixed]) if fixed is not None else tag(1, 2), b)
+# Requests (`Req`), then the ops that carry them.
+def rq(i, *fields): return tag(i, 11) + b"".join(fields)
+def r_create(r, private=False): return rq(0, room(r), bytes([private]))
+def r_join(r): return rq(1, room(r))
+def r_leave(r): return rq(2, room(r))
+def r_invite(r, u): return rq(3, room(r), user(u))
+def r_list_rooms(): return rq(4)
+def r_members(r): return rq(5, room(r))
+def r_open_dm(u): return rq(6, user(u))
+def r_send(r, fixed=None, b=body()): return rq(7, room(r), tag(0, 2) + bytes([fixed]) if fixed is not None else tag(1, 2), b)
 def latest(limit): return tag(0, 5) + tag(0, 3) + bytes([limit])
 def after_max_page(seq): return tag(2, 5) + seq.to_bytes(2, "little") + tag(1, 3) + b"\x00"
-def history(r, page): return op(8, room(r), page)
-def ping(): return op(9)
-def resume(r): return op(10, room(r))
-def hello_again(): return op(11, tag(0, 3) + (1).to_bytes(2, "little"))
-def login_again(right): return op(11, tag(2, 3) + bytes([right]))
-def peer_send(i, b=body(1)): return op(12, bytes([i]), b)
-def bye(): return op(14, tag(0, 5))
-def wait(n): return op(15, bytes([n]))
-def read(): return op(16)
-def settle(): return op(17)
+def r_history(r, page): return rq(8, room(r), page)
+def r_ping(): return rq(9)
+def r_resume(r): return rq(10, room(r))
+def op(i, *fields): return tag(i, 11) + b"".join(fields)
+def create(r, private=False): return op(0, r_create(r, private))
+def join(r): return op(0, r_join(r))
+def leave(r): return op(0, r_leave(r))
+def invite(r, u): return op(0, r_invite(r, u))
+def list_rooms(): return op(0, r_list_rooms())
+def members(r): return op(0, r_members(r))
+def open_dm(u): return op(0, r_open_dm(u))
+def send(r, fixed=None, b=body()): return op(0, r_send(r, fixed, b))
+def history(r, page): return op(0, r_history(r, page))
+def ping(): return op(0, r_ping())
+def resume(r): return op(0, r_resume(r))
+# `first` from the current device, `second` from device `other`; bit i of
+# `turns` (lowest first) gives turn i to the second.
+def pair(first, second, other=1, turns=0, one_room=False): return op(1, bytes([other]), first, second, bytes([one_room]), turns.to_bytes(4, "little"))
+def device(n): return op(2, bytes([n]))
+def crowd(): return op(3)
+def hello_again(): return op(4, tag(0, 3) + (1).to_bytes(2, "little"))
+def login_again(right): return op(4, tag(2, 3) + bytes([right]))
+def peer_send(i, b=body(1)): return op(5, bytes([i]), b)
+def bye(): return op(7, tag(0, 5))
+def wait(n): return op(8, bytes([n]))
+def read(): return op(9)
+def settle(): return op(10)
 
 sessions = {
     "public": [join("dev"), send("dev", 1), history("dev", latest(5)), members("dev"), leave("dev")],
@@ -94,6 +113,20 @@ sessions = {
     "lag": [peer_send(0) for _ in range(20)] + [settle(), read(), resume("lobby"), peer_send(0), settle()],
     "rate": [join("dev"), leave("dev")] * 12 + [wait(100), join("dev"), settle()],
     "pipeline": [join("dev"), send("dev"), send("dev"), leave("dev"), history("dev", latest(7)), list_rooms(), settle(), join("dev")],
+    # Several devices of mallory's: a join on one, sends from the others,
+    # one login too many, a leave on one with reads and a resend on another.
+    "devices": [device(1), join("dev"), device(2), send("dev", 3), crowd(), device(0), send("dev", 4), leave("dev"),
+                device(1), send("dev", 3), history("dev", latest(5)), members("x"), settle(), list_rooms(), settle()],
+    # A leave on device 0 while device 1 resumes the room: it has read the
+    # membership when the leave lands, then subscribes; its sends and reads
+    # after that must be refused.
+    "churn-resume": [join("dev"), settle(), pair(r_leave("dev"), r_resume("dev"), 1, 0b1),
+                     device(1), send("dev"), history("dev", latest(5)), peer_send(4), settle()],
+    # The same with a private room, its member list, and a send in flight.
+    "churn-private": [create("x", True), send("x"), settle(), pair(r_leave("x"), r_send("x"), 1, 0b10),
+                      pair(r_members("x"), r_history("x", latest(5)), 2, 0b1), device(1), resume("x"), send("x"), settle()],
+    # A room change rate shared by the devices: changes from two at once.
+    "churn-rate": [pair(r_join("dev"), r_leave("dev"), 1, 0b1010)] * 12 + [settle()],
 }
 out = "seeds/session_frames"
 os.makedirs(out, exist_ok=True)
