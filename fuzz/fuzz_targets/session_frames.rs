@@ -124,8 +124,9 @@
 //!
 //! Any panic aborts the process (see `abort_on_panic`).
 //! CONFAB_FUZZ_TRACE=1 prints every frame sent and received, and every
-//! turn of a pair; CONFAB_FUZZ_ALLOW lets known failures through
-//! (`allowed`).
+//! turn of a pair. A pair of two membership changes (create, join, leave,
+//! open a DM) runs one request after the other, as the relay's
+//! per-user membership lock makes them.
 #![no_main]
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -422,22 +423,16 @@ fn trace(what: impl FnOnce() -> String) {
     }
 }
 
-/// Whether a known failure is to be let through (CONFAB_FUZZ_ALLOW, a
-/// comma-separated list): `join-leave` runs a pair of a join and a leave
-/// of one room one after the other instead of interleaved (see the
-/// README's open findings).
-fn allowed(check: &str) -> bool {
-    static ALLOW: OnceLock<Vec<String>> = OnceLock::new();
-    ALLOW
-        .get_or_init(|| {
-            std::env::var("CONFAB_FUZZ_ALLOW")
-                .unwrap_or_default()
-                .split(',')
-                .map(str::to_owned)
-                .collect()
-        })
-        .iter()
-        .any(|a| a == check)
+/// Whether a request takes its user's membership lock in the relay: a
+/// room change that may change who is in a room.
+fn locks_membership(frame: &ClientFrame) -> bool {
+    matches!(
+        frame,
+        ClientFrame::CreateRoom { .. }
+            | ClientFrame::Join { .. }
+            | ClientFrame::Leave { .. }
+            | ClientFrame::OpenDm { .. }
+    )
 }
 
 macro_rules! fail {
@@ -2720,11 +2715,15 @@ impl Harness {
                 other => fail!("harness: {f:?} read back as {other:?}"),
             }
         });
-        let changes = frames.each_ref().map(|f| membership_change(FUZZED, f));
-        let turns = match changes {
-            [Some((a, x)), Some((b, y))] if a == b && x != y && allowed("join-leave") => 0,
-            _ => turns,
-        };
+        // The relay makes one membership change of a user at a time
+        // (`MembershipLocks`): the second waits for the first to finish, a
+        // wait no store request of the harness's gate can end, so such a
+        // pair runs one request after the other, the input choosing which
+        // goes first.
+        let serial = frames
+            .iter()
+            .all(locks_membership)
+            .then_some(usize::from(turns & 1 == 1));
         let mut peers = devices.map(|d| self.mallory[d].take().expect("logged in"));
         trace(|| {
             format!(
@@ -2749,11 +2748,14 @@ impl Harness {
                 [false, false] => break,
                 [true, false] => 0,
                 [false, true] => 1,
-                [true, true] => {
-                    let i = usize::from(turns & 1 == 1);
-                    turns >>= 1;
-                    i
-                }
+                [true, true] => match serial {
+                    Some(first) => first,
+                    None => {
+                        let i = usize::from(turns & 1 == 1);
+                        turns >>= 1;
+                        i
+                    }
+                },
             };
             let side = std::mem::replace(&mut sides[i], Side::Done);
             trace(|| format!("  turn of {}", peers[i].name));

@@ -322,4 +322,25 @@ mod tests {
             .count();
         assert_eq!(changed, 10);
     }
+
+    #[tokio::test]
+    async fn one_membership_change_of_a_user_at_a_time() {
+        let locks = MembershipLocks::default();
+        let alice = locks.lock(&["Alice"]).await;
+        let again = tokio::time::timeout(Duration::from_millis(50), locks.lock(&["alice"])).await;
+        assert!(
+            again.is_err(),
+            "a second change of alice waits, whatever the case"
+        );
+        let bob = tokio::time::timeout(Duration::from_millis(50), locks.lock(&["bob"])).await;
+        assert!(bob.is_ok(), "bob's does not");
+        drop(bob);
+        let dm = locks.lock(&["carol", "bob"]);
+        let dm = tokio::time::timeout(Duration::from_millis(50), dm).await;
+        assert!(dm.is_ok(), "a DM locks both of its users");
+        let waiting = tokio::time::timeout(Duration::from_millis(50), locks.lock(&["bob"])).await;
+        assert!(waiting.is_err());
+        drop((alice, dm));
+        assert!(lock(&locks.by_user).is_empty(), "users are forgotten");
+    }
 }
