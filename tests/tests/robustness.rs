@@ -127,12 +127,9 @@ async fn extra_streams_are_refused_not_buffered() {
     );
 }
 
-/// A client asking for history faster than it reads cannot make the relay
-/// hold page after page in memory.
-#[tokio::test]
-async fn a_history_flood_is_bounded() {
-    let relay = Relay::start_with(&["--rate-limit", "100000"], &[]);
-    let writer = relay.register("w").await;
+/// Stores 200 messages of 4000 bytes in the lobby: a full history page is
+/// then ~800 KB.
+async fn fill_lobby(writer: &confab_tests::Session) {
     let body = "z".repeat(4000);
     let sends: Vec<_> = (0..200)
         .map(|_| writer.client.send("lobby", &body))
@@ -140,6 +137,15 @@ async fn a_history_flood_is_bounded() {
     for s in sends {
         s.await.unwrap();
     }
+}
+
+/// A client asking for history faster than it reads cannot make the relay
+/// hold page after page in memory.
+#[tokio::test]
+async fn a_history_flood_is_bounded() {
+    let relay = Relay::start_with(&["--rate-limit", "100000"], &[]);
+    let writer = relay.register("w").await;
+    fill_lobby(&writer).await;
     let mut transport = quinn::TransportConfig::default();
     // Accepts no bulk streams: every page the relay makes is stuck.
     transport
@@ -278,13 +284,7 @@ async fn pre_login_connections_are_capped_per_address() {
 async fn stalled_readers_of_many_accounts_hold_only_the_bulk_budget() {
     let relay = Relay::start_with(&["--rate-limit", "100000", "--bulk-replies", "8"], &[]);
     let writer = relay.register("w").await;
-    let body = "z".repeat(4000);
-    let sends: Vec<_> = (0..200)
-        .map(|_| writer.client.send("lobby", &body))
-        .collect();
-    for s in sends {
-        s.await.unwrap();
-    }
+    fill_lobby(&writer).await;
     const ACCOUNTS: usize = 6;
     const SESSIONS: usize = 4;
     for a in 0..ACCOUNTS {
