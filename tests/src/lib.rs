@@ -2,6 +2,7 @@
 //! on a free loopback port with a temporary data folder and certificate,
 //! and connects real clients to it over QUIC/TLS.
 
+pub mod gui;
 pub mod nats;
 pub mod proxy;
 

@@ -3,13 +3,16 @@
 //! it returns what the app must do (commands for the session, scrolling)
 //! instead of doing it, so every rule here is tested without a window.
 
+mod room;
 pub mod view;
+
+pub use room::{Line, Room};
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use common::client::{Acked, Event as SessionEvent, RequestError};
-use common::frame::{Member, Message as ChatMessage, PresenceKind, RoomKind, Seq};
+use common::frame::{Member, Message as ChatMessage, PresenceKind, RoomKind};
 use common::names::{self, LOBBY};
 use iced::widget::{scrollable, text_editor};
 
@@ -73,94 +76,6 @@ pub enum Status {
         next: String,
     },
     Offline(String),
-}
-
-/// One line of a conversation.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Line {
-    /// A stored message.
-    Message(ChatMessage),
-    /// Sent by this user and not acknowledged yet; `failed` once refused.
-    Pending {
-        local: u64,
-        body: String,
-        failed: Option<String>,
-    },
-    /// Presence and other events, at the local time they were seen.
-    Notice { ts: i64, text: String },
-}
-
-/// One room as shown.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Room {
-    pub lines: Vec<Line>,
-    pub unread: u32,
-    /// Older messages exist before the first one shown.
-    pub more_before: bool,
-    pub loading_older: bool,
-    /// The view is scrolled to the end, so new lines are followed.
-    pub at_bottom: bool,
-    /// New lines arrived while scrolled up.
-    pub new_below: bool,
-}
-
-impl Default for Room {
-    fn default() -> Self {
-        Room {
-            lines: Vec::new(),
-            unread: 0,
-            more_before: false,
-            loading_older: false,
-            at_bottom: true,
-            new_below: false,
-        }
-    }
-}
-
-impl Room {
-    fn first_seq(&self) -> Option<Seq> {
-        self.lines.iter().find_map(|l| {
-            if let Line::Message(m) = l {
-                Some(m.seq)
-            } else {
-                None
-            }
-        })
-    }
-
-    fn has_seq(&self, seq: Seq) -> bool {
-        self.lines
-            .iter()
-            .any(|l| matches!(l, Line::Message(m) if m.seq == seq))
-    }
-
-    /// Inserts a message in sequence order, before pending lines; false if
-    /// it was already there.
-    fn insert(&mut self, msg: ChatMessage) -> bool {
-        if self.has_seq(msg.seq) {
-            return false;
-        }
-        let at = self
-            .lines
-            .iter()
-            .rposition(|l| match l {
-                Line::Message(m) => m.seq < msg.seq,
-                Line::Notice { .. } => true,
-                Line::Pending { .. } => false,
-            })
-            .map_or(0, |i| i + 1);
-        self.lines.insert(at, Line::Message(msg));
-        true
-    }
-
-    fn notice(&mut self, ts: i64, text: String) {
-        let at = self
-            .lines
-            .iter()
-            .position(|l| matches!(l, Line::Pending { .. }))
-            .unwrap_or(self.lines.len());
-        self.lines.insert(at, Line::Notice { ts, text });
-    }
 }
 
 /// The chat screen.

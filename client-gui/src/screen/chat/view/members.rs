@@ -1,0 +1,42 @@
+//! The member list with online dots; a click opens a DM.
+
+use iced::widget::{button, container, row, scrollable, text, Column};
+use iced::{Center, Element, Fill};
+
+use super::section;
+use crate::screen::chat::{Chat, Message};
+
+const MEMBERS: f32 = 180.0;
+
+impl Chat {
+    pub(super) fn member_list(&self) -> Element<'_, Message> {
+        let mut list = Column::new()
+            .spacing(2)
+            .padding(10)
+            .push(section("Members"));
+        if let Some(members) = self.members.get(&self.current) {
+            for m in members {
+                let dot = if m.online {
+                    text("●").style(text::success)
+                } else {
+                    text("○").style(text::secondary)
+                };
+                let entry = row![dot.size(12), text(m.user.as_str())]
+                    .spacing(6)
+                    .align_y(Center);
+                let mut b = button(entry)
+                    .width(Fill)
+                    .padding([4, 6])
+                    .style(button::text);
+                if m.user != self.user {
+                    b = b.on_press(Message::OpenDm(m.user.clone()));
+                }
+                list = list.push(b);
+            }
+        }
+        container(scrollable(list).height(Fill))
+            .width(MEMBERS)
+            .height(Fill)
+            .into()
+    }
+}
