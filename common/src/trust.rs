@@ -35,7 +35,9 @@ use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 use sha2::{Digest, Sha256};
 
-pub use known::{default_known_relays, forget, lookup, remember, KNOWN_RELAYS_ENV};
+pub use known::{
+    default_known_relays, forget, lookup, remember, replace_changed, KNOWN_RELAYS_ENV,
+};
 
 use crate::frame::ALPN;
 use crate::limits::{IDLE_TIMEOUT, KEEP_ALIVE};

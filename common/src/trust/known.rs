@@ -52,6 +52,98 @@ pub fn lookup(file: &Path, server: &str) -> io::Result<Vec<String>> {
 /// reader never sees half a file. Two clients remembering at the same
 /// instant may lose one of the two lines; the next connect asks again.
 pub fn remember(file: &Path, server: &str, fingerprint: &str) -> io::Result<()> {
+    let (server, fingerprint) = checked(server, fingerprint)?;
+    let old = read_or_empty(file)?;
+    let mut text = match old.is_empty() {
+        true => HEADER.to_owned(),
+        false => keep_others(&old, server).0,
+    };
+    text.push_str(server);
+    text.push(' ');
+    text.push_str(&fingerprint);
+    text.push('\n');
+    replace(file, &text)
+}
+
+/// Replace the fingerprint remembered for `server` with `fingerprint`, once
+/// the user confirmed a changed certificate with the relay's operator. The
+/// server's line keeps its place in the file (a second line for it goes)
+/// and every other line stays as it was; the file is replaced atomically.
+///
+/// `known` is what the user was shown as remembered. If the file holds
+/// something else for `server` now (a person or another client changed it
+/// meanwhile), nothing is written and the error says so: the user decided
+/// about a file that is no longer there. Replacing with what is already
+/// remembered succeeds and writes nothing.
+pub fn replace_changed(
+    file: &Path,
+    server: &str,
+    known: &[String],
+    fingerprint: &str,
+) -> io::Result<()> {
+    let (server, fingerprint) = checked(server, fingerprint)?;
+    let mut now = lookup(file, server)?;
+    if now == [fingerprint.clone()] {
+        return Ok(());
+    }
+    let mut shown: Vec<String> = known
+        .iter()
+        .map(|fp| normalize_fingerprint(fp).unwrap_or_else(|| fp.trim().to_owned()))
+        .collect();
+    now.sort();
+    shown.sort();
+    if now != shown {
+        return Err(io::Error::other(format!(
+            "the fingerprint remembered for {server} in {} changed since it was shown \
+             (now: {}); connect again to compare",
+            file.display(),
+            match now.is_empty() {
+                true => "none".to_owned(),
+                false => now.join(", "),
+            }
+        )));
+    }
+    let old = read_or_empty(file)?;
+    let line = format!("{server} {fingerprint}\n");
+    let mut text = String::with_capacity(old.len() + line.len());
+    let mut placed = false;
+    for kept in old.lines() {
+        match parse_line(kept) {
+            Some((host, _)) if same_server(host, server) => {
+                if !placed {
+                    text.push_str(&line);
+                    placed = true;
+                }
+            }
+            _ => {
+                text.push_str(kept);
+                text.push('\n');
+            }
+        }
+    }
+    if !placed {
+        if text.is_empty() {
+            text.push_str(HEADER);
+        }
+        text.push_str(&line);
+    }
+    replace(file, &text)
+}
+
+/// Forget `server`: remove its lines so that its next certificate is asked
+/// about as a new one. Returns whether there was anything to remove.
+pub fn forget(file: &Path, server: &str) -> io::Result<bool> {
+    let old = read_or_empty(file)?;
+    let (text, removed) = keep_others(&old, server.trim());
+    if removed {
+        replace(file, &text)?;
+    }
+    Ok(removed)
+}
+
+/// The server trimmed and the fingerprint in canonical form, or why they
+/// cannot go in the file.
+fn checked<'a>(server: &'a str, fingerprint: &str) -> io::Result<(&'a str, String)> {
     let server = server.trim();
     if server.is_empty() || server.contains(char::is_whitespace) || server.starts_with('#') {
         return Err(io::Error::new(
@@ -65,27 +157,7 @@ pub fn remember(file: &Path, server: &str, fingerprint: &str) -> io::Result<()> 
             format!("`{fingerprint}` is not a SHA256:AB:CD:… fingerprint"),
         ));
     };
-    let old = read_or_empty(file)?;
-    let mut text = match old.is_empty() {
-        true => HEADER.to_owned(),
-        false => keep_others(&old, server).0,
-    };
-    text.push_str(server);
-    text.push(' ');
-    text.push_str(&fingerprint);
-    text.push('\n');
-    replace(file, &text)
-}
-
-/// Forget `server`: remove its lines so that its next certificate is asked
-/// about as a new one. Returns whether there was anything to remove.
-pub fn forget(file: &Path, server: &str) -> io::Result<bool> {
-    let old = read_or_empty(file)?;
-    let (text, removed) = keep_others(&old, server.trim());
-    if removed {
-        replace(file, &text)?;
-    }
-    Ok(removed)
+    Ok((server, fingerprint))
 }
 
 /// `(host, fingerprint)` of a relay line; `None` for comments, blank and
@@ -220,6 +292,55 @@ mod tests {
         assert!(remember(&file, "relay:1", "SHA256:00").is_err());
         assert!(remember(&file, "relay:1", "MD5:00").is_err());
         assert!(!file.exists());
+    }
+
+    #[test]
+    fn a_changed_fingerprint_is_replaced_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_relays");
+        let lower = FP_A.to_ascii_lowercase();
+        fs::write(
+            &file,
+            format!("# mine\nother:1 {FP_A}\nrelay:1 {lower}  # the lab\n\nlast:1 {FP_A}\n"),
+        )
+        .unwrap();
+        replace_changed(&file, "relay:1", &[FP_A.to_owned()], &fp_b()).unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!(
+                "# mine\nother:1 {FP_A}\nrelay:1 {}\n\nlast:1 {FP_A}\n",
+                fp_b()
+            )
+        );
+        assert_eq!(lookup(&file, "relay:1").unwrap(), vec![fp_b()]);
+
+        // Asked again (a second click, another window): nothing to do.
+        replace_changed(&file, "relay:1", &[FP_A.to_owned()], &fp_b()).unwrap();
+        assert_eq!(lookup(&file, "relay:1").unwrap(), vec![fp_b()]);
+    }
+
+    #[test]
+    fn replacing_refuses_when_the_file_changed_since_it_was_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_relays");
+        let fp_c = FP_A.replace("00:", "02:");
+        remember(&file, "relay:1", &fp_c).unwrap();
+        let before = fs::read_to_string(&file).unwrap();
+        let err = replace_changed(&file, "relay:1", &[FP_A.to_owned()], &fp_b()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("changed since it was shown") && text.contains(&fp_c),
+            "{text}"
+        );
+        assert_eq!(fs::read_to_string(&file).unwrap(), before);
+
+        // Forgotten meanwhile: refused too, rather than trusted unasked.
+        forget(&file, "relay:1").unwrap();
+        let err = replace_changed(&file, "relay:1", &[fp_c], &fp_b()).unwrap_err();
+        assert!(err.to_string().contains("(now: none)"), "{err}");
+        assert_eq!(lookup(&file, "relay:1").unwrap(), Vec::<String>::new());
+
+        assert!(replace_changed(&file, "relay:1", &[], "SHA256:00").is_err());
     }
 
     #[test]
