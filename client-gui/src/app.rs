@@ -49,10 +49,14 @@ pub struct App {
     pub screen: Screen,
     pub settings: Settings,
     options: Options,
-    /// The session being connected or in use; its subscription runs while set.
+    /// The session being connected or in use; its subscription runs while
+    /// set. It holds the password until logout, in memory only: Reconnect
+    /// after the session stopped logs in with it again.
     session: Option<Params>,
     handle: Option<Handle>,
     attempts: u64,
+    /// The chat the trust screen was opened from, shown again after it.
+    chat_behind: Option<Box<Chat>>,
 }
 
 impl App {
@@ -77,6 +81,7 @@ impl App {
             session: None,
             handle: None,
             attempts: 0,
+            chat_behind: None,
         }
     }
 
@@ -87,6 +92,11 @@ impl App {
             Screen::Login(form) if !form.user.is_empty() => operation::focus("password"),
             _ => operation::focus("user"),
         }
+    }
+
+    /// The session being connected or in use, if any.
+    pub fn session(&self) -> Option<&Params> {
+        self.session.as_ref()
     }
 
     pub fn title(&self) -> String {
@@ -129,36 +139,37 @@ impl App {
                 Task::none()
             }
             Message::Trust(m) => {
-                let Screen::Trust(t) = &self.screen else {
+                let Screen::Trust(t) = &mut self.screen else {
                     return Task::none();
                 };
-                match t.update(m) {
-                    trust_screen::Event::Trusted {
+                let written = match t.update(m) {
+                    None => return Task::none(),
+                    Some(trust_screen::Event::Back) => {
+                        self.leave_trust();
+                        return Task::none();
+                    }
+                    Some(trust_screen::Event::Trusted {
                         server,
                         fingerprint,
                         file,
-                    } => {
-                        let Some(params) = self.session.take() else {
-                            return Task::none();
-                        };
-                        let mut form = Login::new(params.server.clone(), params.user.clone());
-                        if let Err(e) = trust::remember(&file, &server, &fingerprint) {
-                            form.failed(format!(
-                                "Cannot remember the relay in {}: {e}",
-                                file.display()
-                            ));
-                            self.screen = Screen::Login(form);
-                            return Task::none();
-                        }
-                        form.connecting = true;
-                        self.screen = Screen::Login(form);
-                        self.connect(params.server, params.user, params.password, params.register);
-                    }
-                    trust_screen::Event::Back => {
-                        let (server, user) = self.last_identity();
-                        self.session = None;
-                        self.screen = Screen::Login(Login::new(server, user));
-                    }
+                    }) => trust::remember(&file, &server, &fingerprint).map_err(|e| {
+                        format!(
+                            "Cannot remember the relay in {}: {e}. Check that its folder can be written.",
+                            file.display()
+                        )
+                    }),
+                    Some(trust_screen::Event::Replace {
+                        server,
+                        known,
+                        presented,
+                        file,
+                    }) => trust::replace_changed(&file, &server, &known, &presented).map_err(|e| {
+                        format!("Cannot replace the fingerprint in {}: {e}.", file.display())
+                    }),
+                };
+                match written {
+                    Ok(()) => self.connect_again(),
+                    Err(e) => t.error = Some(e),
                 }
                 Task::none()
             }
@@ -178,6 +189,72 @@ impl App {
                 }
                 Task::none()
             }
+        }
+    }
+
+    /// Back from the trust screen: to the chat it was opened from, or to
+    /// the form as it was filled in, so Connect is all it takes to retry.
+    fn leave_trust(&mut self) {
+        if let Some(chat) = self.chat_behind.take() {
+            // The session stays: Reconnect needs its password.
+            self.screen = Screen::Chat(chat);
+            return;
+        }
+        let form = match self.session.take() {
+            Some(params) => filled_form(&params),
+            None => {
+                let (server, user) = self.last_identity();
+                Login::new(server, user)
+            }
+        };
+        self.screen = Screen::Login(form);
+    }
+
+    /// After a trust decision was written: connect again with the same
+    /// credentials, from where the trust screen was opened.
+    fn connect_again(&mut self) {
+        let Some(params) = self.session.take() else {
+            self.leave_trust();
+            return;
+        };
+        match self.chat_behind.take() {
+            Some(mut chat) => {
+                chat.reconnecting();
+                self.screen = Screen::Chat(chat);
+                // Registered already, if that was asked: log in.
+                self.connect(params.server, params.user, params.password, false);
+            }
+            None => {
+                let mut form = filled_form(&params);
+                form.connecting = true;
+                self.screen = Screen::Login(form);
+                self.connect(params.server, params.user, params.password, params.register);
+            }
+        }
+    }
+
+    /// The chat's Reconnect: a new session with the same credentials.
+    fn reconnect(&mut self) {
+        let Some(params) = &self.session else {
+            return;
+        };
+        let (server, user, password) = (
+            params.server.clone(),
+            params.user.clone(),
+            params.password.clone(),
+        );
+        if let Screen::Chat(chat) = &mut self.screen {
+            chat.reconnecting();
+        }
+        self.handle = None;
+        self.connect(server, user, password, false);
+    }
+
+    /// The chat's Details: the trust screen for why the session stopped.
+    fn details(&mut self, failure: TrustFailure) {
+        let trust = Screen::Trust(Trust::new(failure));
+        if let Screen::Chat(chat) = std::mem::replace(&mut self.screen, trust) {
+            self.chat_behind = Some(chat);
         }
     }
 
@@ -223,9 +300,15 @@ impl App {
                 self.settings.server = server.clone();
                 self.settings.user = user.clone();
                 self.settings.save();
-                // Registration happened; reconnects of this session log in.
-                if let Some(p) = &mut self.session {
-                    p.password.clear();
+                if let Screen::Chat(chat) = &mut self.screen {
+                    // Reconnected from the offline state: the chat carries on.
+                    chat.relay = relay;
+                    chat.status = Status::Connected;
+                    for command in chat.opened() {
+                        handle.send(command);
+                    }
+                    self.handle = Some(handle);
+                    return Task::none();
                 }
                 let chat = Chat::new(user, server, relay);
                 for command in chat.opened() {
@@ -254,12 +337,18 @@ impl App {
     }
 
     fn failed(&mut self, e: ConnectError) {
+        if let Screen::Chat(chat) = &mut self.screen {
+            // A Reconnect that did not get through: offline again, with
+            // the session's credentials kept for the next try.
+            chat.stopped(&e);
+            return;
+        }
         let pinned = self.options.ca.is_some();
         match e {
             ConnectError::Trust(
                 failure @ (TrustFailure::Unknown { .. } | TrustFailure::Changed { .. }),
             ) if !pinned => {
-                self.screen = Screen::Trust(Trust { failure });
+                self.screen = Screen::Trust(Trust::new(failure));
             }
             other => {
                 let (server, user) = self.last_identity();
@@ -279,6 +368,7 @@ impl App {
         let (server, user) = self.last_identity();
         self.session = None;
         self.handle = None;
+        self.chat_behind = None;
         self.screen = Screen::Login(Login::new(server, user));
     }
 
@@ -300,6 +390,17 @@ impl App {
             // The session closes itself when its subscription is dropped.
             self.logged_out();
             return Task::none();
+        }
+        if outcome.reconnect {
+            self.reconnect();
+            return Task::none();
+        }
+        if let Some(failure) = outcome.details {
+            self.details(failure);
+            return Task::none();
+        }
+        if let Some(id) = outcome.focus {
+            return operation::focus(id);
         }
         if outcome.follow {
             // Anchored at the bottom: the start of its offsets is the newest line.
@@ -333,5 +434,15 @@ impl App {
             Screen::Trust(t) => t.view().map(Message::Trust),
             Screen::Chat(chat) => chat.view().map(Message::Chat),
         }
+    }
+}
+
+/// The login form as the attempt had it: server, user, password and the
+/// "Create account" choice.
+fn filled_form(params: &Params) -> Login {
+    Login {
+        password: params.password.clone(),
+        register: params.register,
+        ..Login::new(params.server.clone(), params.user.clone())
     }
 }

@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use common::client::{Acked, Client, Config, ConnectError, Event as SessionEvent, RequestError};
-use common::frame::{Member, Message, Page, RoomInfo, Seq};
+use common::frame::{ErrorCode, Member, Message, Page, RoomInfo, Seq};
 use common::trust::TrustMode;
 use iced::futures::{SinkExt, Stream};
 use tokio::sync::mpsc;
@@ -74,6 +74,13 @@ pub enum Command {
         before: Seq,
     },
     Members(String),
+    /// The relay's list of rooms, for the room browser.
+    ListRooms,
+    /// Let `user` join the private `room`.
+    Invite {
+        room: String,
+        user: String,
+    },
     Logout,
 }
 
@@ -111,8 +118,30 @@ pub enum Event {
     },
     /// A request failed; the text says what to do.
     Refused(String),
+    /// A join failed; the text says why and what to do.
+    JoinRefused {
+        room: String,
+        why: String,
+    },
+    /// The relay's room list, or why it could not be read.
+    Rooms(Result<RoomList, String>),
+    /// An invitation was recorded, or why not.
+    Invited {
+        room: String,
+        user: String,
+        result: Result<(), String>,
+    },
     /// The session ended after a logout.
     LoggedOut,
+}
+
+/// The relay's answer to `ListRooms`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomList {
+    /// Every room the user is in, of any kind.
+    pub joined: Vec<RoomInfo>,
+    /// Public channels, joined or not.
+    pub public: Vec<RoomInfo>,
 }
 
 /// The UI's end of the command channel.
@@ -190,7 +219,8 @@ pub fn run(params: &Params) -> impl Stream<Item = Event> + use<> {
 
 async fn perform(client: Arc<Client>, command: Command, results: mpsc::UnboundedSender<Event>) {
     // A refusal names what failed, so the notice makes sense on its own.
-    let refused = |what: String| move |e: RequestError| Event::Refused(format!("{what}: {e}."));
+    let refused =
+        |what: String| move |e: RequestError| Event::Refused(format!("{what}: {}.", words(&e)));
     let event = match command {
         Command::Send { local, room, body } => {
             let result = client.send(&room, &body).await;
@@ -200,10 +230,13 @@ async fn perform(client: Arc<Client>, command: Command, results: mpsc::Unbounded
                 result,
             }
         }
-        Command::Join(room) => client
-            .join(&room)
-            .await
-            .map_or_else(refused(format!("Could not join #{room}")), Event::Opened),
+        Command::Join(room) => match client.join(&room).await {
+            Ok(info) => Event::Opened(info),
+            Err(e) => Event::JoinRefused {
+                why: format!("Could not join #{room}: {}.", words(&e)),
+                room,
+            },
+        },
         Command::Create { room, private } => client
             .create_room(&room, private)
             .await
@@ -231,7 +264,61 @@ async fn perform(client: Arc<Client>, command: Command, results: mpsc::Unbounded
             Ok(members) => Event::Members { room, members },
             Err(e) => refused("Could not load the member list".into())(e),
         },
+        Command::ListRooms => Event::Rooms(
+            client
+                .rooms()
+                .await
+                .map(|(joined, public)| RoomList { joined, public })
+                .map_err(|e| format!("Could not load the room list: {}.", words(&e))),
+        ),
+        Command::Invite { room, user } => {
+            let result = client
+                .invite(&room, &user)
+                .await
+                .map_err(|e| format!("Could not invite {user} to #{room}: {}.", invite_words(&e)));
+            Event::Invited { room, user, result }
+        }
         Command::Logout => return,
     };
     let _ = results.send(event);
+}
+
+/// Why a request failed, in words for the person who asked, with what to do.
+pub fn words(e: &RequestError) -> String {
+    match e {
+        RequestError::Refused { code, message } => match code {
+            ErrorCode::RateLimited => {
+                "the relay is limiting your requests just now; wait a moment and try again".into()
+            }
+            ErrorCode::Unavailable => {
+                "the relay cannot answer right now (its store is busy or it is shutting down); try again in a moment".into()
+            }
+            ErrorCode::NoSuchRoom => {
+                "there is no such room (or it is private and you were not invited)".into()
+            }
+            ErrorCode::NoSuchUser => "there is no user of that name".into(),
+            ErrorCode::NotMember => "you are not a member of that room; join it first".into(),
+            ErrorCode::RoomExists => "a room of that name exists; join it instead".into(),
+            // The relay's own words name the rule (a limit, the lobby, …).
+            _ => message.trim_end_matches('.').to_owned(),
+        },
+        RequestError::NotConnected => {
+            "not connected to the relay; try again once it is reconnected".into()
+        }
+        RequestError::Closed => "the session has ended; press Reconnect first".into(),
+        RequestError::Unexpected(what) => {
+            format!("the relay answered something unexpected ({what}); update confab")
+        }
+    }
+}
+
+/// [`words`], with what `Forbidden` means for an invitation.
+fn invite_words(e: &RequestError) -> String {
+    match e {
+        RequestError::Refused {
+            code: ErrorCode::Forbidden,
+            ..
+        } => "a direct-message room takes no invitations".into(),
+        other => words(other),
+    }
 }

@@ -3,17 +3,20 @@
 //! it returns what the app must do (commands for the session, scrolling)
 //! instead of doing it, so every rule here is tested without a window.
 
+mod browse;
 mod room;
 pub mod view;
 
+pub use browse::{Browser, Invite};
 pub use room::{Line, Room};
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use common::client::{Acked, Event as SessionEvent, RequestError};
+use common::client::{Acked, ConnectError, Event as SessionEvent, RequestError};
 use common::frame::{Member, Message as ChatMessage, PresenceKind, RoomKind};
 use common::names::{self, LOBBY};
+use common::trust::TrustFailure;
 use iced::widget::{scrollable, text_editor};
 
 use crate::connection::{Command, Event as NetEvent};
@@ -37,6 +40,24 @@ pub enum Message {
     Retry(u64),
     ToggleTheme,
     Logout,
+    /// Open the room browser, which loads the relay's list.
+    BrowseRooms,
+    CloseBrowser,
+    RefreshRooms,
+    BrowserFilter(String),
+    /// Open a room listed in the browser, joining it first if need be.
+    JoinListed(String),
+    /// Whether Create makes a private (invite-only) room.
+    CreatePrivate(bool),
+    /// Open the form that invites someone to the current room.
+    InviteOpen,
+    InviteUser(String),
+    InviteSend,
+    InviteClose,
+    /// Start the session again after it stopped.
+    Reconnect,
+    /// Show why the session stopped on the trust screen.
+    Details,
 }
 
 /// What the app must do after an update.
@@ -50,6 +71,12 @@ pub struct Outcome {
     pub logout: bool,
     /// Switch between light and dark.
     pub toggle_theme: bool,
+    /// Start a new session with the same credentials.
+    pub reconnect: bool,
+    /// Open the trust screen for this failure.
+    pub details: Option<TrustFailure>,
+    /// Put the cursor in the input with this id.
+    pub focus: Option<&'static str>,
 }
 
 impl Outcome {
@@ -99,6 +126,14 @@ pub struct Chat {
     /// The time the view counts down against; updated by ticks.
     pub now: Instant,
     next_local: u64,
+    /// The room browser, while open.
+    pub browser: Option<Browser>,
+    /// Whether Create makes a private (invite-only) room.
+    pub create_private: bool,
+    /// The form inviting someone to the current room, while open.
+    pub invite: Option<Invite>,
+    /// Why the session stopped, when the trust screen can tell more.
+    pub trust_failure: Option<TrustFailure>,
 }
 
 impl Chat {
@@ -122,6 +157,10 @@ impl Chat {
             notice: None,
             now: Instant::now(),
             next_local: 1,
+            browser: None,
+            create_private: false,
+            invite: None,
+            trust_failure: None,
         }
     }
 
@@ -177,7 +216,8 @@ impl Chat {
                 } else {
                     Command::Create {
                         room,
-                        private: false,
+                        // Back to public: a private room is chosen each time.
+                        private: std::mem::take(&mut self.create_private),
                     }
                 })
             }
@@ -221,7 +261,54 @@ impl Chat {
                 logout: true,
                 ..Outcome::default()
             },
+            Message::CreatePrivate(private) => {
+                self.create_private = private;
+                Outcome::default()
+            }
+            Message::Reconnect => Outcome {
+                reconnect: true,
+                ..Outcome::default()
+            },
+            Message::Details => Outcome {
+                details: self.trust_failure.clone(),
+                ..Outcome::default()
+            },
+            Message::BrowseRooms
+            | Message::CloseBrowser
+            | Message::RefreshRooms
+            | Message::BrowserFilter(_)
+            | Message::JoinListed(_)
+            | Message::InviteOpen
+            | Message::InviteUser(_)
+            | Message::InviteSend
+            | Message::InviteClose => self.browse(message),
         }
+    }
+
+    /// A new session is being started for this chat.
+    pub fn reconnecting(&mut self) {
+        self.status = Status::Reconnecting {
+            attempt: 1,
+            retry_at: self.now,
+            reason: "starting a new session".into(),
+            lost: None,
+            next: self.relay.clone(),
+        };
+        self.trust_failure = None;
+        self.notice = None;
+    }
+
+    /// The session stopped for good: offline, with why and what to do.
+    pub fn stopped(&mut self, e: &ConnectError) {
+        let why = offline(e);
+        self.notice = Some(format!("You are offline: {why}"));
+        self.status = Status::Offline(why);
+        self.trust_failure = match e {
+            ConnectError::Trust(
+                failure @ (TrustFailure::Unknown { .. } | TrustFailure::Changed { .. }),
+            ) => Some(failure.clone()),
+            _ => None,
+        };
     }
 
     fn send(&mut self) -> Outcome {
@@ -326,8 +413,21 @@ impl Chat {
                 result,
             } => self.sent(local, &room, result),
             NetEvent::Opened(info) => {
+                self.joined_listed(&info.name);
                 self.rooms.entry(info.name.clone()).or_default();
                 self.select(info.name)
+            }
+            NetEvent::JoinRefused { room, why } => {
+                self.join_refused(room, why);
+                Outcome::default()
+            }
+            NetEvent::Rooms(list) => {
+                self.listed(list);
+                Outcome::default()
+            }
+            NetEvent::Invited { room, user, result } => {
+                self.invited(room, user, result);
+                Outcome::default()
             }
             NetEvent::Older {
                 room,
@@ -381,7 +481,7 @@ impl Chat {
                 Outcome::default()
             }
             SessionEvent::Failed(e) => {
-                self.status = Status::Offline(offline(&e));
+                self.stopped(&e);
                 Outcome::default()
             }
             SessionEvent::Joined { room, recent, more } => {
@@ -532,18 +632,22 @@ impl Chat {
 }
 
 /// Why the session stopped, said for someone in the middle of a chat.
-fn offline(e: &common::client::ConnectError) -> String {
-    use common::client::ConnectError;
+fn offline(e: &ConnectError) -> String {
     match e {
         ConnectError::Auth { .. } => {
             "the relay no longer accepts your login (password changed or account removed). Log out and log in again.".into()
         }
         // Met when moving to a relay of the list that was never trusted.
-        ConnectError::Trust(common::trust::TrustFailure::Unknown { server, .. }) => format!(
-            "the relay at {server} is not trusted yet, so confab stopped. Log out and log in again to check its fingerprint."
+        ConnectError::Trust(TrustFailure::Unknown { server, .. }) => format!(
+            "the relay at {server} is not trusted yet, so confab stopped. Press Details to check its fingerprint."
         ),
-        ConnectError::Trust(_) => "the relay's certificate changed, so confab stopped. Log out to see the details.".into(),
-        other => format!("{}. Log out and log in again.", crate::screen::login::describe(other).trim_end_matches('.')),
+        ConnectError::Trust(TrustFailure::Changed { server, .. }) => format!(
+            "the certificate of the relay at {server} changed, so confab stopped. Press Details to compare the fingerprints."
+        ),
+        other => format!(
+            "{}. Press Reconnect to try again.",
+            crate::screen::login::describe(other).trim_end_matches('.')
+        ),
     }
 }
 

@@ -4,10 +4,15 @@ use iced::keyboard::{key::Named, Key};
 use iced::widget::{button, column, container, row, rule, text, text_editor};
 use iced::{Center, Element, Fill, Length, Theme};
 
+mod browser;
 mod conversation;
 mod header;
+mod invite;
 mod members;
 mod sidebar;
+
+pub use browser::FILTER;
+pub use invite::INVITE_USER;
 
 use super::{Chat, Message};
 
@@ -22,7 +27,7 @@ impl Chat {
         if self.show_members {
             layout = layout.push(rule::vertical(1)).push(self.member_list());
         }
-        layout.into()
+        self.with_dialogs(layout.into())
     }
 
     fn main(&self) -> Element<'_, Message> {

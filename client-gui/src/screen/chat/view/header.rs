@@ -1,7 +1,7 @@
 //! The header above the conversation: the room's name, the connection
 //! state and the room's buttons.
 
-use iced::widget::{button, row, space, text};
+use iced::widget::{button, container, row, space, text, tooltip};
 use iced::{Center, Element, Fill, Font};
 
 use crate::screen::chat::{Chat, Message, Status};
@@ -70,10 +70,35 @@ impl Chat {
                     .style(text::warning)
                     .into()
             }
-            Status::Offline(why) => text(format!("○ offline: {why}"))
-                .size(13)
-                .style(text::danger)
-                .into(),
+            // Short, with the reason on hover (the notice says it in full).
+            Status::Offline(why) => {
+                let small = |label, message| {
+                    button(text(label).size(13))
+                        .on_press(message)
+                        .padding([3, 8])
+                        .style(button::secondary)
+                };
+                let why = container(text(why.clone()).size(13))
+                    .padding(8)
+                    .max_width(360)
+                    .style(container::rounded_box);
+                row![
+                    tooltip(
+                        text("○ offline").size(13).style(text::danger),
+                        why,
+                        tooltip::Position::Bottom
+                    ),
+                    small("Reconnect", Message::Reconnect),
+                ]
+                .push(
+                    self.trust_failure
+                        .is_some()
+                        .then(|| small("Details", Message::Details)),
+                )
+                .spacing(6)
+                .align_y(Center)
+                .into()
+            }
         }
     }
 }

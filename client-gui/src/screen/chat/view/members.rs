@@ -34,6 +34,12 @@ impl Chat {
                 list = list.push(b);
             }
         }
+        list = list.push(self.can_invite().then(|| {
+            button(text("Invite…").size(13))
+                .on_press(Message::InviteOpen)
+                .padding([3, 8])
+                .style(button::secondary)
+        }));
         container(scrollable(list).height(Fill))
             .width(MEMBERS)
             .height(Fill)

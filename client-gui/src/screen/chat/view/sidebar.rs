@@ -2,7 +2,9 @@
 //! and the box to join or create a room.
 
 use common::frame::RoomKind;
-use iced::widget::{button, column, container, row, scrollable, space, text, text_input, Column};
+use iced::widget::{
+    button, checkbox, column, container, row, scrollable, space, text, text_input, Column,
+};
 use iced::{Center, Element, Fill};
 
 use super::{badge, section};
@@ -55,6 +57,15 @@ impl Chat {
                     .style(button::secondary),
             ]
             .spacing(6),
+            checkbox(self.create_private)
+                .label("private (invite only)")
+                .on_toggle(Message::CreatePrivate)
+                .size(14)
+                .text_size(13),
+            button(text("Browse rooms").size(14))
+                .on_press(Message::BrowseRooms)
+                .padding([4, 10])
+                .style(button::secondary),
         ]
         .spacing(6);
         let header = column![

@@ -1,0 +1,273 @@
+//! Rooms beyond the sidebar: the browser of public rooms (filter, member
+//! counts, join with a click) and inviting someone to the current room.
+//! The protocol does not tell an invitee about an invitation, so the one
+//! who invites is told to let them know.
+
+use common::frame::RoomInfo;
+use common::names;
+
+use super::{view, Chat, Message, Outcome};
+use crate::connection::{Command, RoomList};
+
+/// The room browser's state.
+#[derive(Debug, Clone, Default)]
+pub struct Browser {
+    /// What the list is filtered by, as typed.
+    pub filter: String,
+    /// The relay's list, once it answered.
+    pub list: Option<RoomList>,
+    /// A request for the list is under way.
+    pub loading: bool,
+    /// Why the list could not be loaded, or the room not joined.
+    pub error: Option<String>,
+    /// The room being joined, which opens when the relay says yes.
+    pub joining: Option<String>,
+}
+
+/// A public room as the browser lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed<'a> {
+    pub room: &'a RoomInfo,
+    /// The user is a member already.
+    pub joined: bool,
+}
+
+impl Browser {
+    /// The public rooms whose name contains the filter (ignoring case and a
+    /// leading `#`), in the relay's order; `member_of` says which rooms the
+    /// window knows the user is in, besides those the relay listed.
+    pub fn shown(&self, member_of: impl Fn(&str) -> bool) -> Vec<Listed<'_>> {
+        let Some(list) = &self.list else {
+            return Vec::new();
+        };
+        let filter = self.filter.trim().trim_start_matches('#').to_lowercase();
+        list.public
+            .iter()
+            .filter(|room| room.name.to_lowercase().contains(&filter))
+            .map(|room| Listed {
+                room,
+                joined: member_of(&room.name) || list.joined.iter().any(|j| j.name == room.name),
+            })
+            .collect()
+    }
+}
+
+/// The form that invites someone to a room.
+#[derive(Debug, Clone, Default)]
+pub struct Invite {
+    /// The room the form was opened for.
+    pub room: String,
+    /// The user name, as typed.
+    pub user: String,
+    /// An invitation is under way.
+    pub sending: bool,
+    /// What came of the last invitation: what to do next, or why it failed.
+    pub result: Option<Result<String, String>>,
+}
+
+impl Chat {
+    /// Whether the current room takes invitations: a channel other than
+    /// the lobby, which everyone is in already.
+    pub fn can_invite(&self) -> bool {
+        self.current != names::LOBBY && names::dm_users(&self.current).is_none()
+    }
+
+    pub(super) fn browse(&mut self, message: Message) -> Outcome {
+        match message {
+            Message::BrowseRooms => {
+                self.browser = Some(Browser::default());
+                Outcome {
+                    focus: Some(view::FILTER),
+                    ..self.refresh_rooms()
+                }
+            }
+            Message::RefreshRooms => self.refresh_rooms(),
+            Message::CloseBrowser => {
+                self.browser = None;
+                Outcome::default()
+            }
+            Message::BrowserFilter(text) => {
+                if let Some(b) = &mut self.browser {
+                    b.filter = text;
+                }
+                Outcome::default()
+            }
+            Message::JoinListed(room) => {
+                if self.rooms.contains_key(&room) {
+                    self.browser = None;
+                    return self.select(room);
+                }
+                let Some(b) = &mut self.browser else {
+                    return Outcome::default();
+                };
+                b.joining = Some(room.clone());
+                b.error = None;
+                Outcome::command(Command::Join(room))
+            }
+            Message::InviteOpen => {
+                if !self.can_invite() {
+                    return Outcome::default();
+                }
+                self.invite = Some(Invite {
+                    room: self.current.clone(),
+                    ..Invite::default()
+                });
+                Outcome {
+                    focus: Some(view::INVITE_USER),
+                    ..Outcome::default()
+                }
+            }
+            Message::InviteUser(user) => {
+                if let Some(form) = &mut self.invite {
+                    form.user = user;
+                }
+                Outcome::default()
+            }
+            Message::InviteSend => self.send_invite(),
+            Message::InviteClose => {
+                self.invite = None;
+                Outcome::default()
+            }
+            _ => Outcome::default(),
+        }
+    }
+
+    fn refresh_rooms(&mut self) -> Outcome {
+        let Some(b) = &mut self.browser else {
+            return Outcome::default();
+        };
+        if b.loading {
+            return Outcome::default();
+        }
+        b.loading = true;
+        b.error = None;
+        Outcome::command(Command::ListRooms)
+    }
+
+    fn send_invite(&mut self) -> Outcome {
+        let Some(form) = &mut self.invite else {
+            return Outcome::default();
+        };
+        if form.sending {
+            return Outcome::default();
+        }
+        let user = form.user.trim().to_owned();
+        if let Err(e) = names::check_user(&user) {
+            form.result = Some(Err(format!("User names: {e}.")));
+            return Outcome::default();
+        }
+        form.sending = true;
+        form.result = None;
+        Outcome::command(Command::Invite {
+            room: form.room.clone(),
+            user,
+        })
+    }
+
+    /// The relay answered the browser's request for the list.
+    pub(super) fn listed(&mut self, list: Result<RoomList, String>) {
+        let Some(b) = &mut self.browser else {
+            return;
+        };
+        b.loading = false;
+        match list {
+            Ok(list) => {
+                b.list = Some(list);
+                b.error = None;
+            }
+            Err(why) => b.error = Some(why),
+        }
+    }
+
+    /// A room opened: if the browser was joining it, its work is done.
+    pub(super) fn joined_listed(&mut self, room: &str) {
+        if self
+            .browser
+            .as_ref()
+            .is_some_and(|b| b.joining.as_deref() == Some(room))
+        {
+            self.browser = None;
+        }
+    }
+
+    /// A join failed: said in the browser if it asked, else in the notice.
+    pub(super) fn join_refused(&mut self, room: String, why: String) {
+        match &mut self.browser {
+            Some(b) if b.joining.as_deref() == Some(room.as_str()) => {
+                b.joining = None;
+                b.error = Some(why);
+            }
+            _ => self.notice = Some(why),
+        }
+    }
+
+    pub(super) fn invited(&mut self, room: String, user: String, result: Result<(), String>) {
+        let said = match result {
+            Ok(()) => Ok(format!(
+                "Invited {user} to #{room}. confab cannot tell them: let them know, \
+                 then they can join #{room} by its name."
+            )),
+            Err(why) => Err(why),
+        };
+        match &mut self.invite {
+            Some(form) if form.room == room => {
+                form.sending = false;
+                if said.is_ok() {
+                    form.user.clear();
+                }
+                form.result = Some(said);
+            }
+            // The form was closed or moved on: the notice says it.
+            _ => {
+                self.notice = Some(match said {
+                    Ok(text) | Err(text) => text,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use common::frame::RoomKind;
+
+    use super::*;
+
+    fn info(name: &str, members: u32) -> RoomInfo {
+        RoomInfo {
+            name: name.into(),
+            kind: RoomKind::Public,
+            members,
+            latest: 0,
+        }
+    }
+
+    #[test]
+    fn the_browser_filters_by_name_and_marks_joined_rooms() {
+        let browser = Browser {
+            filter: " #DE".into(),
+            list: Some(RoomList {
+                joined: vec![info("lobby", 3), info("design", 2)],
+                public: vec![
+                    info("design", 2),
+                    info("dev", 5),
+                    info("lobby", 3),
+                    info("random", 1),
+                ],
+            }),
+            ..Browser::default()
+        };
+        let shown: Vec<(&str, bool)> = browser
+            .shown(|room| room == "dev")
+            .iter()
+            .map(|l| (l.room.name.as_str(), l.joined))
+            .collect();
+        assert_eq!(shown, [("design", true), ("dev", true)]);
+        let none = Browser {
+            filter: "zzz".into(),
+            ..browser.clone()
+        };
+        assert!(none.shown(|_| false).is_empty());
+        assert_eq!(Browser::default().shown(|_| true), Vec::new());
+    }
+}
