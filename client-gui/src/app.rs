@@ -302,6 +302,7 @@ impl App {
                 self.settings.save();
                 if let Screen::Chat(chat) = &mut self.screen {
                     // Reconnected from the offline state: the chat carries on.
+                    tracing::debug!(%relay, "back online");
                     chat.relay = relay;
                     chat.status = Status::Connected;
                     for command in chat.opened() {

@@ -301,6 +301,8 @@ impl Chat {
     /// The session stopped for good: offline, with why and what to do.
     pub fn stopped(&mut self, e: &ConnectError) {
         let why = offline(e);
+        // Lets an end-to-end test (and a curious user) see the window stop.
+        tracing::debug!(%why, "offline");
         self.notice = Some(format!("You are offline: {why}"));
         self.status = Status::Offline(why);
         self.trust_failure = match e {
