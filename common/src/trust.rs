@@ -134,7 +134,8 @@ pub enum TrustFailure {
     },
     /// Trust on first use, and the relay presented a certificate other than
     /// the remembered one. Never connect: this is what an interception looks
-    /// like.
+    /// like. `accept_new` does not cover it; only the user, once the relay's
+    /// operator confirmed the new fingerprint, may [`replace_changed`] it.
     #[error(
         "the relay at {server} presented a different certificate than the one remembered in {}\n  \
          remembered: {known}\n  \
