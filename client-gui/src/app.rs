@@ -400,17 +400,30 @@ impl App {
             self.details(failure);
             return Task::none();
         }
+        let mut tasks = Vec::new();
         if let Some(id) = outcome.focus {
-            return operation::focus(id);
+            tasks.push(operation::focus(id));
         }
         if outcome.follow {
             // Anchored at the bottom: the start of its offsets is the newest line.
-            return operation::snap_to(
+            tasks.push(operation::snap_to(
                 chat::view::CONVERSATION,
                 iced::widget::scrollable::RelativeOffset::START,
-            );
+            ));
         }
-        Task::none()
+        if let Some(text) = outcome.copy {
+            tasks.push(iced::clipboard::write(text));
+        }
+        if let Some(url) = outcome.open {
+            if let Err(e) = open_link(&url) {
+                if let Screen::Chat(chat) = &mut self.screen {
+                    chat.notice = Some(format!(
+                        "Could not open {url}: {e}. Copy it instead (double-click the message)."
+                    ));
+                }
+            }
+        }
+        Task::batch(tasks)
     }
 
     pub fn subscription(&self) -> Subscription<Message> {
@@ -446,4 +459,26 @@ fn filled_form(params: &Params) -> Login {
         register: params.register,
         ..Login::new(params.server.clone(), params.user.clone())
     }
+}
+
+/// Hands an address to the desktop's browser, without waiting for it.
+/// Only web addresses: a message cannot make the window run anything else.
+fn open_link(url: &str) -> std::io::Result<()> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(std::io::Error::other("only web addresses are opened"));
+    }
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let mut child = std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Reaped in the background so no zombie is left behind.
+    std::thread::spawn(move || child.wait());
+    Ok(())
 }

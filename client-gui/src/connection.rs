@@ -73,6 +73,11 @@ pub enum Command {
         room: String,
         before: Seq,
     },
+    /// The page after `after`, when coming back down a long room.
+    Newer {
+        room: String,
+        after: Seq,
+    },
     Members(String),
     /// The relay's list of rooms, for the room browser.
     ListRooms,
@@ -108,6 +113,12 @@ pub enum Event {
     Opened(RoomInfo),
     /// Older messages of a room, oldest first.
     Older {
+        room: String,
+        messages: Vec<Message>,
+        more: bool,
+    },
+    /// Newer messages of a room, oldest first; `more` if more follow.
+    Newer {
         room: String,
         messages: Vec<Message>,
         more: bool,
@@ -260,6 +271,16 @@ async fn perform(client: Arc<Client>, command: Command, results: mpsc::Unbounded
             },
             Err(e) => refused("Could not load older messages".into())(e),
         },
+        Command::Newer { room, after } => {
+            match client.history(&room, Page::After(after), OLDER_PAGE).await {
+                Ok((messages, more)) => Event::Newer {
+                    room,
+                    messages,
+                    more,
+                },
+                Err(e) => refused("Could not load newer messages".into())(e),
+            }
+        }
         Command::Members(room) => match client.members(&room).await {
             Ok(members) => Event::Members { room, members },
             Err(e) => refused("Could not load the member list".into())(e),

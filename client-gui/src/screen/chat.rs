@@ -4,17 +4,17 @@
 //! instead of doing it, so every rule here is tested without a window.
 
 mod browse;
-mod room;
+pub mod room;
 pub mod view;
 
 pub use browse::{Browser, Invite};
-pub use room::{Line, Room};
+pub use room::{Key, Line, Room, Scroll, KEEP};
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use common::client::{Acked, ConnectError, Event as SessionEvent, RequestError};
-use common::frame::{Member, Message as ChatMessage, PresenceKind, RoomKind};
+use common::frame::{Member, Message as ChatMessage, Presence, PresenceKind, RoomKind, Seq};
 use common::names::{self, LOBBY};
 use common::trust::TrustFailure;
 use iced::widget::{scrollable, text_editor};
@@ -58,6 +58,13 @@ pub enum Message {
     Reconnect,
     /// Show why the session stopped on the trust screen.
     Details,
+    /// Turn a line into selectable text (double or right click on it).
+    Select(Key),
+    SelectionAction(text_editor::Action),
+    CopySelection,
+    Deselect,
+    /// A link in a message was clicked.
+    OpenLink(String),
 }
 
 /// What the app must do after an update.
@@ -77,6 +84,10 @@ pub struct Outcome {
     pub details: Option<TrustFailure>,
     /// Put the cursor in the input with this id.
     pub focus: Option<&'static str>,
+    /// Put this text on the clipboard.
+    pub copy: Option<String>,
+    /// Open this address in the system's browser.
+    pub open: Option<String>,
 }
 
 impl Outcome {
@@ -134,6 +145,16 @@ pub struct Chat {
     pub invite: Option<Invite>,
     /// Why the session stopped, when the trust screen can tell more.
     pub trust_failure: Option<TrustFailure>,
+    /// A line turned into selectable text.
+    pub selection: Option<Selection>,
+}
+
+/// A line shown as read-only text that can be selected and copied.
+#[derive(Debug)]
+pub struct Selection {
+    pub room: String,
+    pub key: Key,
+    pub content: text_editor::Content,
 }
 
 impl Chat {
@@ -161,6 +182,7 @@ impl Chat {
             create_private: false,
             invite: None,
             trust_failure: None,
+            selection: None,
         }
     }
 
@@ -232,21 +254,17 @@ impl Chat {
             Message::OpenDm(user) => Outcome::command(Command::OpenDm(user)),
             // The conversation is anchored at the bottom (older pages grow
             // it upwards without moving what is read), so its offsets count
-            // from the newest line: turn them into 0 = top, 1 = bottom.
-            Message::Scrolled(viewport) => self.scrolled(
-                1.0 - viewport.relative_offset().y,
-                viewport.bounds().height < viewport.content_bounds().height,
-            ),
-            Message::JumpToBottom => {
-                if let Some(room) = self.rooms.get_mut(&self.current) {
-                    room.new_below = false;
-                    room.at_bottom = true;
-                }
-                Outcome {
-                    follow: true,
-                    ..Outcome::default()
-                }
+            // from the newest line.
+            Message::Scrolled(viewport) => {
+                let (bounds, content) = (viewport.bounds(), viewport.content_bounds());
+                self.scrolled(Scroll {
+                    from_top: viewport.absolute_offset_reversed().y,
+                    from_bottom: viewport.absolute_offset().y,
+                    height: bounds.height,
+                    width: content.width,
+                })
             }
+            Message::JumpToBottom => self.jump_to_bottom(),
             Message::Retry(local) => self.retry(local),
             Message::DismissNotice => {
                 self.notice = None;
@@ -273,6 +291,39 @@ impl Chat {
                 details: self.trust_failure.clone(),
                 ..Outcome::default()
             },
+            Message::Select(key) => self.select_line(key),
+            Message::SelectionAction(action) => {
+                // Read-only: selection and movement, never an edit.
+                if let Some(s) = &mut self.selection {
+                    if !action.is_edit() {
+                        s.content.perform(action);
+                    }
+                }
+                Outcome::default()
+            }
+            Message::CopySelection => {
+                let copy = self.selection.as_ref().map(|s| {
+                    s.content
+                        .selection()
+                        .filter(|t| !t.is_empty())
+                        .unwrap_or_else(|| s.content.text().trim_end_matches('\n').to_owned())
+                });
+                Outcome {
+                    copy,
+                    ..Outcome::default()
+                }
+            }
+            Message::Deselect => {
+                self.selection = None;
+                Outcome {
+                    focus: Some(view::COMPOSER),
+                    ..Outcome::default()
+                }
+            }
+            Message::OpenLink(url) => Outcome {
+                open: Some(url),
+                ..Outcome::default()
+            },
             Message::BrowseRooms
             | Message::CloseBrowser
             | Message::RefreshRooms
@@ -282,6 +333,28 @@ impl Chat {
             | Message::InviteUser(_)
             | Message::InviteSend
             | Message::InviteClose => self.browse(message),
+        }
+    }
+
+    fn select_line(&mut self, key: Key) -> Outcome {
+        let Some(body) = self.room().and_then(|r| {
+            r.lines.iter().find_map(|l| match l {
+                Line::Message(m) if l.key() == key => Some(m.body.clone()),
+                _ => None,
+            })
+        }) else {
+            return Outcome::default();
+        };
+        let mut content = text_editor::Content::with_text(&body);
+        content.perform(text_editor::Action::SelectAll);
+        self.selection = Some(Selection {
+            room: self.current.clone(),
+            key,
+            content,
+        });
+        Outcome {
+            focus: Some(view::SELECTION),
+            ..Outcome::default()
         }
     }
 
@@ -331,6 +404,16 @@ impl Chat {
         let body = body.to_owned();
         let room = self.current.clone();
         let r = self.rooms.entry(room.clone()).or_default();
+        let mut commands = Vec::new();
+        if r.more_after {
+            // Sent while reading far back: the line goes under the newest
+            // ones, so the view goes there too.
+            r.reset_to_latest();
+            commands.push(Command::Older {
+                room: room.clone(),
+                before: Seq::MAX,
+            });
+        }
         r.lines.push(Line::Pending {
             local,
             body: body.clone(),
@@ -339,8 +422,9 @@ impl Chat {
         r.at_bottom = true;
         self.composer = text_editor::Content::new();
         self.hint = None;
+        commands.push(Command::Send { local, room, body });
         Outcome {
-            commands: vec![Command::Send { local, room, body }],
+            commands,
             follow: true,
             ..Outcome::default()
         }
@@ -384,25 +468,63 @@ impl Chat {
         out
     }
 
-    fn scrolled(&mut self, y: f32, overflows: bool) -> Outcome {
+    /// The view moved: page older or newer lines in before the reader
+    /// reaches the end of what is kept.
+    pub fn scrolled(&mut self, scroll: Scroll) -> Outcome {
         let Some(room) = self.rooms.get_mut(&self.current) else {
             return Outcome::default();
         };
-        room.at_bottom = !overflows || y >= 0.995;
+        room.scroll = scroll;
+        room.at_bottom = !room.more_after && scroll.from_bottom <= 2.0;
         if room.at_bottom {
             room.new_below = false;
         }
-        let at_top = overflows && y <= 0.005;
-        if (at_top || !overflows) && room.more_before && !room.loading_older {
+        // A screen ahead, so the next page is there before it is needed.
+        let margin = scroll.height.max(200.0);
+        let mut out = Outcome::default();
+        if scroll.from_top <= margin && room.more_before && !room.loading_older {
             if let Some(before) = room.first_seq() {
                 room.loading_older = true;
-                return Outcome::command(Command::Older {
+                out.commands.push(Command::Older {
                     room: self.current.clone(),
                     before,
                 });
             }
         }
-        Outcome::default()
+        if scroll.from_bottom - room.below <= margin && room.more_after && !room.loading_newer {
+            if let Some(after) = room.last_seq() {
+                room.loading_newer = true;
+                out.commands.push(Command::Newer {
+                    room: self.current.clone(),
+                    after,
+                });
+            }
+        }
+        out
+    }
+
+    fn jump_to_bottom(&mut self) -> Outcome {
+        let current = self.current.clone();
+        let Some(room) = self.rooms.get_mut(&current) else {
+            return Outcome::default();
+        };
+        let mut out = Outcome {
+            follow: true,
+            ..Outcome::default()
+        };
+        if room.more_after {
+            // Far back in a long room: start again from the newest page
+            // rather than paging through everything in between.
+            room.reset_to_latest();
+            out.commands.push(Command::Older {
+                room: current,
+                before: Seq::MAX,
+            });
+        } else {
+            room.new_below = false;
+            room.at_bottom = true;
+        }
+        out
     }
 
     /// Handles what the session said.
@@ -436,12 +558,46 @@ impl Chat {
                 messages,
                 more,
             } => {
-                if let Some(r) = self.rooms.get_mut(&room) {
-                    r.loading_older = false;
-                    r.more_before = more;
-                    for m in messages {
-                        r.insert(m);
+                let Some(r) = self.rooms.get_mut(&room) else {
+                    return Outcome::default();
+                };
+                r.loading_older = false;
+                r.more_before = more;
+                for m in messages {
+                    r.insert(m);
+                }
+                let width = r.scroll.width;
+                if r.at_bottom {
+                    r.trim_oldest();
+                } else {
+                    r.trim_newest(|l| view::estimate(l, width));
+                }
+                Outcome {
+                    follow: r.at_bottom && room == self.current,
+                    ..Outcome::default()
+                }
+            }
+            NetEvent::Newer {
+                room,
+                messages,
+                more,
+            } => {
+                let Some(r) = self.rooms.get_mut(&room) else {
+                    return Outcome::default();
+                };
+                r.loading_newer = false;
+                let width = r.scroll.width;
+                let mut height = 0.0;
+                for m in messages {
+                    let h = view::estimate_body(&m.body, width);
+                    if r.insert(m) {
+                        height += h;
                     }
+                }
+                r.newer_in(height, more);
+                if !more && room == self.current {
+                    // Caught up: lines arriving from now on are shown.
+                    r.new_below = false;
                 }
                 Outcome::default()
             }
@@ -505,47 +661,52 @@ impl Chat {
                 Outcome::default()
             }
             SessionEvent::Message(m) => self.message(m),
-            SessionEvent::Presence(p) => {
-                let now = chrono::Utc::now().timestamp_millis();
-                let what = match p.kind {
-                    PresenceKind::Joined => "joined",
-                    PresenceKind::Left => "left",
-                    PresenceKind::Online => "is online",
-                    PresenceKind::Offline => "has left the chat",
-                };
-                let text = format!("{} {what}", p.user);
-                for list in self.members.values_mut() {
-                    for m in list.iter_mut().filter(|m| m.user == p.user) {
-                        match p.kind {
-                            PresenceKind::Online => m.online = true,
-                            PresenceKind::Offline => m.online = false,
-                            _ => {}
-                        }
-                    }
+            SessionEvent::Presence(p) => self.presence(p),
+        }
+    }
+
+    /// Online and offline are state (the member list's dots), never lines;
+    /// joins and leaves of a room are folded notices in it.
+    fn presence(&mut self, p: Presence) -> Outcome {
+        for list in self.members.values_mut() {
+            for m in list.iter_mut().filter(|m| m.user == p.user) {
+                match p.kind {
+                    PresenceKind::Online => m.online = true,
+                    PresenceKind::Offline => m.online = false,
+                    _ => {}
                 }
-                let room = p.room.clone().unwrap_or_else(|| LOBBY.to_owned());
-                let mut out = Outcome::default();
-                if let Some(r) = self.rooms.get_mut(&room) {
-                    r.notice(now, text);
-                    out.follow = room == self.current && r.at_bottom;
-                }
-                // The list shown is stale if someone joined or left, or came
-                // online without being on it (a newly registered user).
-                let unlisted = self
-                    .members
-                    .get(&self.current)
-                    .is_some_and(|list| list.iter().all(|m| m.user != p.user));
-                let stale = match p.kind {
-                    PresenceKind::Joined | PresenceKind::Left => room == self.current,
-                    PresenceKind::Online => unlisted,
-                    PresenceKind::Offline => false,
-                };
-                if stale && self.show_members {
-                    out.commands.push(Command::Members(self.current.clone()));
-                }
-                out
             }
         }
+        let room = p.room.clone().unwrap_or_else(|| LOBBY.to_owned());
+        let mut out = Outcome::default();
+        let joined = match p.kind {
+            PresenceKind::Joined => Some(true),
+            PresenceKind::Left => Some(false),
+            PresenceKind::Online | PresenceKind::Offline => None,
+        };
+        if let (Some(joined), Some(r)) = (joined, self.rooms.get_mut(&room)) {
+            // Said where it happened in the room's order; a reader far back
+            // sees it when they come down.
+            if !r.more_after {
+                r.membership(chrono::Utc::now().timestamp_millis(), &p.user, joined);
+                out.follow = room == self.current && r.at_bottom;
+            }
+        }
+        // The list shown is stale if someone joined or left, or came
+        // online without being on it (a newly registered user).
+        let unlisted = self
+            .members
+            .get(&self.current)
+            .is_some_and(|list| list.iter().all(|m| m.user != p.user));
+        let stale = match p.kind {
+            PresenceKind::Joined | PresenceKind::Left => room == self.current,
+            PresenceKind::Online => unlisted,
+            PresenceKind::Offline => false,
+        };
+        if stale && self.show_members {
+            out.commands.push(Command::Members(self.current.clone()));
+        }
+        out
     }
 
     fn message(&mut self, m: ChatMessage) -> Outcome {
@@ -554,8 +715,23 @@ impl Chat {
         let is_current = room_name == self.current;
         let (seq, from) = (m.seq, m.from.clone());
         let r = self.rooms.entry(room_name.clone()).or_default();
+        if r.beyond(seq) {
+            // Among the newer lines let go while reading back: paged in
+            // when scrolled to.
+            if !own {
+                if is_current {
+                    r.new_below = true;
+                } else {
+                    r.unread += 1;
+                }
+            }
+            return Outcome::default();
+        }
         if !r.insert(m) {
             return Outcome::default();
+        }
+        if r.at_bottom {
+            r.trim_oldest();
         }
         // Lets an end-to-end test (and a curious user) see what reached the view.
         tracing::debug!(room = %room_name, seq, from = %from, "message shown");

@@ -1,7 +1,19 @@
-//! What the window keeps of one room: its lines in order, unread count,
-//! and where the view stands in it.
+//! What the window keeps of one room: a bounded run of its lines in order,
+//! unread count, and where the view stands in it.
+//!
+//! A room on the relay can hold millions of lines; the window keeps at most
+//! [`KEEP`] of them. Reading back pages older lines in and, past the bound,
+//! lets the newest go (they are paged back in when scrolled to); at the
+//! newest line, arriving lines push the oldest out. So memory and the cost
+//! of a frame do not grow with the room.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 use common::frame::{Message as ChatMessage, Seq};
+
+/// Lines kept per room: several screens of margin on either side of the view.
+pub const KEEP: usize = 300;
 
 /// One line of a conversation.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,22 +26,111 @@ pub enum Line {
         body: String,
         failed: Option<String>,
     },
-    /// Presence and other events, at the local time they were seen.
-    Notice { ts: i64, text: String },
+    /// People who joined or left the room, folded together while nothing
+    /// else happens in between; at the local time of the first.
+    Notice {
+        id: u64,
+        ts: i64,
+        joined: Vec<String>,
+        left: Vec<String>,
+    },
+}
+
+/// What identifies a line for as long as it is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key {
+    Seq(Seq),
+    Pending(u64),
+    Notice(u64),
+}
+
+impl Line {
+    pub fn key(&self) -> Key {
+        match self {
+            Line::Message(m) => Key::Seq(m.seq),
+            Line::Pending { local, .. } => Key::Pending(*local),
+            Line::Notice { id, .. } => Key::Notice(*id),
+        }
+    }
+
+    fn seq(&self) -> Option<Seq> {
+        match self {
+            Line::Message(m) => Some(m.seq),
+            _ => None,
+        }
+    }
+}
+
+/// Where the conversation's viewport stands, in pixels, from its last
+/// scroll report.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Scroll {
+    /// Distance from the top of the content to the top of the viewport.
+    pub from_top: f32,
+    /// Distance from the bottom of the viewport to the bottom of the content.
+    pub from_bottom: f32,
+    pub height: f32,
+    pub width: f32,
+}
+
+/// Heights of lines as last laid out, at one width. Written while the view
+/// is laid out (hence the cell), read by the next view to stand in for the
+/// lines it does not lay out.
+#[derive(Debug, Default, Clone)]
+pub struct Heights {
+    width: Cell<f32>,
+    known: RefCell<HashMap<Key, f32>>,
+}
+
+impl Heights {
+    pub fn get(&self, key: Key) -> Option<f32> {
+        self.known.borrow().get(&key).copied()
+    }
+
+    /// Records a height laid out at `width`; a new width forgets the rest.
+    pub fn record(&self, key: Key, width: f32, height: f32) {
+        if (self.width.get() - width).abs() > 0.5 {
+            self.width.set(width);
+            self.known.borrow_mut().clear();
+        }
+        self.known.borrow_mut().insert(key, height);
+    }
+
+    fn forget(&self, key: Key) -> Option<f32> {
+        self.known.borrow_mut().remove(&key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.known.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One room as shown.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Room {
     pub lines: Vec<Line>,
     pub unread: u32,
-    /// Older messages exist before the first one shown.
+    /// Older messages exist before the first one kept.
     pub more_before: bool,
     pub loading_older: bool,
+    /// Newer messages exist after the last one kept (let go while reading
+    /// back, or arrived meanwhile).
+    pub more_after: bool,
+    pub loading_newer: bool,
     /// The view is scrolled to the end, so new lines are followed.
     pub at_bottom: bool,
     /// New lines arrived while scrolled up.
     pub new_below: bool,
+    pub scroll: Scroll,
+    /// Room left below the last kept line for the newer lines let go, so
+    /// that what is on screen stays put.
+    pub below: f32,
+    pub heights: Heights,
+    next_notice: u64,
 }
 
 impl Default for Room {
@@ -39,27 +140,35 @@ impl Default for Room {
             unread: 0,
             more_before: false,
             loading_older: false,
+            more_after: false,
+            loading_newer: false,
             at_bottom: true,
             new_below: false,
+            scroll: Scroll::default(),
+            below: 0.0,
+            heights: Heights::default(),
+            next_notice: 1,
         }
     }
 }
 
 impl Room {
-    pub(super) fn first_seq(&self) -> Option<Seq> {
-        self.lines.iter().find_map(|l| {
-            if let Line::Message(m) = l {
-                Some(m.seq)
-            } else {
-                None
-            }
-        })
+    pub fn first_seq(&self) -> Option<Seq> {
+        self.lines.iter().find_map(Line::seq)
+    }
+
+    pub fn last_seq(&self) -> Option<Seq> {
+        self.lines.iter().rev().find_map(Line::seq)
     }
 
     pub(super) fn has_seq(&self, seq: Seq) -> bool {
-        self.lines
-            .iter()
-            .any(|l| matches!(l, Line::Message(m) if m.seq == seq))
+        self.lines.iter().any(|l| l.seq() == Some(seq))
+    }
+
+    /// Whether a message belongs after the kept lines, among those not
+    /// kept: then it is not inserted, and is paged in when scrolled to.
+    pub(super) fn beyond(&self, seq: Seq) -> bool {
+        self.more_after && self.last_seq().is_some_and(|last| seq > last)
     }
 
     /// Inserts a message in sequence order, before pending lines; false if
@@ -81,12 +190,121 @@ impl Room {
         true
     }
 
-    pub(super) fn notice(&mut self, ts: i64, text: String) {
+    /// Someone joined (or left) the room: folded into the notice just
+    /// before, when nothing else was said since.
+    pub(super) fn membership(&mut self, ts: i64, user: &str, joined: bool) {
         let at = self
             .lines
             .iter()
             .position(|l| matches!(l, Line::Pending { .. }))
             .unwrap_or(self.lines.len());
-        self.lines.insert(at, Line::Notice { ts, text });
+        if let Some(Line::Notice {
+            joined: ins,
+            left: outs,
+            ..
+        }) = at.checked_sub(1).and_then(|i| self.lines.get_mut(i))
+        {
+            let (to, from) = if joined { (ins, outs) } else { (outs, ins) };
+            // Came and went within one notice: say neither.
+            if let Some(i) = from.iter().position(|u| u == user) {
+                from.remove(i);
+            } else if !to.iter().any(|u| u == user) {
+                to.push(user.to_owned());
+            }
+            if let Some(Line::Notice {
+                id, joined, left, ..
+            }) = self.lines.get(at - 1)
+            {
+                if joined.is_empty() && left.is_empty() {
+                    let key = Key::Notice(*id);
+                    self.heights.forget(key);
+                    self.lines.remove(at - 1);
+                } else {
+                    // Its text changed: measure it again.
+                    self.heights.forget(Key::Notice(*id));
+                }
+            }
+            return;
+        }
+        let id = self.next_notice;
+        self.next_notice += 1;
+        let (joined, left) = if joined {
+            (vec![user.to_owned()], Vec::new())
+        } else {
+            (Vec::new(), vec![user.to_owned()])
+        };
+        self.lines.insert(
+            at,
+            Line::Notice {
+                id,
+                ts,
+                joined,
+                left,
+            },
+        );
+    }
+
+    /// Lets the oldest lines go while following the newest ones.
+    pub(super) fn trim_oldest(&mut self) {
+        let excess = self.lines.len().saturating_sub(KEEP);
+        if excess == 0 {
+            return;
+        }
+        for line in self.lines.drain(..excess) {
+            self.heights.forget(line.key());
+        }
+        self.more_before = true;
+    }
+
+    /// Lets the newest lines go while reading back; the room they took on
+    /// screen stays, so the view does not move.
+    pub(super) fn trim_newest(&mut self, estimate: impl Fn(&Line) -> f32) {
+        let mut excess = self.lines.len().saturating_sub(KEEP);
+        // Lines being sent stay: they are the user's own, and few.
+        let mut at = self
+            .lines
+            .iter()
+            .position(|l| matches!(l, Line::Pending { .. }))
+            .unwrap_or(self.lines.len());
+        while excess > 0 && at > 0 {
+            at -= 1;
+            let line = self.lines.remove(at);
+            let height = self
+                .heights
+                .forget(line.key())
+                .unwrap_or_else(|| estimate(&line));
+            self.below += height;
+            if line.seq().is_some() {
+                self.more_after = true;
+            }
+            excess -= 1;
+        }
+    }
+
+    /// Newer lines came back in: the room kept for them shrinks.
+    pub(super) fn newer_in(&mut self, height: f32, more: bool) {
+        self.below = if more {
+            (self.below - height).max(0.0)
+        } else {
+            0.0
+        };
+        self.more_after = more;
+    }
+
+    /// Starts over from the newest page, as when the room is opened.
+    pub(super) fn reset_to_latest(&mut self) {
+        let pending: Vec<Line> = self
+            .lines
+            .drain(..)
+            .filter(|l| matches!(l, Line::Pending { .. }))
+            .collect();
+        self.lines = pending;
+        *self.heights.known.borrow_mut() = HashMap::new();
+        self.more_after = false;
+        self.loading_newer = false;
+        self.loading_older = true;
+        self.below = 0.0;
+        self.at_bottom = true;
+        self.new_below = false;
     }
 }

@@ -28,6 +28,16 @@ fn type_text(chat: &mut Chat, s: &str) {
     }
 }
 
+/// A viewport of 500 px over 10,000 px of lines, at `y` (0 = top, 1 = bottom).
+fn view_at(y: f32) -> Scroll {
+    Scroll {
+        from_top: y * 9_500.0,
+        from_bottom: (1.0 - y) * 9_500.0,
+        height: 500.0,
+        width: 700.0,
+    }
+}
+
 fn chat() -> Chat {
     let mut c = Chat::new(
         "alice".into(),
@@ -210,7 +220,7 @@ fn repeated_and_out_of_order_messages_are_placed_once_in_sequence() {
 #[test]
 fn scrolling_up_marks_new_messages_and_the_top_loads_older_pages() {
     let mut c = chat();
-    c.scrolled(0.5, true);
+    c.scrolled(view_at(0.5));
     let out = live(&mut c, msg("lobby", 3, "bob", "while you read"));
     assert!(!out.follow, "do not yank the view");
     assert!(c.rooms["lobby"].new_below);
@@ -218,7 +228,7 @@ fn scrolling_up_marks_new_messages_and_the_top_loads_older_pages() {
     assert!(out.follow);
     assert!(!c.rooms["lobby"].new_below);
 
-    let out = c.scrolled(0.0, true);
+    let out = c.scrolled(view_at(0.0));
     assert_eq!(
         out.commands,
         vec![Command::Older {
@@ -228,7 +238,7 @@ fn scrolling_up_marks_new_messages_and_the_top_loads_older_pages() {
     );
     assert!(c.rooms["lobby"].loading_older);
     assert!(
-        c.scrolled(0.0, true).commands.is_empty(),
+        c.scrolled(view_at(0.0)).commands.is_empty(),
         "one page at a time"
     );
     c.on_event(NetEvent::Older {
@@ -237,16 +247,16 @@ fn scrolling_up_marks_new_messages_and_the_top_loads_older_pages() {
         more: false,
     });
     assert!(
-        c.scrolled(0.0, true).commands.is_empty(),
+        c.scrolled(view_at(0.0)).commands.is_empty(),
         "nothing before the first message"
     );
 
-    c.scrolled(1.0, true);
+    c.scrolled(view_at(1.0));
     assert!(live(&mut c, msg("lobby", 4, "bob", "at the bottom")).follow);
 }
 
 #[test]
-fn presence_is_shown_inline_and_updates_members() {
+fn presence_is_state_and_joins_are_folded_into_one_notice() {
     let mut c = chat();
     c.on_event(NetEvent::Members {
         room: "lobby".into(),
@@ -261,13 +271,22 @@ fn presence_is_shown_inline_and_updates_members() {
             },
         ],
     });
-    c.on_event(NetEvent::Session(SessionEvent::Presence(Presence {
-        room: None,
-        user: "bob".into(),
-        kind: PresenceKind::Offline,
-    })));
-    assert!(
-        matches!(c.rooms["lobby"].lines.last(), Some(Line::Notice { text, .. }) if text == "bob has left the chat")
+    let before = c.rooms["lobby"].lines.len();
+    for kind in [
+        PresenceKind::Offline,
+        PresenceKind::Online,
+        PresenceKind::Offline,
+    ] {
+        c.on_event(NetEvent::Session(SessionEvent::Presence(Presence {
+            room: None,
+            user: "bob".into(),
+            kind,
+        })));
+    }
+    assert_eq!(
+        c.rooms["lobby"].lines.len(),
+        before,
+        "going on- or offline is not a line"
     );
     assert!(
         !c.members["lobby"]
@@ -276,6 +295,41 @@ fn presence_is_shown_inline_and_updates_members() {
             .unwrap()
             .online
     );
+    let presence = |user: &str, kind| {
+        NetEvent::Session(SessionEvent::Presence(Presence {
+            room: Some("lobby".into()),
+            user: user.into(),
+            kind,
+        }))
+    };
+    for user in ["carol", "dave", "erin", "frank"] {
+        c.on_event(presence(user, PresenceKind::Joined));
+    }
+    c.on_event(presence("dave", PresenceKind::Left));
+    c.on_event(presence("gus", PresenceKind::Left));
+    let notices: Vec<_> = c.rooms["lobby"]
+        .lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Notice { joined, left, .. } => Some((joined.clone(), left.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        notices,
+        vec![(
+            vec!["carol".to_string(), "erin".into(), "frank".into()],
+            vec!["gus".to_string()]
+        )],
+        "one notice; dave came and went"
+    );
+    // A message in between starts a new notice.
+    live(&mut c, msg("lobby", 9, "bob", "hi all"));
+    c.on_event(presence("hal", PresenceKind::Joined));
+    assert!(matches!(
+        c.rooms["lobby"].lines.last(),
+        Some(Line::Notice { joined, .. }) if joined == &["hal".to_string()]
+    ));
 }
 
 #[test]
@@ -440,4 +494,166 @@ fn a_relay_of_the_list_not_trusted_yet_says_so() {
         ),
         other => panic!("{other:?}"),
     }
+}
+
+fn page(room: &str, seqs: std::ops::Range<u64>) -> Vec<ChatMessage> {
+    seqs.map(|s| msg(room, s, "bob", "a line of a long room"))
+        .collect()
+}
+
+fn seqs(c: &Chat) -> Vec<u64> {
+    c.rooms["lobby"]
+        .lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Message(m) => Some(m.seq),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn following_a_busy_room_keeps_a_bounded_number_of_lines() {
+    let mut c = chat();
+    for seq in 10..10 + 5 * KEEP as u64 {
+        live(&mut c, msg("lobby", seq, "bob", "busy"));
+    }
+    let kept = seqs(&c);
+    assert!(kept.len() <= KEEP, "{} lines kept", kept.len());
+    assert_eq!(*kept.last().unwrap(), 9 + 5 * KEEP as u64);
+    assert!(
+        c.rooms["lobby"].more_before,
+        "the rest can be paged back in"
+    );
+    // The heights of lines let go are forgotten too.
+    assert!(c.rooms["lobby"].heights.len() <= KEEP);
+}
+
+#[test]
+fn reading_far_back_lets_the_newest_lines_go_and_pages_them_back_in() {
+    let mut c = chat();
+    c.rooms.insert("lobby".into(), Room::default());
+    let top = 100_000;
+    c.on_event(NetEvent::Session(SessionEvent::Joined {
+        room: "lobby".into(),
+        recent: page("lobby", top - 50..top),
+        more: true,
+    }));
+    // Scroll back page by page, as the wheel does.
+    let mut before = top - 50;
+    let at_top = Scroll {
+        from_top: 0.0,
+        from_bottom: 1e7,
+        height: 500.0,
+        width: 700.0,
+    };
+    for _ in 0..20 {
+        let out = c.scrolled(at_top);
+        assert_eq!(
+            out.commands,
+            vec![Command::Older {
+                room: "lobby".into(),
+                before
+            }]
+        );
+        c.on_event(NetEvent::Older {
+            room: "lobby".into(),
+            messages: page("lobby", before - 50..before),
+            more: true,
+        });
+        before -= 50;
+    }
+    let room = &c.rooms["lobby"];
+    assert!(room.lines.len() <= KEEP, "{} lines kept", room.lines.len());
+    assert!(room.more_after, "newer lines were let go");
+    assert!(room.below > 0.0, "their room on screen stays");
+    let last = room.last_seq().unwrap();
+    assert!(last < top - 1);
+
+    // A line arriving now is not shown at the far end; the button says so.
+    live(&mut c, msg("lobby", top, "carol", "meanwhile"));
+    assert!(!seqs(&c).contains(&top));
+    assert!(c.rooms["lobby"].new_below);
+
+    // Scrolling down to the end of what is kept pages newer lines in.
+    let mut end = view_at(1.0);
+    end.from_bottom = c.rooms["lobby"].below;
+    let out = c.scrolled(end);
+    assert_eq!(
+        out.commands,
+        vec![Command::Newer {
+            room: "lobby".into(),
+            after: last
+        }]
+    );
+    assert!(c.scrolled(end).commands.is_empty(), "one page at a time");
+    c.on_event(NetEvent::Newer {
+        room: "lobby".into(),
+        messages: page("lobby", last + 1..last + 51),
+        more: true,
+    });
+    assert_eq!(c.rooms["lobby"].last_seq(), Some(last + 50));
+    assert!(c.rooms["lobby"].more_after);
+
+    // "New messages below" starts again from the newest page.
+    let out = c.update(Message::JumpToBottom);
+    assert!(out.commands.contains(&Command::Older {
+        room: "lobby".into(),
+        before: Seq::MAX
+    }));
+    let room = &c.rooms["lobby"];
+    assert!(room.lines.is_empty() && !room.more_after && room.at_bottom);
+    c.on_event(NetEvent::Older {
+        room: "lobby".into(),
+        messages: page("lobby", top - 49..top + 1),
+        more: true,
+    });
+    assert_eq!(c.rooms["lobby"].last_seq(), Some(top));
+    live(&mut c, msg("lobby", top + 1, "carol", "and now"));
+    assert_eq!(c.rooms["lobby"].last_seq(), Some(top + 1));
+}
+
+#[test]
+fn sending_while_far_back_goes_to_the_newest_lines() {
+    let mut c = chat();
+    {
+        let r = c.rooms.get_mut("lobby").unwrap();
+        r.more_after = true;
+        r.at_bottom = false;
+    }
+    type_text(&mut c, "back to the present");
+    let out = c.update(Message::Send);
+    assert_eq!(
+        out.commands[0],
+        Command::Older {
+            room: "lobby".into(),
+            before: Seq::MAX
+        }
+    );
+    assert!(matches!(out.commands[1], Command::Send { .. }));
+    assert!(matches!(
+        c.rooms["lobby"].lines.as_slice(),
+        [Line::Pending { .. }]
+    ));
+}
+
+#[test]
+fn a_double_clicked_line_is_selected_whole_and_copied() {
+    let mut c = chat();
+    let key = c.rooms["lobby"].lines[0].key();
+    let out = c.update(Message::Select(key));
+    assert_eq!(out.focus, Some(view::SELECTION));
+    // Typing into it changes nothing: it is read-only.
+    c.update(Message::SelectionAction(Action::Edit(Edit::Insert('x'))));
+    let out = c.update(Message::CopySelection);
+    assert_eq!(out.copy.as_deref(), Some("hi"));
+    let out = c.update(Message::Deselect);
+    assert!(c.selection.is_none());
+    assert_eq!(out.focus, Some(view::COMPOSER));
+    assert_eq!(
+        c.update(Message::OpenLink("https://example.org".into()))
+            .open
+            .as_deref(),
+        Some("https://example.org")
+    );
 }

@@ -8,6 +8,7 @@ mod browser;
 mod conversation;
 mod header;
 mod invite;
+mod measured;
 mod members;
 mod sidebar;
 
@@ -20,6 +21,8 @@ use super::{Chat, Message};
 pub const CONVERSATION: &str = "conversation";
 /// Id of the composer.
 pub const COMPOSER: &str = "composer";
+
+pub use conversation::{estimate, estimate_body, SELECTION};
 
 impl Chat {
     pub fn view(&self) -> Element<'_, Message> {
