@@ -3,12 +3,15 @@
 //! it returns what the app must do (commands for the session, scrolling)
 //! instead of doing it, so every rule here is tested without a window.
 
+mod navigation;
 mod room;
+mod switcher;
 pub mod view;
 
 pub use room::{Line, Room};
+pub use switcher::Switcher;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::client::{Acked, Event as SessionEvent, RequestError};
@@ -37,6 +40,36 @@ pub enum Message {
     Retry(u64),
     ToggleTheme,
     Logout,
+    /// Show or hide a side panel over the conversation, where the window
+    /// is too narrow to keep it beside.
+    TogglePanel(Panel),
+    /// Ctrl+K: the room switcher, or away with it.
+    ToggleSwitcher,
+    SwitcherInput(String),
+    /// Up (-1) or down (+1) the switcher's list.
+    SwitcherMove(i32),
+    /// Open the room the switcher points at.
+    SwitcherOpen,
+    /// The previous (-1) or next (+1) room in the sidebar's order.
+    StepRoom(i32),
+    /// Page Up or Page Down in the conversation.
+    Page(Page),
+    /// Escape: close what is open over the conversation.
+    Close,
+}
+
+/// A side panel that a narrow window folds into a header button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Panel {
+    Rooms,
+    Members,
+}
+
+/// A page of the conversation, up (older) or down (newer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Up,
+    Down,
 }
 
 /// What the app must do after an update.
@@ -50,12 +83,23 @@ pub struct Outcome {
     pub logout: bool,
     /// Switch between light and dark.
     pub toggle_theme: bool,
+    /// The widget to put the cursor in (by id).
+    pub focus: Option<&'static str>,
+    /// Scroll the conversation by a page.
+    pub page: Option<Page>,
 }
 
 impl Outcome {
     fn command(command: Command) -> Self {
         Outcome {
             commands: vec![command],
+            ..Outcome::default()
+        }
+    }
+
+    fn focus(id: &'static str) -> Self {
+        Outcome {
+            focus: Some(id),
             ..Outcome::default()
         }
     }
@@ -93,7 +137,14 @@ pub struct Chat {
     pub join_input: String,
     pub status: Status,
     pub members: HashMap<String, Vec<Member>>,
+    /// Rooms whose member list came since the session last connected: the
+    /// only ones whose presence dots can be believed.
+    fresh_members: HashSet<String>,
     pub show_members: bool,
+    /// The side panel shown over the conversation in a narrow window.
+    pub panel: Option<Panel>,
+    /// The room switcher, while open.
+    pub switcher: Option<Switcher>,
     /// A refusal or problem to show until dismissed.
     pub notice: Option<String>,
     /// The time the view counts down against; updated by ticks.
@@ -118,7 +169,10 @@ impl Chat {
             join_input: String::new(),
             status: Status::Connected,
             members: HashMap::new(),
+            fresh_members: HashSet::new(),
             show_members: true,
+            panel: None,
+            switcher: None,
             notice: None,
             now: Instant::now(),
             next_local: 1,
@@ -141,6 +195,12 @@ impl Chat {
             Some((a, b)) => format!("@{}", if a == self.user { b } else { a }),
             None => format!("#{room}"),
         }
+    }
+
+    /// Whether the member list's dots say who is online now: not while
+    /// disconnected, nor after a reconnect until the list is asked again.
+    pub fn presence_known(&self) -> bool {
+        self.status == Status::Connected && self.fresh_members.contains(&self.current)
     }
 
     /// Commands to send when the screen opens.
@@ -189,7 +249,10 @@ impl Chat {
                 }
                 Outcome::default()
             }
-            Message::OpenDm(user) => Outcome::command(Command::OpenDm(user)),
+            Message::OpenDm(user) => {
+                self.panel = None;
+                Outcome::command(Command::OpenDm(user))
+            }
             // The conversation is anchored at the bottom (older pages grow
             // it upwards without moving what is read), so its offsets count
             // from the newest line: turn them into 0 = top, 1 = bottom.
@@ -221,6 +284,13 @@ impl Chat {
                 logout: true,
                 ..Outcome::default()
             },
+            Message::ToggleSwitcher
+            | Message::SwitcherInput(_)
+            | Message::SwitcherMove(_)
+            | Message::SwitcherOpen => self.switch(message),
+            Message::TogglePanel(_) | Message::StepRoom(_) | Message::Page(_) | Message::Close => {
+                self.navigate(message)
+            }
         }
     }
 
@@ -285,8 +355,12 @@ impl Chat {
         r.new_below = false;
         r.at_bottom = true;
         self.current = room.clone();
+        self.switcher = None;
+        self.panel = None;
         let mut out = Outcome {
             follow: true,
+            // Typing goes on where the user went.
+            focus: Some(view::COMPOSER),
             ..Outcome::default()
         };
         if self.show_members {
@@ -326,6 +400,13 @@ impl Chat {
                 result,
             } => self.sent(local, &room, result),
             NetEvent::Opened(info) => {
+                if self
+                    .notice
+                    .as_deref()
+                    .is_some_and(|n| self.names_room(n, &info.name))
+                {
+                    self.notice = None;
+                }
                 self.rooms.entry(info.name.clone()).or_default();
                 self.select(info.name)
             }
@@ -344,6 +425,7 @@ impl Chat {
                 Outcome::default()
             }
             NetEvent::Members { room, members } => {
+                self.fresh_members.insert(room.clone());
                 self.members.insert(room, members);
                 Outcome::default()
             }
@@ -362,6 +444,7 @@ impl Chat {
             SessionEvent::Connected { server, .. } => {
                 self.relay = server;
                 self.status = Status::Connected;
+                self.fresh_members.clear();
                 Outcome::command(Command::Members(self.current.clone()))
             }
             SessionEvent::Reconnecting {
@@ -371,6 +454,7 @@ impl Chat {
                 lost,
                 next,
             } => {
+                self.fresh_members.clear();
                 self.status = Status::Reconnecting {
                     attempt,
                     retry_at: self.now + delay,
@@ -381,6 +465,7 @@ impl Chat {
                 Outcome::default()
             }
             SessionEvent::Failed(e) => {
+                self.fresh_members.clear();
                 self.status = Status::Offline(offline(&e));
                 Outcome::default()
             }
@@ -519,6 +604,20 @@ impl Chat {
             }
             _ => None,
         }
+    }
+
+    /// Whether a notice is about `room`. Refusals name a channel `#name`
+    /// and a DM by the other person, "… with bob" (`connection::perform`).
+    fn names_room(&self, notice: &str, room: &str) -> bool {
+        let name = match names::dm_users(room) {
+            Some((a, b)) => format!("with {}", if a == self.user { b } else { a }),
+            None => format!("#{room}"),
+        };
+        notice.match_indices(&name).any(|(at, _)| {
+            // #design is not #designers.
+            !notice[at + name.len()..]
+                .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
     }
 
     /// Whether a room is a DM or a channel, for grouping the sidebar.
