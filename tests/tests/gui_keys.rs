@@ -86,14 +86,19 @@ fn wait_picture(gui: &Gui, path: &Path, what: &str, done: impl Fn(&Path) -> bool
 /// A shot differs from another in more than a caret and a focus ring.
 const CHANGED: f64 = 5_000.0;
 
-/// The next line `from` wrote, with its room.
-async fn line_from(session: &mut Session, from: &str) -> (String, String) {
-    session
-        .wait_for(&format!("a line from {from}"), |e| match e {
-            Event::Message(m) if m.from == from => Some((m.room.clone(), m.body.clone())),
+/// Types a line into the window and sends it with Enter; the room it
+/// reached, as `watcher` sees it.
+async fn say(gui: &Gui, watcher: &mut Session, line: &str) -> String {
+    typed(gui, line);
+    key(gui, "Return");
+    let (room, body) = watcher
+        .wait_for(&format!("{line:?} from the window"), |e| match e {
+            Event::Message(m) if m.from == "alice" => Some((m.room.clone(), m.body.clone())),
             _ => None,
         })
-        .await
+        .await;
+    assert_eq!(body, line);
+    room
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -211,28 +216,13 @@ async fn rooms_are_joined_switched_and_scrolled_from_the_keyboard() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     std::thread::sleep(Duration::from_millis(500));
-    typed(&gui, "hello dev");
-    key(&gui, "Return");
-    assert_eq!(
-        line_from(&mut bob, "alice").await,
-        ("dev".into(), "hello dev".into())
-    );
+    assert_eq!(say(&gui, &mut bob, "hello dev").await, "dev");
 
     // Alt+Down: the next room in the sidebar (#dev, then #lobby).
     key(&gui, "alt+Down");
-    typed(&gui, "back in the lobby");
-    key(&gui, "Return");
-    assert_eq!(
-        line_from(&mut bob, "alice").await,
-        ("lobby".into(), "back in the lobby".into())
-    );
+    assert_eq!(say(&gui, &mut bob, "back in the lobby").await, "lobby");
     key(&gui, "alt+Up");
-    typed(&gui, "up again");
-    key(&gui, "Return");
-    assert_eq!(
-        line_from(&mut bob, "alice").await,
-        ("dev".into(), "up again".into())
-    );
+    assert_eq!(say(&gui, &mut bob, "up again").await, "dev");
 
     // Ctrl+K: type to find a room, Enter opens it.
     key(&gui, "ctrl+k");
@@ -240,22 +230,12 @@ async fn rooms_are_joined_switched_and_scrolled_from_the_keyboard() {
     std::thread::sleep(Duration::from_millis(300));
     gui.screenshot(&dir.join("keys-switcher.png"));
     key(&gui, "Return");
-    typed(&gui, "found by name");
-    key(&gui, "Return");
-    assert_eq!(
-        line_from(&mut bob, "alice").await,
-        ("lobby".into(), "found by name".into())
-    );
+    assert_eq!(say(&gui, &mut bob, "found by name").await, "lobby");
 
     // Escape closes the switcher where it was, and typing goes on.
     key(&gui, "ctrl+k");
     typed(&gui, "de");
     key(&gui, "Escape");
-    typed(&gui, "still in the lobby");
-    key(&gui, "Return");
-    assert_eq!(
-        line_from(&mut bob, "alice").await,
-        ("lobby".into(), "still in the lobby".into())
-    );
+    assert_eq!(say(&gui, &mut bob, "still in the lobby").await, "lobby");
     gui.screenshot(&dir.join("keys-end.png"));
 }
