@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use common::client::ConnectError;
 use common::trust::{self, TrustFailure, TrustMode};
-use iced::widget::operation;
-use iced::{Element, Subscription, Task, Theme};
+use iced::keyboard::{self, key::Named, Key, Modifiers};
+use iced::widget::operation::{self, AbsoluteOffset};
+use iced::{event, window, Element, Size, Subscription, Task, Theme};
 
 use crate::connection::{self, Handle, Params};
 use crate::screen::chat::{self, Chat, Status};
@@ -34,7 +35,22 @@ pub enum Message {
     Chat(chat::Message),
     Net(connection::Event),
     Tick(Instant),
+    Key(KeyPress),
+    /// The window opened or changed size.
+    Resized(Size),
 }
+
+/// A key pressed anywhere in the window, for the shortcuts of the screen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyPress {
+    pub key: Key,
+    pub modifiers: Modifiers,
+    /// A widget already acted on it (a text field took Enter or Escape).
+    pub captured: bool,
+}
+
+/// The size `main` opens the window at, until the window says.
+const WINDOW: Size = Size::new(1000.0, 680.0);
 
 /// Which screen shows.
 pub enum Screen {
@@ -57,6 +73,8 @@ pub struct App {
     attempts: u64,
     /// The chat the trust screen was opened from, shown again after it.
     chat_behind: Option<Box<Chat>>,
+    /// The window's size, for paging through the conversation.
+    window: Size,
 }
 
 impl App {
@@ -82,6 +100,7 @@ impl App {
             handle: None,
             attempts: 0,
             chat_behind: None,
+            window: WINDOW,
         }
     }
 
@@ -89,8 +108,8 @@ impl App {
     /// password when the name is already known.
     pub fn boot(&self) -> Task<Message> {
         match &self.screen {
-            Screen::Login(form) if !form.user.is_empty() => operation::focus("password"),
-            _ => operation::focus("user"),
+            Screen::Login(form) if !form.user.is_empty() => operation::focus(login::PASSWORD),
+            _ => operation::focus(login::USER),
         }
     }
 
@@ -189,6 +208,11 @@ impl App {
                 }
                 Task::none()
             }
+            Message::Key(press) => self.key(press),
+            Message::Resized(size) => {
+                self.window = size;
+                Task::none()
+            }
         }
     }
 
@@ -256,6 +280,36 @@ impl App {
         if let Screen::Chat(chat) = std::mem::replace(&mut self.screen, trust) {
             self.chat_behind = Some(chat);
         }
+    }
+
+    /// Tab and Shift+Tab move between fields on every screen; other keys
+    /// go to the screen that shows, as the messages its buttons send.
+    fn key(&mut self, press: KeyPress) -> Task<Message> {
+        let KeyPress {
+            key,
+            modifiers,
+            captured,
+        } = press;
+        if key == Key::Named(Named::Tab) && !captured && !modifiers.control() && !modifiers.alt() {
+            return if modifiers.shift() {
+                operation::focus_previous()
+            } else {
+                operation::focus_next()
+            };
+        }
+        let message = match &self.screen {
+            Screen::Trust(_) if !captured => match key {
+                Key::Named(Named::Enter) => Message::Trust(trust_screen::Message::Trust),
+                Key::Named(Named::Escape) => Message::Trust(trust_screen::Message::Cancel),
+                _ => return Task::none(),
+            },
+            Screen::Chat(chat) => match chat.shortcut(&key, modifiers, captured) {
+                Some(m) => Message::Chat(m),
+                None => return Task::none(),
+            },
+            _ => return Task::none(),
+        };
+        self.update(message)
     }
 
     fn last_identity(&self) -> (String, String) {
@@ -401,9 +455,6 @@ impl App {
             return Task::none();
         }
         let mut tasks = Vec::new();
-        if let Some(id) = outcome.focus {
-            tasks.push(operation::focus(id));
-        }
         if outcome.follow {
             // Anchored at the bottom: the start of its offsets is the newest line.
             tasks.push(operation::snap_to(
@@ -423,6 +474,23 @@ impl App {
                 }
             }
         }
+        if let Some(page) = outcome.page {
+            // Most of what shows (the window less the header and composer),
+            // so a line or two stays in sight to read on from. Offsets
+            // count up from the newest line.
+            let page_height = (self.window.height - 160.0).max(80.0) * 0.9;
+            let y = match page {
+                chat::Page::Up => page_height,
+                chat::Page::Down => -page_height,
+            };
+            tasks.push(operation::scroll_by(
+                chat::view::CONVERSATION,
+                AbsoluteOffset { x: 0.0, y },
+            ));
+        }
+        if let Some(id) = outcome.focus {
+            tasks.push(operation::focus(id));
+        }
         Task::batch(tasks)
     }
 
@@ -439,6 +507,7 @@ impl App {
         if ticking {
             subs.push(iced::time::every(Duration::from_millis(100)).map(Message::Tick));
         }
+        subs.push(event::listen_with(window_event));
         Subscription::batch(subs)
     }
 
@@ -481,4 +550,34 @@ fn open_link(url: &str) -> std::io::Result<()> {
     // Reaped in the background so no zombie is left behind.
     std::thread::spawn(move || child.wait());
     Ok(())
+}
+
+/// The window's events the app acts on: key presses that can be
+/// shortcuts (captured ones too: a focused text field takes Escape, which
+/// still closes a dialog) and the window's size.
+fn window_event(event: iced::Event, status: event::Status, _: window::Id) -> Option<Message> {
+    match event {
+        // A plain character is typing, never a shortcut.
+        iced::Event::Keyboard(keyboard::Event::KeyPressed {
+            key,
+            physical_key,
+            modifiers,
+            ..
+        }) if matches!(key, Key::Named(_)) || modifiers.command() || modifiers.alt() => {
+            // Ctrl+K is the K key on any layout.
+            let key = match key.to_latin(physical_key) {
+                Some(c) => Key::Character(c.to_string().into()),
+                None => key,
+            };
+            Some(Message::Key(KeyPress {
+                key,
+                modifiers,
+                captured: status == event::Status::Captured,
+            }))
+        }
+        iced::Event::Window(window::Event::Opened { size, .. } | window::Event::Resized(size)) => {
+            Some(Message::Resized(size))
+        }
+        _ => None,
+    }
 }

@@ -163,11 +163,7 @@ fn a_new_fingerprint_confirmed_with_the_operator_replaces_the_remembered_one() {
         "with the same credentials"
     );
     w.connected();
-    assert!(
-        w.shows("● connected to 127.0.0.1:4433"),
-        "texts: {:?}",
-        w.texts()
-    );
+    assert!(w.shows("● connected"), "texts: {:?}", w.texts());
 }
 
 #[test]
@@ -245,11 +241,7 @@ fn a_certificate_change_while_chatting_has_details_and_reconnects_into_the_same_
     assert_eq!((again.password.as_str(), again.register), (PASSWORD, false));
 
     w.connected();
-    assert!(
-        w.shows("● connected to 127.0.0.1:4433"),
-        "texts: {:?}",
-        w.texts()
-    );
+    assert!(w.shows("● connected"), "texts: {:?}", w.texts());
     assert!(w.shows("before the change"));
     assert_eq!(w.app.title(), "confab — alice");
     assert_eq!(w.take_commands(), vec![Command::Members("lobby".into())]);
@@ -306,7 +298,7 @@ fn reconnect_starts_the_session_again_and_a_failure_leaves_the_chat_offline() {
         .contains(&format!("{SERVER} {}", fingerprint(1))));
     assert!(w.shows_part("reconnecting"), "texts: {:?}", w.texts());
     w.connected();
-    assert!(w.shows("● connected to 127.0.0.1:4433"));
+    assert!(w.shows("● connected"));
 
     // Logging out still forgets the password.
     w.click("Log out");

@@ -4,13 +4,16 @@
 //! instead of doing it, so every rule here is tested without a window.
 
 mod browse;
+mod navigation;
 pub mod room;
+mod switcher;
 pub mod view;
 
 pub use browse::{Browser, Invite};
 pub use room::{Key, Line, Room, Scroll, KEEP};
+pub use switcher::Switcher;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::client::{Acked, ConnectError, Event as SessionEvent, RequestError};
@@ -65,6 +68,36 @@ pub enum Message {
     Deselect,
     /// A link in a message was clicked.
     OpenLink(String),
+    /// Show or hide a side panel over the conversation, where the window
+    /// is too narrow to keep it beside.
+    TogglePanel(Panel),
+    /// Ctrl+K: the room switcher, or away with it.
+    ToggleSwitcher,
+    SwitcherInput(String),
+    /// Up (-1) or down (+1) the switcher's list.
+    SwitcherMove(i32),
+    /// Open the room the switcher points at.
+    SwitcherOpen,
+    /// The previous (-1) or next (+1) room in the sidebar's order.
+    StepRoom(i32),
+    /// Page Up or Page Down in the conversation.
+    Page(Page),
+    /// Escape: close what is open over the conversation.
+    Close,
+}
+
+/// A side panel that a narrow window folds into a header button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Panel {
+    Rooms,
+    Members,
+}
+
+/// A page of the conversation, up (older) or down (newer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Up,
+    Down,
 }
 
 /// What the app must do after an update.
@@ -88,12 +121,21 @@ pub struct Outcome {
     pub copy: Option<String>,
     /// Open this address in the system's browser.
     pub open: Option<String>,
+    /// Scroll the conversation by a page.
+    pub page: Option<Page>,
 }
 
 impl Outcome {
     fn command(command: Command) -> Self {
         Outcome {
             commands: vec![command],
+            ..Outcome::default()
+        }
+    }
+
+    fn focus(id: &'static str) -> Self {
+        Outcome {
+            focus: Some(id),
             ..Outcome::default()
         }
     }
@@ -131,7 +173,14 @@ pub struct Chat {
     pub join_input: String,
     pub status: Status,
     pub members: HashMap<String, Vec<Member>>,
+    /// Rooms whose member list came since the session last connected: the
+    /// only ones whose presence dots can be believed.
+    fresh_members: HashSet<String>,
     pub show_members: bool,
+    /// The side panel shown over the conversation in a narrow window.
+    pub panel: Option<Panel>,
+    /// The room switcher, while open.
+    pub switcher: Option<Switcher>,
     /// A refusal or problem to show until dismissed.
     pub notice: Option<String>,
     /// The time the view counts down against; updated by ticks.
@@ -174,7 +223,10 @@ impl Chat {
             join_input: String::new(),
             status: Status::Connected,
             members: HashMap::new(),
+            fresh_members: HashSet::new(),
             show_members: true,
+            panel: None,
+            switcher: None,
             notice: None,
             now: Instant::now(),
             next_local: 1,
@@ -202,6 +254,12 @@ impl Chat {
             Some((a, b)) => format!("@{}", if a == self.user { b } else { a }),
             None => format!("#{room}"),
         }
+    }
+
+    /// Whether the member list's dots say who is online now: not while
+    /// disconnected, nor after a reconnect until the list is asked again.
+    pub fn presence_known(&self) -> bool {
+        self.status == Status::Connected && self.fresh_members.contains(&self.current)
     }
 
     /// Commands to send when the screen opens.
@@ -251,7 +309,10 @@ impl Chat {
                 }
                 Outcome::default()
             }
-            Message::OpenDm(user) => Outcome::command(Command::OpenDm(user)),
+            Message::OpenDm(user) => {
+                self.panel = None;
+                Outcome::command(Command::OpenDm(user))
+            }
             // The conversation is anchored at the bottom (older pages grow
             // it upwards without moving what is read), so its offsets count
             // from the newest line.
@@ -333,6 +394,13 @@ impl Chat {
             | Message::InviteUser(_)
             | Message::InviteSend
             | Message::InviteClose => self.browse(message),
+            Message::ToggleSwitcher
+            | Message::SwitcherInput(_)
+            | Message::SwitcherMove(_)
+            | Message::SwitcherOpen => self.switch(message),
+            Message::TogglePanel(_) | Message::StepRoom(_) | Message::Page(_) | Message::Close => {
+                self.navigate(message)
+            }
         }
     }
 
@@ -458,8 +526,12 @@ impl Chat {
         r.new_below = false;
         r.at_bottom = true;
         self.current = room.clone();
+        self.switcher = None;
+        self.panel = None;
         let mut out = Outcome {
             follow: true,
+            // Typing goes on where the user went.
+            focus: Some(view::COMPOSER),
             ..Outcome::default()
         };
         if self.show_members {
@@ -538,6 +610,13 @@ impl Chat {
             } => self.sent(local, &room, result),
             NetEvent::Opened(info) => {
                 self.joined_listed(&info.name);
+                if self
+                    .notice
+                    .as_deref()
+                    .is_some_and(|n| self.names_room(n, &info.name))
+                {
+                    self.notice = None;
+                }
                 self.rooms.entry(info.name.clone()).or_default();
                 self.select(info.name)
             }
@@ -602,6 +681,7 @@ impl Chat {
                 Outcome::default()
             }
             NetEvent::Members { room, members } => {
+                self.fresh_members.insert(room.clone());
                 self.members.insert(room, members);
                 Outcome::default()
             }
@@ -620,6 +700,7 @@ impl Chat {
             SessionEvent::Connected { server, .. } => {
                 self.relay = server;
                 self.status = Status::Connected;
+                self.fresh_members.clear();
                 Outcome::command(Command::Members(self.current.clone()))
             }
             SessionEvent::Reconnecting {
@@ -629,6 +710,7 @@ impl Chat {
                 lost,
                 next,
             } => {
+                self.fresh_members.clear();
                 self.status = Status::Reconnecting {
                     attempt,
                     retry_at: self.now + delay,
@@ -639,6 +721,7 @@ impl Chat {
                 Outcome::default()
             }
             SessionEvent::Failed(e) => {
+                self.fresh_members.clear();
                 self.stopped(&e);
                 Outcome::default()
             }
@@ -797,6 +880,20 @@ impl Chat {
             }
             _ => None,
         }
+    }
+
+    /// Whether a notice is about `room`. Refusals name a channel `#name`
+    /// and a DM by the other person, "… with bob" (`connection::perform`).
+    fn names_room(&self, notice: &str, room: &str) -> bool {
+        let name = match names::dm_users(room) {
+            Some((a, b)) => format!("with {}", if a == self.user { b } else { a }),
+            None => format!("#{room}"),
+        };
+        notice.match_indices(&name).any(|(at, _)| {
+            // #design is not #designers.
+            !notice[at + name.len()..]
+                .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
     }
 
     /// Whether a room is a DM or a channel, for grouping the sidebar.

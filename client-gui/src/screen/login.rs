@@ -5,6 +5,11 @@ use common::frame::ErrorCode;
 use iced::widget::{button, center, checkbox, column, container, row, text, text_input};
 use iced::{Center, Element, Fill};
 
+/// Ids of the fields, to put the cursor in.
+pub const SERVER: &str = "server";
+pub const USER: &str = "user";
+pub const PASSWORD: &str = "password";
+
 /// What the user did.
 #[derive(Debug, Clone)]
 pub enum Message {
@@ -109,11 +114,11 @@ impl Login {
         let field = |label: &'static str, input: iced::widget::TextInput<'static, Message>| {
             column![text(label).size(14), input.padding(8)].spacing(4)
         };
-        let mut server = text_input("127.0.0.1:4433", &self.server).id("server");
-        let mut user = text_input("your name", &self.user).id("user");
+        let mut server = text_input("127.0.0.1:4433", &self.server).id(SERVER);
+        let mut user = text_input("your name", &self.user).id(USER);
         let mut password = text_input("password", &self.password)
             .secure(true)
-            .id("password");
+            .id(PASSWORD);
         let mut register = checkbox(self.register).label("Create account");
         let mut connect = button(text(if self.connecting {
             "Connecting…"

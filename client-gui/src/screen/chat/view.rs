@@ -1,8 +1,11 @@
 //! How the chat screen looks.
 
 use iced::keyboard::{key::Named, Key};
-use iced::widget::{button, column, container, row, rule, text, text_editor};
-use iced::{Center, Element, Fill, Length, Theme};
+use iced::widget::{
+    button, column, container, mouse_area, opaque, responsive, row, rule, space, stack, text,
+    text_editor,
+};
+use iced::{padding, Center, Element, Fill, Length, Theme};
 
 mod browser;
 mod conversation;
@@ -11,58 +14,139 @@ mod invite;
 mod measured;
 mod members;
 mod sidebar;
+mod switcher;
 
 pub use browser::FILTER;
 pub use invite::INVITE_USER;
 
-use super::{Chat, Message};
+use super::{Chat, Message, Panel};
 
 /// Id of the conversation's scrollable, for following new lines.
 pub const CONVERSATION: &str = "conversation";
 /// Id of the composer.
 pub const COMPOSER: &str = "composer";
+/// Id of the room switcher's search field.
+pub const SWITCHER: &str = "switcher";
+
+/// The narrowest conversation worth keeping a side panel beside: below
+/// it, the panel folds into a header button.
+const CONVERSATION_MIN: f32 = 480.0;
+
+/// Which side panels the window is too narrow to show beside the
+/// conversation; those open over it from a header button instead.
+#[derive(Debug, Clone, Copy)]
+struct Fold {
+    rooms: bool,
+    members: bool,
+}
+
+impl Fold {
+    fn at(width: f32) -> Fold {
+        Fold {
+            rooms: width < sidebar::WIDTH + CONVERSATION_MIN,
+            members: width < sidebar::WIDTH + members::WIDTH + CONVERSATION_MIN,
+        }
+    }
+}
 
 pub use conversation::{estimate, estimate_body, SELECTION};
 
 impl Chat {
     pub fn view(&self) -> Element<'_, Message> {
-        let mut layout = row![self.sidebar(), rule::vertical(1), self.main()].height(Fill);
-        if self.show_members {
-            layout = layout.push(rule::vertical(1)).push(self.member_list());
-        }
-        self.with_dialogs(layout.into())
+        self.with_dialogs(responsive(move |size| self.layout(Fold::at(size.width))).into())
     }
 
-    fn main(&self) -> Element<'_, Message> {
-        let notice = self.notice.as_ref().map(|n| {
-            container(
-                row![
-                    text(n.clone()).width(Fill),
-                    button(text("Dismiss").size(13))
-                        .on_press(Message::DismissNotice)
-                        .padding([2, 8])
-                ]
-                .align_y(Center)
-                .spacing(8),
+    /// Always the same three columns, empty where a panel is hidden, so
+    /// the conversation and the composer keep their state (scroll
+    /// position, cursor) when panels come and go.
+    fn layout(&self, fold: Fold) -> Element<'_, Message> {
+        let left: Element<'_, Message> = if fold.rooms {
+            space().into()
+        } else {
+            row![self.sidebar(), rule::vertical(1)].into()
+        };
+        let right: Element<'_, Message> = if !fold.members && self.show_members {
+            row![rule::vertical(1), self.member_list()].into()
+        } else {
+            space().into()
+        };
+        let over = match self.panel {
+            Some(Panel::Rooms) if fold.rooms => Some(drawer(self.sidebar(), true)),
+            Some(Panel::Members) if fold.members => Some(drawer(self.member_list(), false)),
+            _ => None,
+        };
+        let center = stack![self.main(fold)]
+            .push(over)
+            .push(self.switcher.as_ref().map(|s| self.switcher_view(s)))
+            .width(Fill)
+            .height(Fill);
+        row![left, center, right].height(Fill).into()
+    }
+
+    fn main(&self, fold: Fold) -> Element<'_, Message> {
+        let notice: Element<'_, Message> = match &self.notice {
+            Some(n) => container(
+                container(
+                    row![
+                        text(n.clone()).width(Fill),
+                        button(text("Dismiss").size(13))
+                            .on_press(Message::DismissNotice)
+                            .padding([2, 8])
+                    ]
+                    .align_y(Center)
+                    .spacing(8),
+                )
+                .padding(8)
+                .style(container::warning),
             )
-            .padding(8)
-            .style(container::warning)
-        });
+            .padding(padding::bottom(8))
+            .into(),
+            None => space().into(),
+        };
         let room = self.room();
         let new_below = room.is_some_and(|r| r.new_below).then(|| {
-            button(text("New messages below").size(13))
-                .on_press(Message::JumpToBottom)
-                .padding([4, 12])
+            container(
+                button(text("New messages below").size(13))
+                    .on_press(Message::JumpToBottom)
+                    .padding([4, 12]),
+            )
+            .center_x(Fill)
+            .padding(padding::top(8))
         });
-        column![self.header()]
-            .push(notice)
-            .push(self.conversation())
-            .push(new_below.map(|b| container(b).center_x(Fill)))
-            .push(self.composer_view())
-            .spacing(8)
-            .padding(10)
-            .width(Fill)
-            .into()
+        let conversation = stack![self.conversation()].push(self.empty_state());
+        // Every child stays where it is whether a notice shows or not, so
+        // the conversation keeps its scroll position and the composer the
+        // cursor.
+        column![
+            self.header(fold),
+            column![notice, conversation, new_below].height(Fill),
+            self.composer_view()
+        ]
+        .spacing(8)
+        .padding(10)
+        .width(Fill)
+        .into()
+    }
+
+    /// Says whose conversation an empty room or DM is, instead of a blank pane.
+    fn empty_state(&self) -> Option<Element<'_, Message>> {
+        let room = self.room()?;
+        if !room.lines.is_empty() || room.more_before || room.loading_older {
+            return None;
+        }
+        let says = match common::names::dm_users(&self.current) {
+            Some(_) => format!(
+                "This is the start of your conversation with {}.",
+                self.display_name(&self.current)
+            ),
+            None => format!("This is the start of {}.", self.display_name(&self.current)),
+        };
+        Some(
+            container(text(says).style(text::secondary))
+                .center(Fill)
+                .padding(20)
+                .into(),
+        )
     }
 
     fn composer_view(&self) -> Element<'_, Message> {
@@ -76,6 +160,17 @@ impl Chat {
             .max_height(160)
             .padding(8)
             .key_binding(|press| {
+                // Asked about every key pressed in the window, focused or
+                // not: only the focused composer acts, or Enter in the room
+                // box would send the draft too.
+                if !matches!(press.status, text_editor::Status::Focused { .. }) {
+                    return None;
+                }
+                // Left to the window (Page Up scrolls the conversation, not
+                // the composer).
+                if Chat::is_window_key(&press.key, press.modifiers) {
+                    return None;
+                }
                 // Enter sends; Shift+Enter starts a new line.
                 if matches!(press.key, Key::Named(Named::Enter)) {
                     return Some(if press.modifiers.shift() {
@@ -120,4 +215,36 @@ fn own_line(theme: &Theme) -> container::Style {
     container::Style::default()
         .background(palette.background.weak.color)
         .border(iced::border::rounded(4))
+}
+
+/// A panel opened over the conversation: on its side, over a veil that
+/// closes it when clicked.
+fn drawer(panel: Element<'_, Message>, left: bool) -> Element<'_, Message> {
+    let panel = opaque(container(panel).height(Fill).style(raised));
+    let veil = mouse_area(container(space()).width(Fill).height(Fill).style(veil))
+        .on_press(Message::Close);
+    if left {
+        row![panel, veil].into()
+    } else {
+        row![veil, panel].into()
+    }
+}
+
+/// What floats over the conversation. No shadow: the CPU renderer redraws
+/// only what changed and leaves shadows out of that, so they darken with
+/// every caret blink.
+fn raised(theme: &Theme) -> container::Style {
+    let palette = theme.extended_palette();
+    container::Style::default()
+        .background(palette.background.base.color)
+        .border(
+            iced::border::rounded(6)
+                .color(palette.background.strong.color)
+                .width(1),
+        )
+}
+
+/// Dims what is under an overlay.
+fn veil(_theme: &Theme) -> container::Style {
+    container::Style::default().background(iced::Color::BLACK.scale_alpha(0.25))
 }

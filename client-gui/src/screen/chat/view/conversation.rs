@@ -264,17 +264,6 @@ impl Chat {
             "Loading older messages…".to_owned()
         } else if room.more_before {
             String::new()
-        } else if room.lines.is_empty() {
-            match common::names::dm_users(&self.current) {
-                Some(_) => format!(
-                    "This is the start of your conversation with {}. Say hello!",
-                    self.display_name(&self.current)
-                ),
-                None => format!(
-                    "Nothing has been said in {} yet. Say hello!",
-                    self.display_name(&self.current)
-                ),
-            }
         } else {
             "This is the beginning of the room.".to_owned()
         };

@@ -1,74 +1,58 @@
 //! The header above the conversation: the room's name, the connection
 //! state and the room's buttons.
 
-use iced::widget::{button, container, row, space, text, tooltip};
+use iced::widget::{button, container, row, text, tooltip, Button};
 use iced::{Center, Element, Fill, Font};
 
-use crate::screen::chat::{Chat, Message, Status};
+use super::Fold;
+use crate::screen::chat::{Chat, Message, Panel, Status};
 
 impl Chat {
-    pub(super) fn header(&self) -> Element<'_, Message> {
-        let title = text(self.display_name(&self.current)).size(20).font(Font {
-            weight: iced::font::Weight::Bold,
-            ..Font::DEFAULT
-        });
-        let mut top = row![title, space::horizontal().width(Fill), self.status_view()]
-            .spacing(12)
-            .align_y(Center);
+    /// Buttons keep their width at any window size: the connection state
+    /// takes what is left and is cut, never them.
+    pub(super) fn header(&self, fold: Fold) -> Element<'_, Message> {
+        // A long name is cut rather than crowd out the buttons.
+        let title = container(
+            text(self.display_name(&self.current))
+                .size(20)
+                .font(Font {
+                    weight: iced::font::Weight::Bold,
+                    ..Font::DEFAULT
+                })
+                .wrapping(text::Wrapping::None),
+        )
+        .width(Fill)
+        .clip(true);
+        let mut top = row![].spacing(12).align_y(Center);
+        if fold.rooms {
+            top = top.push(header_button("Rooms", Message::TogglePanel(Panel::Rooms)));
+        }
+        top = top
+            .push(title)
+            .push(container(self.status_view()).align_right(Fill).clip(true));
         // A DM can be left too: that is how one refuses it.
         if self.current != common::names::LOBBY {
-            top = top.push(
-                button(text("Leave").size(13))
-                    .on_press(Message::Leave(self.current.clone()))
-                    .padding([3, 8])
-                    .style(button::secondary),
-            );
+            top = top.push(header_button("Leave", Message::Leave(self.current.clone())));
         }
-        top = top.push(
-            button(
-                text(if self.show_members {
-                    "Hide members"
-                } else {
-                    "Members"
-                })
-                .size(13),
-            )
-            .on_press(Message::ToggleMembers)
-            .padding([3, 8])
-            .style(button::secondary),
-        );
+        top = top.push(if fold.members {
+            header_button("Members", Message::TogglePanel(Panel::Members))
+        } else if self.show_members {
+            header_button("Hide members", Message::ToggleMembers)
+        } else {
+            header_button("Members", Message::ToggleMembers)
+        });
         top.into()
     }
 
     fn status_view(&self) -> Element<'_, Message> {
         match &self.status {
-            Status::Connected => text(format!("● connected to {}", self.relay))
-                .size(13)
-                .style(text::success)
-                .into(),
-            Status::Reconnecting {
-                attempt,
-                reason,
-                lost,
-                next,
-                ..
-            } => {
-                // With one relay, or back to the same one, it reads as it
-                // always did; a move names both ends.
-                let what = match lost {
-                    Some(lost) if lost != next => format!("relay {lost} went away; trying {next}"),
-                    _ if *next != self.relay => format!("trying {next}"),
-                    _ => "reconnecting".to_owned(),
-                };
-                let secs = self.retry_in().map_or(0, |d| d.as_secs_f32().ceil() as u64);
-                let when = match secs {
-                    0 => format!("{what}…"),
-                    s => format!("{what} in {s} s"),
-                };
-                text(format!("◌ {when} (attempt {attempt}): {reason}"))
-                    .size(13)
-                    .style(text::warning)
-                    .into()
+            Status::Connected => {
+                let (short, full) = self.status_words();
+                hover(text(short).size(13).style(text::success), full)
+            }
+            Status::Reconnecting { .. } => {
+                let (short, full) = self.status_words();
+                hover(text(short).size(13).style(text::warning), full)
             }
             // Short, with the reason on hover (the notice says it in full).
             Status::Offline(why) => {
@@ -101,4 +85,60 @@ impl Chat {
             }
         }
     }
+
+    /// The connection state in a few words, for the header, and in full,
+    /// for the tooltip over them.
+    pub fn status_words(&self) -> (String, String) {
+        match &self.status {
+            Status::Connected => (
+                "● connected".to_owned(),
+                format!("● connected to {}", self.relay),
+            ),
+            Status::Reconnecting {
+                attempt,
+                reason,
+                lost,
+                next,
+                ..
+            } => {
+                // With one relay, or back to the same one, it reads as it
+                // always did; a move names both ends.
+                let what = match lost {
+                    Some(lost) if lost != next => format!("relay {lost} went away; trying {next}"),
+                    _ if *next != self.relay => format!("trying {next}"),
+                    _ => "reconnecting".to_owned(),
+                };
+                let secs = self.retry_in().map_or(0, |d| d.as_secs_f32().ceil() as u64);
+                let (when, short) = match secs {
+                    0 => (format!("{what}…"), "reconnecting…".to_owned()),
+                    s => (format!("{what} in {s} s"), format!("reconnecting in {s} s")),
+                };
+                (
+                    format!("◌ {short}"),
+                    format!("◌ {when} (attempt {attempt}): {reason}"),
+                )
+            }
+            Status::Offline(why) => ("○ offline".to_owned(), format!("○ offline: {why}")),
+        }
+    }
+}
+
+fn header_button(label: &str, on_press: Message) -> Button<'_, Message> {
+    button(text(label).size(13).wrapping(text::Wrapping::None))
+        .on_press(on_press)
+        .padding([3, 8])
+        .style(button::secondary)
+}
+
+/// The state in a few words, all of it when the pointer rests on them.
+fn hover(short: iced::widget::Text<'_>, full: String) -> Element<'_, Message> {
+    tooltip(
+        short.wrapping(text::Wrapping::None),
+        container(text(full).size(13))
+            .padding(8)
+            .max_width(420)
+            .style(container::bordered_box),
+        tooltip::Position::Bottom,
+    )
+    .into()
 }

@@ -4,22 +4,27 @@ use iced::widget::{button, container, row, scrollable, text, Column};
 use iced::{Center, Element, Fill};
 
 use super::section;
-use crate::screen::chat::{Chat, Message};
+use crate::screen::chat::{Chat, Message, Status};
 
-const MEMBERS: f32 = 180.0;
+pub(super) const WIDTH: f32 = 180.0;
 
 impl Chat {
     pub(super) fn member_list(&self) -> Element<'_, Message> {
-        let mut list = Column::new()
-            .spacing(2)
-            .padding(10)
-            .push(section("Members"));
+        let title = if self.status == Status::Connected {
+            section("Members")
+        } else {
+            section("Members — offline")
+        };
+        // Dots from before a disconnect are guesses: grey until the list
+        // is asked again.
+        let known = self.presence_known();
+        let mut list = Column::new().spacing(2).padding(10).push(title);
         if let Some(members) = self.members.get(&self.current) {
             for m in members {
-                let dot = if m.online {
-                    text("●").style(text::success)
-                } else {
-                    text("○").style(text::secondary)
+                let dot = match (known, m.online) {
+                    (false, _) => text("◌").style(text::secondary),
+                    (true, true) => text("●").style(text::success),
+                    (true, false) => text("○").style(text::secondary),
                 };
                 let entry = row![dot.size(12), text(m.user.as_str())]
                     .spacing(6)
@@ -41,7 +46,7 @@ impl Chat {
                 .style(button::secondary)
         }));
         container(scrollable(list).height(Fill))
-            .width(MEMBERS)
+            .width(WIDTH)
             .height(Fill)
             .into()
     }

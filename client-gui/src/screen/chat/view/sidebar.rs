@@ -1,25 +1,27 @@
-//! The sidebar: who is logged in where, rooms and DMs with unread counts,
-//! and the box to join or create a room.
+//! The sidebar: who is logged in where, the box to join or create a room,
+//! and rooms and DMs with unread counts.
 
 use common::frame::RoomKind;
 use iced::widget::{
-    button, checkbox, column, container, row, scrollable, space, text, text_input, Column,
+    button, checkbox, column, container, row, scrollable, text, text_input, Column,
 };
 use iced::{Center, Element, Fill};
 
 use super::{badge, section};
 use crate::screen::chat::{Chat, Message};
 
-const SIDEBAR: f32 = 220.0;
+pub(super) const WIDTH: f32 = 220.0;
 
 impl Chat {
     pub(super) fn sidebar(&self) -> Element<'_, Message> {
         let mut channels = Column::new().spacing(2);
         let mut dms = Column::new().spacing(2);
-        for (name, room) in &self.rooms {
-            let label = self.display_name(name);
-            let selected = *name == self.current;
-            let mut entry = row![text(label).width(Fill)].align_y(Center);
+        for name in self.room_order() {
+            let Some(room) = self.rooms.get(name) else {
+                continue;
+            };
+            let selected = name == self.current;
+            let mut entry = row![text(self.display_name(name)).width(Fill)].align_y(Center);
             if room.unread > 0 {
                 entry = entry.push(
                     container(text(room.unread.to_string()).size(12))
@@ -35,7 +37,7 @@ impl Chat {
                 } else {
                     button::text
                 })
-                .on_press(Message::SelectRoom(name.clone()));
+                .on_press(Message::SelectRoom(name.to_owned()));
             match Chat::kind(name) {
                 RoomKind::Direct => dms = dms.push(b),
                 _ => channels = channels.push(b),
@@ -86,20 +88,16 @@ impl Chat {
             .spacing(6),
         ]
         .spacing(6);
+        let list = column![section("Rooms"), channels, section("Direct messages"), dms]
+            .spacing(8)
+            .padding([0, 10]);
+        // The join box above the list, so it stays where it is however
+        // many rooms there are; only the list scrolls.
         let body = column![
-            header,
-            section("Rooms"),
-            channels,
-            section("Direct messages"),
-            dms,
-            space::vertical().height(Fill),
-            join
+            column![header, join].spacing(12).padding(10),
+            scrollable(list).height(Fill)
         ]
-        .spacing(8)
-        .padding(10);
-        container(scrollable(body).height(Fill))
-            .width(SIDEBAR)
-            .height(Fill)
-            .into()
+        .spacing(4);
+        container(body).width(WIDTH).height(Fill).into()
     }
 }
