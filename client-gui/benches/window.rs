@@ -249,6 +249,16 @@ impl Bench {
         while Instant::now() < deadline {
             self.wheel(20.0);
             frames += 1;
+            if std::env::var_os("WINDOW_BENCH_TRACE").is_some() && frames % 500 == 0 {
+                let room = self.chat().room().unwrap();
+                eprintln!(
+                    "frame {frames}: heap {:.1} MiB, {} lines kept, {} heights, first {:?}",
+                    LIVE.load(Ordering::Relaxed) as f64 / (1 << 20) as f64,
+                    room.lines.len(),
+                    room.heights.len(),
+                    room.first_seq()
+                );
+            }
             if self.shows_beginning() {
                 return (frames, true);
             }

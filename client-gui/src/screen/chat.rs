@@ -674,6 +674,9 @@ impl Chat {
                     }
                 }
                 r.newer_in(height, more);
+                // Coming back down, the oldest lines go: they are above the
+                // view, so nothing on screen moves.
+                r.trim_oldest();
                 if !more && room == self.current {
                     // Caught up: lines arriving from now on are shown.
                     r.new_below = false;

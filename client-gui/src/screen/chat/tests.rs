@@ -594,6 +594,10 @@ fn reading_far_back_lets_the_newest_lines_go_and_pages_them_back_in() {
     });
     assert_eq!(c.rooms["lobby"].last_seq(), Some(last + 50));
     assert!(c.rooms["lobby"].more_after);
+    assert!(
+        c.rooms["lobby"].lines.len() <= KEEP,
+        "coming back down lets the oldest go"
+    );
 
     // "New messages below" starts again from the newest page.
     let out = c.update(Message::JumpToBottom);
