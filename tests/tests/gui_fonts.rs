@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use confab_tests::gui::{shots, Gui, Xvfb};
+use confab_tests::gui::{require, shots, Gui, Xvfb};
 use confab_tests::{bin, Relay};
 
 const ALICE_PASSWORD: &str = "alicepassword1";
@@ -26,6 +26,8 @@ const MISSING: &str =
 
 #[tokio::test(flavor = "multi_thread")]
 async fn emoji_arrive_in_colour_and_cjk_text_without_boxes() {
+    // ImageMagick's, like `import`: it turns the screenshots into pixels.
+    require("convert");
     let relay = Relay::start();
     let added = Command::new(bin("relay"))
         .args(["user", "add", "alice"])
