@@ -6,7 +6,8 @@
 //! shapes a word with the text font first and hands only the glyphs that
 //! font lacks to the next font in its fallback order, and its own order
 //! puts DejaVu Sans, whose black-and-white emoji most Linux machines have,
-//! before any colour emoji font. So [`install`] also decides that order.
+//! before any colour emoji font. So [`install`] also decides that order
+//! (iced's `application(..).font(..)` can only add a font, copying it).
 
 use std::sync::{Arc, Once, PoisonError};
 
@@ -74,7 +75,9 @@ fn add_faces(db: &mut fontdb::Database) {
     // for a missing glyph only among faces of the text's exact weight and
     // style, so without these entries a bold name or an italic notice would
     // take its emoji and Hangul from whatever the machine has, or show
-    // boxes. Every entry reads the same bytes.
+    // boxes. Every entry reads the same bytes. Only the four looks the text
+    // font has: for a look it lacks, the first font that has it would draw
+    // the whole word, and the emoji font would draw digits as emoji.
     for bytes in [EMOJI_FACE, CJK_FACE] {
         for id in db.load_font_source(source(bytes)) {
             let Some(face) = db.face(id).cloned() else {
