@@ -13,7 +13,7 @@ use common::trust::{default_known_relays, TrustMode};
 /// sends each line and exits once all are acknowledged.
 ///
 /// Exit codes: 0 ok, 1 a message was refused, 2 usage, 3 connection or
-/// trust failure, 4 authentication failure.
+/// trust failure, 4 authentication failure, 141 stdout closed (`| head`).
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 pub struct Args {

@@ -23,6 +23,9 @@ pub async fn run(
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     printer.info("help", HELP, HELP);
     loop {
+        if printer.gone() {
+            return exit::STDOUT_GONE;
+        }
         tokio::select! {
             event = events.recv() => match event {
                 Some(Event::Failed(e)) => {

@@ -26,6 +26,10 @@ mod exit {
     pub const USAGE: u8 = 2;
     pub const CONNECTION: u8 = 3;
     pub const AUTH: u8 = 4;
+    /// Stdout was closed (`client-cli --tail 200 | head`) or could not be
+    /// written: 128 + SIGPIPE, what a shell reports for a program that
+    /// signal ended, as `cat` under `head` does.
+    pub const STDOUT_GONE: u8 = 141;
 }
 
 fn main() -> ExitCode {
@@ -39,7 +43,11 @@ fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    ExitCode::from(runtime.block_on(run(args)))
+    let code = runtime.block_on(run(args));
+    // Follow mode can end while stdin is still open (its output went away):
+    // dropping the runtime would wait for that blocked read for ever.
+    runtime.shutdown_background();
+    ExitCode::from(code)
 }
 
 async fn run(args: Args) -> u8 {
@@ -236,6 +244,9 @@ async fn tail(client: &Client, room: &str, n: usize, printer: &Printer) -> u8 {
     }
     for m in &collected {
         printer.message(m);
+        if printer.gone() {
+            return exit::STDOUT_GONE;
+        }
     }
     exit::OK
 }

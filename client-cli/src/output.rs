@@ -1,5 +1,9 @@
 //! How events look on stdout: `[room] #seq HH:MM:SS user: text`, or JSON lines.
 
+use std::fmt::Display;
+use std::io::{ErrorKind, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{Local, TimeZone};
 use common::client::Event;
 use common::frame::{Message, Presence, PresenceKind};
@@ -8,29 +12,53 @@ use serde_json::json;
 /// Prints events in the chosen format.
 pub struct Printer {
     json: bool,
+    /// Set once a line could not be written: whoever read stdout has gone
+    /// (`client-cli --tail 200 | head`), so the caller should stop.
+    gone: AtomicBool,
 }
 
 impl Printer {
     pub fn new(json: bool) -> Self {
-        Printer { json }
+        Printer {
+            json,
+            gone: AtomicBool::new(false),
+        }
+    }
+
+    /// True once stdout can take no more lines; nothing is printed after.
+    pub fn gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    /// Writes one line. `println!` would panic when the reader has closed
+    /// the pipe; a closed pipe is how `head` says it has enough, so it ends
+    /// the output quietly. Any other failure (a full disk) is said once.
+    fn out(&self, line: impl Display) {
+        if self.gone() {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+            if e.kind() != ErrorKind::BrokenPipe {
+                let _ = writeln!(std::io::stderr(), "client-cli: cannot write to stdout: {e}");
+            }
+            self.gone.store(true, Ordering::Relaxed);
+        }
     }
 
     pub fn message(&self, m: &Message) {
         if self.json {
             let v = json!({"type": "message", "room": m.room, "seq": m.seq, "ts": m.ts, "from": m.from, "body": m.body});
-            println!("{v}");
+            self.out(v);
         } else {
-            println!("{}", line(m));
+            self.out(line(m));
         }
     }
 
     pub fn presence(&self, p: &Presence) {
         if self.json {
             let kind = format!("{:?}", p.kind).to_lowercase();
-            println!(
-                "{}",
-                json!({"type": "presence", "room": p.room, "user": p.user, "kind": kind})
-            );
+            self.out(json!({"type": "presence", "room": p.room, "user": p.user, "kind": kind}));
             return;
         }
         let what = match p.kind {
@@ -40,8 +68,8 @@ impl Printer {
             PresenceKind::Offline => "has left the chat",
         };
         match &p.room {
-            Some(room) => println!("[{room}] * {} {what}", p.user),
-            None => println!("* {} {what}", p.user),
+            Some(room) => self.out(format_args!("[{room}] * {} {what}", p.user)),
+            None => self.out(format_args!("* {} {what}", p.user)),
         }
     }
 
@@ -63,9 +91,9 @@ impl Printer {
             Event::Connected { user, server } => {
                 if self.json {
                     let v = json!({"type": "connected", "detail": user, "relay": server});
-                    println!("{v}");
+                    self.out(v);
                 } else {
-                    println!("-- connected as {user} to {server}");
+                    self.out(format_args!("-- connected as {user} to {server}"));
                 }
             }
             Event::Reconnecting {
@@ -77,20 +105,20 @@ impl Printer {
             } => {
                 if self.json {
                     let v = json!({"type": "reconnecting", "detail": reason, "lost": lost, "relay": next});
-                    println!("{v}");
+                    self.out(v);
                     return;
                 }
                 let secs = delay.as_secs_f32();
                 match lost {
-                    Some(lost) if lost != next => println!(
+                    Some(lost) if lost != next => self.out(format_args!(
                         "-- relay {lost} went away ({reason}); trying {next} in {secs:.1} s (attempt {attempt})"
-                    ),
-                    Some(_) => println!(
+                    )),
+                    Some(_) => self.out(format_args!(
                         "-- connection lost ({reason}); reconnecting in {secs:.1} s (attempt {attempt})"
-                    ),
-                    None => println!(
+                    )),
+                    None => self.out(format_args!(
                         "-- reconnect failed ({reason}); trying {next} in {secs:.1} s (attempt {attempt})"
-                    ),
+                    )),
                 }
             }
             Event::Failed(e) => self.info("failed", &e.to_string(), &format!("disconnected: {e}")),
@@ -100,9 +128,9 @@ impl Printer {
     /// A status line: `-- text` for people, `{"type": kind, "detail": ...}` for JSON.
     pub fn info(&self, kind: &str, detail: &str, text: &str) {
         if self.json {
-            println!("{}", json!({"type": kind, "detail": detail}));
+            self.out(json!({"type": kind, "detail": detail}));
         } else {
-            println!("-- {text}");
+            self.out(format_args!("-- {text}"));
         }
     }
 }

@@ -347,6 +347,8 @@ fn main() {
     if sizes.is_empty() {
         sizes = vec![1_000, 10_000, 100_000];
     }
+    // The fonts the window ships with, as it draws in real use.
+    client_gui::fonts::install();
     // Settings are saved on login; keep them out of the user's folder.
     let dir = std::env::temp_dir().join(format!("confab-window-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

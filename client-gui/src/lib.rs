@@ -4,9 +4,11 @@
 //! `app` holds the screens and carries out what they decide; `screen::*`
 //! are the screens, each with its `Message`, `update` and `view`;
 //! `connection` runs the `common` client session in a subscription, the
-//! only place that touches the network.
+//! only place that touches the network; `fonts` brings the fonts built
+//! into the binary to the text engine.
 
 pub mod app;
 pub mod connection;
+pub mod fonts;
 pub mod screen;
 pub mod settings;

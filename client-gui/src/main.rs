@@ -1,6 +1,6 @@
 //! `client-gui`: the confab desktop client.
 
-use client_gui::{app, settings};
+use client_gui::{app, fonts, settings};
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -43,6 +43,7 @@ fn main() -> iced::Result {
         user: args.user,
     };
     let settings = settings::Settings::load();
+    fonts::install();
     iced::application(
         move || {
             let app = app::App::new(options.clone(), settings.clone());

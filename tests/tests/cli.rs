@@ -823,3 +823,96 @@ fn an_empty_send_is_a_usage_error() {
             .expect_stderr("nothing to send");
     }
 }
+
+// ------------------------------------------------------------ closed stdout
+
+/// What `client-cli` must leave behind when its reader went away: no panic
+/// (`println!` panics on a closed pipe), and 141, what a shell reports for
+/// `cat` ended by SIGPIPE under `head`.
+#[track_caller]
+fn expect_quiet_end_of_output(code: Option<i32>, stderr: &str, what: &str) {
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{what}: stderr after the reader closed stdout:\n{stderr}"
+    );
+    assert_eq!(code, Some(141), "{what}: exit code; stderr:\n{stderr}");
+}
+
+#[test]
+fn tail_into_a_reader_that_closed_ends_quietly_as_text_and_json() {
+    let relay = Relay::start();
+    let home = temp();
+    let input: String = (1..=40).map(|i| format!("line {i}\n")).collect();
+    run_with(
+        pinned(&relay, "alice", home.path()).arg("--register"),
+        Some(input.as_bytes()),
+        LIMIT,
+    )
+    .expect_code(0);
+
+    for args in [&["--tail", "200"][..], &["--json", "--tail", "200"][..]] {
+        let start = Instant::now();
+        let mut child = pinned(&relay, "alice", home.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start client-cli");
+        // `| head -n 0`: the reader is gone before the first line, so the
+        // very first write fails, whatever the pipe's buffer would hold.
+        drop(child.stdout.take());
+        let stderr = drain(child.stderr.take().expect("stderr"));
+        let status = wait_exit(&mut child, LIMIT);
+        let _ = child.kill();
+        let stderr = stderr.join().expect("stderr reader");
+        assert!(
+            status.is_some(),
+            "{args:?} still running after {:?}; stderr:\n{stderr}",
+            start.elapsed()
+        );
+        expect_quiet_end_of_output(status.and_then(|s| s.code()), &stderr, &args.join(" "));
+    }
+}
+
+#[test]
+fn follow_mode_ends_quietly_when_its_reader_goes_away() {
+    let relay = Relay::start();
+    let home = temp();
+    run(pinned(&relay, "alice", home.path()).args(["--register", "--send", "hi"])).expect_code(0);
+    run(pinned(&relay, "bob", home.path()).args(["--register", "--send", "hello"])).expect_code(0);
+
+    let mut child = pinned(&relay, "alice", home.path())
+        .arg("--interactive")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start client-cli");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    // Held so the client's stdin stays open: EOF would make it quit.
+    let _stdin = child.stdin.take();
+    let mut seen = Vec::new();
+    assert!(
+        wait_line(&out, &mut seen, LIMIT, |l| l
+            .starts_with("-- you are in lobby"))
+        .is_some(),
+        "client never joined the lobby: {seen:?}"
+    );
+    // The reader stops: dropping the receiver ends the thread that holds
+    // the pipe's read end once the next line reaches it.
+    drop(out);
+    for i in 0..3 {
+        run(pinned(&relay, "bob", home.path()).args(["--send", &format!("are you there? {i}")]))
+            .expect_code(0);
+    }
+    let status = wait_exit(&mut child, LIMIT);
+    let _ = child.kill();
+    let stderr = stderr.join().expect("stderr reader");
+    assert!(
+        status.is_some(),
+        "follow mode still running after its reader went away; stderr:\n{stderr}"
+    );
+    expect_quiet_end_of_output(status.and_then(|s| s.code()), &stderr, "--interactive");
+}
