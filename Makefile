@@ -64,10 +64,10 @@ test: $(INTEROP)/bin/python $(NATS_VENV)/bin/nats-server
 bench:
 	bench/run.sh
 
-# Regenerates docs/screenshot.png from the window test.
+# Regenerates docs/screenshot.png and docs/screenshot-dark.png from the window test.
 screenshot:
 	$(CARGO) build --workspace --bins
-	CONFAB_SCREENSHOT=$(CURDIR)/docs/screenshot.png $(CARGO) test -p confab-tests --test gui
+	CONFAB_SCREENSHOT=$(CURDIR)/docs/screenshot.png CONFAB_SCREENSHOT_DARK=$(CURDIR)/docs/screenshot-dark.png $(CARGO) test -p confab-tests --test gui
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -11,7 +11,9 @@
 //! - heap in use (a counting allocator) after the walk through the room.
 //!
 //! `cargo bench -p client-gui --bench window -- [SIZES…] [--keys N]
-//! [--walk-seconds S]`; sizes default to 1000 10000 100000.
+//! [--walk-seconds S] [--json]`; sizes default to 1000 10000 100000.
+//! `bench/window.sh` (part of `make bench`) runs it three times and writes
+//! the medians to docs/BENCH.md.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -325,6 +327,7 @@ fn ms(d: Duration) -> String {
 fn main() {
     let mut sizes = Vec::new();
     let mut keys = 200usize;
+    let mut json = false;
     let mut walk = Duration::from_secs(300);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -338,6 +341,7 @@ fn main() {
                 )
             }
             "--bench" => {}
+            "--json" => json = true,
             other => sizes.push(other.parse::<u64>().unwrap_or_else(|_| {
                 eprintln!("window bench: {other:?} is not a room size; sizes are numbers of lines");
                 std::process::exit(2)
@@ -354,8 +358,10 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     std::env::set_var(SETTINGS_ENV, dir.join("gui.json"));
 
-    println!("| lines in room | walked to the first line | frames | heap after walk (MiB) | peak heap (MiB) | keypress→frame p50 (ms) | p99 (ms) | max (ms) |");
-    println!("|---:|:--|---:|---:|---:|---:|---:|---:|");
+    if !json {
+        println!("| lines in room | walked to the first line | frames | heap after walk (MiB) | peak heap (MiB) | keypress→frame p50 (ms) | p99 (ms) | max (ms) |");
+        println!("|---:|:--|---:|---:|---:|---:|---:|---:|");
+    }
     for size in sizes {
         let mut bench = Bench::new(size);
         let started = Instant::now();
@@ -381,15 +387,29 @@ fn main() {
             taken.push(bench.key(char::from(b'a' + (i % 26) as u8)));
         }
         taken.sort();
-        println!(
-            "| {size} | {} | {frames} | {:.1} | {:.1} | {} | {} | {} |",
-            if reached { "yes" } else { "no (time up)" },
-            heap as f64 / (1 << 20) as f64,
-            PEAK.load(Ordering::Relaxed) as f64 / (1 << 20) as f64,
-            ms(quantile(&taken, 0.5)),
-            ms(quantile(&taken, 0.99)),
-            ms(*taken.last().unwrap()),
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        let (heap, peak) = (mib(heap), mib(PEAK.load(Ordering::Relaxed)));
+        let (p50, p99, max) = (
+            quantile(&taken, 0.5),
+            quantile(&taken, 0.99),
+            *taken.last().unwrap(),
         );
+        if json {
+            println!(
+                "{{\"lines\":{size},\"reached_first\":{reached},\"frames\":{frames},\"heap_mib\":{heap:.2},\"peak_mib\":{peak:.2},\"p50_ms\":{},\"p99_ms\":{},\"max_ms\":{},\"keys\":{keys}}}",
+                ms(p50),
+                ms(p99),
+                ms(max)
+            );
+        } else {
+            println!(
+                "| {size} | {} | {frames} | {heap:.1} | {peak:.1} | {} | {} | {} |",
+                if reached { "yes" } else { "no (time up)" },
+                ms(p50),
+                ms(p99),
+                ms(max),
+            );
+        }
         drop(bench);
         PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
     }

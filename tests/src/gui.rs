@@ -117,7 +117,16 @@ impl Gui {
     /// Starts the window with `args` and waits until it is mapped and
     /// focused (there is no window manager to focus it).
     pub fn start(x: &Xvfb, args: &[&std::ffi::OsStr]) -> Gui {
+        Gui::start_with(x, args, None)
+    }
+
+    /// [`Gui::start`] with the window's settings file written first (e.g.
+    /// `{"server": "…", "user": "alice", "theme": "Dark"}`).
+    pub fn start_with(x: &Xvfb, args: &[&std::ffi::OsStr], settings: Option<&str>) -> Gui {
         let home = tempfile::tempdir().expect("temp dir");
+        if let Some(json) = settings {
+            std::fs::write(home.path().join("gui.json"), json).expect("settings file");
+        }
         let log = std::fs::File::create(home.path().join("gui.log")).expect("gui.log");
         let child = Command::new(crate::bin("client-gui"))
             .args(args)

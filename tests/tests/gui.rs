@@ -99,10 +99,52 @@ async fn a_person_logs_in_in_the_window_and_chats_with_a_terminal_user() {
         &["--room", &dm.name, "--send", "lunch at one?"],
     );
     gui.wait_title(|t| t == "(1) confab — alice");
-    std::thread::sleep(Duration::from_millis(500));
+
+    // A conversation as a team has it, for the pictures: people joining
+    // (one folded notice), lines grouped by sender, a link, emoji, a
+    // mention of alice.
+    let mut carol = relay.register("carol").await;
+    carol.joined("lobby").await;
+    let _dave = relay.register("dave").await;
+    for line in [
+        "the build is green again 🎉",
+        "notes from the planning call: https://example.org/notes/42",
+    ] {
+        carol.client.send("lobby", line).await.unwrap();
+    }
+    bob.client
+        .send(
+            "lobby",
+            "@alice could you look at the relay logs after lunch?",
+        )
+        .await
+        .unwrap();
+    bob.client
+        .send("lobby", "안녕하세요 to the new team in Seoul 👋")
+        .await
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
     let chat = dir.join("chat.png");
     gui.screenshot(&chat);
     if let Some(out) = std::env::var_os("CONFAB_SCREENSHOT") {
         std::fs::copy(&chat, out).expect("copy the screenshot");
+    }
+    drop(gui);
+
+    // The same conversation in the dark theme, as remembered in settings.
+    let settings = format!(r#"{{"server":"{server}","user":"alice","theme":"Dark"}}"#);
+    let dark = Gui::start_with(
+        &x,
+        &["--ca".as_ref(), cert.as_os_str()],
+        Some(settings.as_str()),
+    );
+    dark.xdotool(&["type", "--delay", "15", ALICE_PASSWORD]);
+    dark.xdotool(&["key", "Return"]);
+    dark.wait_title(|t| t == "confab — alice");
+    std::thread::sleep(Duration::from_millis(1200));
+    let shot = dir.join("chat-dark.png");
+    dark.screenshot(&shot);
+    if let Some(out) = std::env::var_os("CONFAB_SCREENSHOT_DARK") {
+        std::fs::copy(&shot, out).expect("copy the dark screenshot");
     }
 }

@@ -202,6 +202,13 @@ fn section(title: &str) -> Element<'_, Message> {
         .into()
 }
 
+fn section_owned(title: String) -> Element<'static, Message> {
+    text(title.to_uppercase())
+        .size(11)
+        .style(text::secondary)
+        .into()
+}
+
 fn badge(theme: &Theme) -> container::Style {
     let palette = theme.extended_palette();
     container::Style::default()

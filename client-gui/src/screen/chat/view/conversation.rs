@@ -203,6 +203,29 @@ fn find_link(s: &str) -> Option<usize> {
     None
 }
 
+/// Whether a body names `user` as `@user` (as a word, any case).
+pub fn mentions(body: &str, user: &str) -> bool {
+    let lower = body.to_lowercase();
+    let want = format!("@{}", user.to_lowercase());
+    lower.match_indices(&want).any(|(at, _)| {
+        let before = lower[..at].chars().next_back();
+        let after = lower[at + want.len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric())
+            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    })
+}
+
+fn mention_line(theme: &Theme) -> container::Style {
+    let palette = theme.extended_palette();
+    container::Style::default()
+        .background(palette.warning.weak.color.scale_alpha(0.35))
+        .border(
+            iced::border::rounded(4)
+                .color(palette.warning.base.color)
+                .width(1),
+        )
+}
+
 fn notice_text(joined: &[String], left: &[String]) -> String {
     fn names(list: &[String]) -> String {
         match list {
@@ -403,6 +426,8 @@ impl Chat {
             .width(Fill);
         if from == self.user {
             c.style(own_line).into()
+        } else if mentions(body, &self.user) {
+            c.style(mention_line).into()
         } else {
             c.into()
         }
@@ -491,6 +516,15 @@ mod tests {
             vec![("no link: httpd, xhttp://a, http:// alone".into(), None)]
         );
         assert_eq!(texts(&spans("")), vec![(String::new(), None)]);
+    }
+
+    #[test]
+    fn a_mention_is_the_name_as_a_word() {
+        assert!(mentions("@erin could you look", "erin"));
+        assert!(mentions("thanks, @Erin!", "erin"));
+        assert!(!mentions("@erinn is someone else", "erin"));
+        assert!(!mentions("mail erin@example.org", "erin"));
+        assert!(!mentions("erin without the at", "erin"));
     }
 
     #[test]

@@ -3,23 +3,29 @@
 use iced::widget::{button, container, row, scrollable, text, Column};
 use iced::{Center, Element, Fill};
 
-use super::section;
+use super::{section, section_owned};
 use crate::screen::chat::{Chat, Message, Status};
 
 pub(super) const WIDTH: f32 = 180.0;
 
 impl Chat {
     pub(super) fn member_list(&self) -> Element<'_, Message> {
-        let title = if self.status == Status::Connected {
-            section("Members")
-        } else {
-            section("Members — offline")
-        };
         // Dots from before a disconnect are guesses: grey until the list
         // is asked again.
         let known = self.presence_known();
+        let members = self.members.get(&self.current);
+        let count = members.map_or(0, Vec::len);
+        let online = members.map_or(0, |list| list.iter().filter(|m| m.online).count());
+        let title = match (self.status == Status::Connected, members) {
+            (false, _) => section("Members — offline"),
+            (true, None) => section("Members"),
+            (true, Some(_)) if known => {
+                section_owned(format!("Members · {count}, {online} online"))
+            }
+            (true, Some(_)) => section_owned(format!("Members · {count}")),
+        };
         let mut list = Column::new().spacing(2).padding(10).push(title);
-        if let Some(members) = self.members.get(&self.current) {
+        if let Some(members) = members {
             for m in members {
                 let dot = match (known, m.online) {
                     (false, _) => text("◌").style(text::secondary),
