@@ -440,7 +440,7 @@ fn members_are_grey_while_offline_until_a_fresh_list_arrives() {
     };
     w.net(members());
     assert_eq!(dots(&w), ["●", "●"], "texts: {:?}", w.texts());
-    assert!(w.shows("MEMBERS"));
+    assert!(w.shows("MEMBERS · 2, 2 ONLINE"), "texts: {:?}", w.texts());
 
     w.reconnecting();
     assert!(
