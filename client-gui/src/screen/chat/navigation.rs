@@ -26,7 +26,11 @@ impl Chat {
             Key::Character("k") if modifiers.command() => Some(Message::ToggleSwitcher),
             // A focused text field takes Escape for itself, so it counts
             // whether or not captured.
-            Key::Named(Named::Escape) if open || self.panel.is_some() => Some(Message::Close),
+            Key::Named(Named::Escape)
+                if open || self.panel.is_some() || self.selection.is_some() =>
+            {
+                Some(Message::Close)
+            }
             Key::Named(Named::ArrowUp) if open => Some(Message::SwitcherMove(-1)),
             Key::Named(Named::ArrowDown) if open => Some(Message::SwitcherMove(1)),
             Key::Named(Named::Enter) if open && !captured => Some(Message::SwitcherOpen),
@@ -80,7 +84,9 @@ impl Chat {
                 ..Outcome::default()
             },
             Message::Close => {
-                let closed = self.switcher.take().is_some() | self.panel.take().is_some();
+                let closed = self.switcher.take().is_some()
+                    | self.panel.take().is_some()
+                    | self.selection.take().is_some();
                 Outcome {
                     focus: closed.then_some(view::COMPOSER),
                     ..Outcome::default()

@@ -654,6 +654,17 @@ fn a_double_clicked_line_is_selected_whole_and_copied() {
     let out = c.update(Message::Deselect);
     assert!(c.selection.is_none());
     assert_eq!(out.focus, Some(view::COMPOSER));
+    // Escape ends a selection too.
+    c.update(Message::Select(key));
+    let escape = c.shortcut(
+        &iced::keyboard::Key::Named(iced::keyboard::key::Named::Escape),
+        iced::keyboard::Modifiers::default(),
+        true,
+    );
+    assert!(matches!(escape, Some(Message::Close)));
+    let out = c.update(Message::Close);
+    assert!(c.selection.is_none());
+    assert_eq!(out.focus, Some(view::COMPOSER));
     assert_eq!(
         c.update(Message::OpenLink("https://example.org".into()))
             .open
