@@ -244,7 +244,7 @@ fn someone_can_be_invited_to_the_current_room() {
         result: Ok(()),
     });
     assert!(
-        w.shows_part("Invited bob to #secret. They see the invitation in their sidebar"),
+        w.shows_part("Invited bob to #secret. They are told at once, or when they next log in"),
         "texts: {:?}",
         w.texts()
     );

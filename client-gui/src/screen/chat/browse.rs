@@ -312,8 +312,8 @@ impl Chat {
     pub(super) fn invited(&mut self, room: String, user: String, result: Result<(), String>) {
         let said = match result {
             Ok(()) => Ok(format!(
-                "Invited {user} to #{room}. They see the invitation in their sidebar \
-                 (at once, or when they next log in) and can accept it there."
+                "Invited {user} to #{room}. They are told at once, or when they next \
+                 log in, and can accept."
             )),
             Err(why) => Err(why),
         };
