@@ -29,7 +29,7 @@ client = {
 server = {
     "welcome": uvar(0) + uvar(1) + string("relay") + b"\x01",
     "joined": uvar(2) + uvar(5) + room_info("dev", 1, 3, 2**40),
-    "rooms": uvar(5) + uvar(6) + uvar(2) + room_info("lobby", 0, 2, 9) + room_info("@a+b", 2, 2, 0) + uvar(1) + room_info("lobby", 0, 2, 9),
+    "rooms": uvar(5) + uvar(6) + uvar(2) + room_info("lobby", 0, 2, 9) + room_info("@a+b", 2, 2, 0) + uvar(1) + room_info("lobby", 0, 2, 9) + uvar(1) + room_info("ops", 1, 2, 0) + string("bob"),
     "members": uvar(6) + uvar(7) + string("dev") + uvar(2) + string("alice") + b"\x01" + string("bob") + b"\x00",
     "ack": uvar(7) + uvar(8) + string("lobby") + bytes(16) + uvar(5) + ivar(-1),
     "message": uvar(8) + message("lobby", 5, "hi"),
@@ -39,6 +39,7 @@ server = {
     "lagged": uvar(11) + string("lobby") + uvar(1024),
     "error": uvar(13) + uvar(1) + uvar(9) + string("slow down"),
     "shutdown": uvar(14) + string("bye"),
+    "invited": uvar(15) + room_info("ops", 1, 2, 0) + string("bob"),
 }
 out = "seeds/frame_decode"
 os.makedirs(out, exist_ok=True)

@@ -1,6 +1,8 @@
 //! The interactive loop: events print as they come; a line is a message to
 //! the current room or a `/command`.
 
+use std::collections::HashSet;
+
 use common::client::{Client, Event};
 use common::frame::Page;
 use tokio::io::AsyncBufReadExt;
@@ -10,8 +12,8 @@ use crate::exit;
 use crate::output::Printer;
 
 const HELP: &str =
-    "commands: /join ROOM  /create ROOM [private]  /leave  /invite USER  /rooms  /who  \
-/dm USER TEXT  /history N  /room ROOM  /quit";
+    "commands: /join ROOM  /create ROOM [private]  /leave  /invite USER  /decline ROOM  /rooms  \
+/who  /dm USER TEXT  /history N  /room ROOM  /quit";
 
 pub async fn run(
     client: &Client,
@@ -20,6 +22,9 @@ pub async fn run(
     printer: &Printer,
 ) -> u8 {
     let mut current = room.to_owned();
+    // The rooms the user is in, so that declining one of them does not
+    // leave it (a decline is a `Leave`).
+    let mut rooms = HashSet::new();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     printer.info("help", HELP, HELP);
     loop {
@@ -35,12 +40,23 @@ pub async fn run(
                         _ => exit::CONNECTION,
                     };
                 }
-                Some(event) => printer.event(&event),
+                Some(event) => {
+                    match &event {
+                        Event::Joined { room, .. } => {
+                            rooms.insert(room.clone());
+                        }
+                        Event::Left { room } => {
+                            rooms.remove(room);
+                        }
+                        _ => {}
+                    }
+                    printer.event(&event);
+                }
                 None => return exit::CONNECTION,
             },
             line = lines.next_line() => match line {
                 Ok(Some(line)) => {
-                    if !command(client, printer, &mut current, line.trim_end()).await {
+                    if !command(client, printer, &mut current, &rooms, line.trim_end()).await {
                         return exit::OK;
                     }
                 }
@@ -51,7 +67,13 @@ pub async fn run(
 }
 
 /// Handles one input line; false means quit.
-async fn command(client: &Client, printer: &Printer, current: &mut String, line: &str) -> bool {
+async fn command(
+    client: &Client,
+    printer: &Printer,
+    current: &mut String,
+    rooms: &HashSet<String>,
+    line: &str,
+) -> bool {
     let (cmd, rest) = match line.strip_prefix('/') {
         Some(c) => c
             .split_once(' ')
@@ -93,15 +115,35 @@ async fn command(client: &Client, printer: &Printer, current: &mut String, line:
             }
         }
         "invite" if !rest.is_empty() => report(printer, client.invite(current, rest).await),
-        "rooms" => match client.rooms().await {
-            Ok((joined, public)) => {
-                let joined: Vec<_> = joined.iter().map(|r| r.name.as_str()).collect();
-                let public: Vec<_> = public.iter().map(|r| r.name.as_str()).collect();
-                let text = format!(
+        "decline" if !rest.is_empty() => {
+            let room = rest.trim_start_matches('#');
+            if rooms.contains(room) {
+                let text = format!("you are in #{room}; /leave {room} to leave it");
+                printer.info("error", &text, &text);
+                return true;
+            }
+            match client.decline(room).await {
+                Ok(()) => printer.info("declined", room, &format!("declined #{room}")),
+                Err(e) => report(printer, Err(e)),
+            }
+        }
+        "rooms" => match client.room_list().await {
+            Ok(list) => {
+                let joined: Vec<_> = list.joined.iter().map(|r| r.name.as_str()).collect();
+                let public: Vec<_> = list.public.iter().map(|r| r.name.as_str()).collect();
+                let mut text = format!(
                     "your rooms: {}; public: {}",
                     joined.join(" "),
                     public.join(" ")
                 );
+                if !list.invited.is_empty() {
+                    let invited: Vec<_> = list
+                        .invited
+                        .iter()
+                        .map(|i| format!("{} (by {})", i.room.name, i.by))
+                        .collect();
+                    text.push_str(&format!("; invited to: {}", invited.join(" ")));
+                }
                 printer.info("rooms", &text, &text);
             }
             Err(e) => report(printer, Err(e)),

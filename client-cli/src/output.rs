@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{Local, TimeZone};
 use common::client::Event;
-use common::frame::{Message, Presence, PresenceKind};
+use common::frame::{Invitation, Message, Presence, PresenceKind, RoomKind};
 use serde_json::json;
 
 /// Prints events in the chosen format.
@@ -73,10 +73,44 @@ impl Printer {
         }
     }
 
+    /// `* bob invited you to #ops — /join ops to accept, /decline ops to
+    /// decline`.
+    pub fn invitation(&self, i: &Invitation) {
+        let room = &i.room.name;
+        if self.json {
+            let mut v = invitation_json(i);
+            v["type"] = "invited".into();
+            self.out(v);
+            return;
+        }
+        self.out(format_args!(
+            "* {} invited you to #{room} — /join {room} to accept, /decline {room} to decline",
+            i.by
+        ));
+    }
+
     pub fn event(&self, e: &Event) {
         match e {
             Event::Message(m) => self.message(m),
             Event::Presence(p) => self.presence(p),
+            Event::Invited(i) => self.invitation(i),
+            // Said at login only when some wait: most logins have none.
+            Event::Invitations(list) if list.is_empty() => {}
+            Event::Invitations(list) => {
+                if self.json {
+                    let list: Vec<_> = list.iter().map(invitation_json).collect();
+                    self.out(json!({"type": "invitations", "invitations": list}));
+                    return;
+                }
+                let rooms: Vec<String> = list
+                    .iter()
+                    .map(|i| format!("#{} (by {})", i.room.name, i.by))
+                    .collect();
+                self.out(format_args!(
+                    "* invitations waiting: {} — /join ROOM to accept, /decline ROOM to decline",
+                    rooms.join(", ")
+                ));
+            }
             Event::Joined { room, recent, .. } => {
                 for m in recent {
                     self.message(m);
@@ -133,6 +167,16 @@ impl Printer {
             self.out(format_args!("-- {text}"));
         }
     }
+}
+
+/// An invitation's fields for JSON output.
+fn invitation_json(i: &Invitation) -> serde_json::Value {
+    let kind = match i.room.kind {
+        RoomKind::Public => "public",
+        RoomKind::Private => "private",
+        RoomKind::Direct => "direct",
+    };
+    json!({"room": i.room.name, "kind": kind, "by": i.by})
 }
 
 /// `[room] #seq HH:MM:SS user: text`, in local time.

@@ -86,6 +86,8 @@ pub enum Command {
         room: String,
         user: String,
     },
+    /// Decline the invitation to `room`.
+    Decline(String),
     Logout,
 }
 
@@ -142,18 +144,17 @@ pub enum Event {
         user: String,
         result: Result<(), String>,
     },
+    /// The invitation to `room` was declined, or why not.
+    Declined {
+        room: String,
+        result: Result<(), String>,
+    },
     /// The session ended after a logout.
     LoggedOut,
 }
 
 /// The relay's answer to `ListRooms`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoomList {
-    /// Every room the user is in, of any kind.
-    pub joined: Vec<RoomInfo>,
-    /// Public channels, joined or not.
-    pub public: Vec<RoomInfo>,
-}
+pub use common::client::RoomList;
 
 /// The UI's end of the command channel.
 #[derive(Debug, Clone)]
@@ -287,9 +288,8 @@ async fn perform(client: Arc<Client>, command: Command, results: mpsc::Unbounded
         },
         Command::ListRooms => Event::Rooms(
             client
-                .rooms()
+                .room_list()
                 .await
-                .map(|(joined, public)| RoomList { joined, public })
                 .map_err(|e| format!("Could not load the room list: {}.", words(&e))),
         ),
         Command::Invite { room, user } => {
@@ -298,6 +298,22 @@ async fn perform(client: Arc<Client>, command: Command, results: mpsc::Unbounded
                 .await
                 .map_err(|e| format!("Could not invite {user} to #{room}: {}.", invite_words(&e)));
             Event::Invited { room, user, result }
+        }
+        Command::Decline(room) => {
+            let result = match client.decline(&room).await {
+                // Not invited (any more): nothing is left to decline.
+                Err(RequestError::Refused {
+                    code: ErrorCode::NoSuchRoom | ErrorCode::NotMember,
+                    ..
+                }) => Ok(()),
+                other => other.map_err(|e| {
+                    format!(
+                        "Could not decline the invitation to #{room}: {}.",
+                        words(&e)
+                    )
+                }),
+            };
+            Event::Declined { room, result }
         }
         Command::Logout => return,
     };

@@ -35,6 +35,7 @@ fn browsing() -> Window {
     w.net(NetEvent::Rooms(Ok(RoomList {
         joined: vec![public("lobby", 4)],
         public: vec![public("design", 1), public("dev", 5), public("lobby", 4)],
+        invited: vec![],
     })));
     w
 }
@@ -69,6 +70,7 @@ fn the_browser_lists_public_rooms_filters_them_and_joins_with_a_click() {
     w.net(NetEvent::Rooms(Ok(RoomList {
         joined: vec![public("lobby", 4)],
         public: vec![public("dev", 6), public("lobby", 4)],
+        invited: vec![],
     })));
     w.interact(|ui| {
         ui.click(iced_test::selector::id(FILTER))
@@ -97,6 +99,7 @@ fn the_browser_lists_public_rooms_filters_them_and_joins_with_a_click() {
     w.net(NetEvent::Rooms(Ok(RoomList {
         joined: vec![public("dev", 7), public("lobby", 4)],
         public: vec![public("dev", 7), public("lobby", 4)],
+        invited: vec![],
     })));
     assert_eq!(w.count("✓ joined"), 2, "texts: {:?}", w.texts());
     w.click("Close");
@@ -133,6 +136,7 @@ fn the_browser_says_what_went_wrong_in_words() {
     w.net(NetEvent::Rooms(Ok(RoomList {
         joined: vec![],
         public: vec![public("dev", 2)],
+        invited: vec![],
     })));
 
     // A refused join is said in the browser, which stays open.
@@ -240,7 +244,7 @@ fn someone_can_be_invited_to_the_current_room() {
         result: Ok(()),
     });
     assert!(
-        w.shows_part("Invited bob to #secret. confab cannot tell them: let them know"),
+        w.shows_part("Invited bob to #secret. They are told at once, or when they next log in"),
         "texts: {:?}",
         w.texts()
     );

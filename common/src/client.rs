@@ -39,7 +39,20 @@ pub use relays::{with_port, RelayList, DEFAULT_PORT};
 use command::Command;
 use worker::CurrentRelay;
 
-use crate::frame::{ClientFrame, ErrorCode, Member, Message, Page, RoomInfo, ServerFrame};
+use crate::frame::{
+    ClientFrame, ErrorCode, Invitation, Member, Message, Page, RoomInfo, ServerFrame,
+};
+
+/// The relay's answer to a room listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomList {
+    /// Every room the user is in, of any kind.
+    pub joined: Vec<RoomInfo>,
+    /// Public channels, joined or not.
+    pub public: Vec<RoomInfo>,
+    /// Invitations to rooms the user is not in, newest first.
+    pub invited: Vec<Invitation>,
+}
 
 /// A handle to a running session. Dropping it ends the session.
 pub struct Client {
@@ -178,7 +191,9 @@ impl Client {
         }
     }
 
-    /// Lets `user` join private `room`.
+    /// Invites `user` to `room` (which a private room needs before they
+    /// may join); they are told at once if connected, and see it in their
+    /// room list otherwise.
     pub async fn invite(&self, room: &str, user: &str) -> Result<(), RequestError> {
         match self
             .request(ClientFrame::Invite {
@@ -193,10 +208,35 @@ impl Client {
         }
     }
 
+    /// Declines an invitation to `room`: the relay forgets it, and the
+    /// user can join a private room only if invited again. This is a
+    /// `Leave`: for a room the user is in, it leaves the room.
+    pub async fn decline(&self, room: &str) -> Result<(), RequestError> {
+        // A `Leave` of a room one is only invited to is the decline.
+        self.leave(room).await
+    }
+
     /// The user's rooms and the public channels.
     pub async fn rooms(&self) -> Result<(Vec<RoomInfo>, Vec<RoomInfo>), RequestError> {
+        self.room_list()
+            .await
+            .map(|list| (list.joined, list.public))
+    }
+
+    /// The user's rooms, the public channels and the user's pending
+    /// invitations.
+    pub async fn room_list(&self) -> Result<RoomList, RequestError> {
         match self.request(ClientFrame::ListRooms { req: 0 }).await? {
-            ServerFrame::Rooms { joined, public, .. } => Ok((joined, public)),
+            ServerFrame::Rooms {
+                joined,
+                public,
+                invited,
+                ..
+            } => Ok(RoomList {
+                joined,
+                public,
+                invited,
+            }),
             other => Err(unexpected(other)),
         }
     }

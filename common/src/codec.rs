@@ -166,6 +166,9 @@ mod tests {
             }
         })
     }
+    fn invitation() -> impl Strategy<Value = Invitation> {
+        (room_info(), name()).prop_map(|(room, by)| Invitation { room, by })
+    }
     fn presence_kind() -> impl Strategy<Value = PresenceKind> {
         prop_oneof![
             Just(PresenceKind::Joined),
@@ -267,12 +270,14 @@ mod tests {
             (
                 any::<u32>(),
                 prop::collection::vec(room_info(), 0..5),
-                prop::collection::vec(room_info(), 0..5)
+                prop::collection::vec(room_info(), 0..5),
+                prop::collection::vec(invitation(), 0..3)
             )
-                .prop_map(|(req, joined, public)| Rooms {
+                .prop_map(|(req, joined, public, invited)| Rooms {
                     req,
                     joined,
-                    public
+                    public,
+                    invited
                 }),
             (
                 any::<u32>(),
@@ -325,6 +330,7 @@ mod tests {
                 message
             }),
             text().prop_map(|reason| Shutdown { reason }),
+            invitation().prop_map(Invited),
         ]
     }
 

@@ -144,13 +144,15 @@ pub enum ServerFrame {
     Joined { req: RequestId, room: RoomInfo },
     /// 3. Reply to `Leave`.
     Left { req: RequestId, room: String },
-    /// 4. Reply to requests with nothing to return (`Invite`).
+    /// 4. Reply to requests with nothing to return (`Invite`, `Resume`).
     Done { req: RequestId },
     /// 5. Reply to `ListRooms`.
     Rooms {
         req: RequestId,
         joined: Vec<RoomInfo>,
         public: Vec<RoomInfo>,
+        /// The user's pending invitations, newest first.
+        invited: Vec<Invitation>,
     },
     /// 6. Reply to `Members`.
     Members {
@@ -190,6 +192,9 @@ pub enum ServerFrame {
     },
     /// 14. The relay is shutting down; reconnect later.
     Shutdown { reason: String },
+    /// 15. Someone invited the session's user to a room: `Join` accepts,
+    ///     `Leave` declines.
+    Invited(Invitation),
 }
 
 /// One stored message.
@@ -223,6 +228,14 @@ pub struct RoomInfo {
     pub members: u32,
     /// Sequence of the newest message, 0 if none.
     pub latest: Seq,
+}
+
+/// An invitation to a room the user is not a member of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub room: RoomInfo,
+    /// Who invited, as registered.
+    pub by: String,
 }
 
 /// A room member.
@@ -361,7 +374,12 @@ impl ServerFrame {
             | HistoryPage { req, .. }
             | Pong { req }
             | Error { req, .. } => *req,
-            Welcome { .. } | Message(_) | Presence(_) | Lagged { .. } | Shutdown { .. } => 0,
+            Welcome { .. }
+            | Message(_)
+            | Presence(_)
+            | Lagged { .. }
+            | Shutdown { .. }
+            | Invited(_) => 0,
         }
     }
 }
@@ -382,4 +400,39 @@ pub mod close {
     pub const VERSION: u32 = 5;
     /// The account was deleted or its password changed while logged in.
     pub const ACCOUNT_CHANGED: u32 = 6;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::encode;
+
+    /// Pinned: PROTOCOL.md §15 shows these bytes to implementers.
+    #[test]
+    fn invitations_encode_as_documented() {
+        let ops = Invitation {
+            room: RoomInfo {
+                name: "ops".into(),
+                kind: RoomKind::Private,
+                members: 2,
+                latest: 0,
+            },
+            by: "bob".into(),
+        };
+        let told = ServerFrame::Invited(ops.clone());
+        assert_eq!(
+            &encode(&told)[..],
+            &[0, 0, 0, 12, 0x0f, 3, b'o', b'p', b's', 1, 2, 0, 3, b'b', b'o', b'b']
+        );
+        let rooms = ServerFrame::Rooms {
+            req: 7,
+            joined: vec![],
+            public: vec![],
+            invited: vec![ops],
+        };
+        assert_eq!(
+            &encode(&rooms)[..],
+            &[0, 0, 0, 16, 5, 7, 0, 0, 1, 3, b'o', b'p', b's', 1, 2, 0, 3, b'b', b'o', b'b']
+        );
+    }
 }

@@ -92,6 +92,9 @@
 //!   sees a line or presence of hers there; nobody receives their own
 //!   online/offline presence; a login of hers with all her devices in is
 //!   refused `TooManyConnections`;
+//! - only mallory invites, so only alice is told of invitations (`Invited`),
+//!   each from mallory, never to a DM nor to a room mallory can never be
+//!   in, and mallory's room lists hold no invitation;
 //! - refusals are the documented ones (PROTOCOL §5.1, §9, §10) and fit
 //!   what is known: no `NotMember` for a room the user was in throughout,
 //!   no `NoSuchRoom` for a room known to exist, `NotMember` for a `Join`
@@ -125,7 +128,7 @@
 //! Any panic aborts the process (see `abort_on_panic`).
 //! CONFAB_FUZZ_TRACE=1 prints every frame sent and received, and every
 //! turn of a pair. A pair of two membership changes (create, join, leave,
-//! open a DM) runs one request after the other, as the relay's
+//! open a DM, invite) runs one request after the other, as the relay's
 //! per-user membership lock makes them.
 #![no_main]
 
@@ -157,7 +160,7 @@ use relay::rate::{SendGate, TokenBucket};
 use relay::session::{acked, bulk_bytes, Answer, BulkWork, Session};
 use relay::state::Relay;
 use relay::store::sqlite::SqliteStore;
-use relay::store::{Appended, NewMessage, RoomRow, Store, StoreError, StoredUser};
+use relay::store::{Appended, Invited, NewMessage, RoomRow, Store, StoreError, StoredUser};
 use tokio::sync::mpsc;
 use tokio::task::Unconstrained;
 
@@ -423,8 +426,9 @@ fn trace(what: impl FnOnce() -> String) {
     }
 }
 
-/// Whether a request takes its user's membership lock in the relay: a
-/// room change that may change who is in a room.
+/// Whether a request takes a membership lock in the relay: a room change
+/// that may change who is in a room, or an invitation (which takes the
+/// invitee's, mallory's own when she invites herself).
 fn locks_membership(frame: &ClientFrame) -> bool {
     matches!(
         frame,
@@ -432,6 +436,7 @@ fn locks_membership(frame: &ClientFrame) -> bool {
             | ClientFrame::Join { .. }
             | ClientFrame::Leave { .. }
             | ClientFrame::OpenDm { .. }
+            | ClientFrame::Invite { .. }
     )
 }
 
@@ -1403,8 +1408,22 @@ impl Store for Turns {
         gated(self.0.public_rooms()).await
     }
 
-    async fn invite(&self, room: &str, user: &str) -> Result<(), StoreError> {
-        gated(self.0.invite(room, user)).await
+    async fn invite(
+        &self,
+        room: &str,
+        user: &str,
+        by: &str,
+        keep: usize,
+    ) -> Result<bool, StoreError> {
+        gated(self.0.invite(room, user, by, keep)).await
+    }
+
+    async fn decline(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        gated(self.0.decline(room, user)).await
+    }
+
+    async fn invitations(&self, user: &str) -> Result<Vec<Invited>, StoreError> {
+        gated(self.0.invitations(user)).await
     }
 
     async fn is_invited(&self, room: &str, user: &str) -> Result<bool, StoreError> {
@@ -1640,6 +1659,17 @@ impl Peer {
                 *last = m.seq;
             }
             ServerFrame::Presence(p) => self.on_presence(p),
+            // Only mallory invites, and only to rooms she is in.
+            ServerFrame::Invited(i) => {
+                if self.user == FUZZED
+                    || i.by != FUZZED
+                    || self.never.contains(&i.room.name.as_str())
+                    || MALLORY_NEVER.contains(&i.room.name.as_str())
+                    || i.room.kind == RoomKind::Direct
+                {
+                    self.fail(format!("invited: {i:?}"));
+                }
+            }
             ServerFrame::Lagged { room, .. } => {
                 if bulk {
                     self.fail(format!("Lagged in {room} as a bulk reply"));
@@ -1809,7 +1839,18 @@ impl Peer {
                     self.fail(format!("Resume {room} done (rooms {:?})", self.rooms));
                 }
             }
-            (Want::ListRooms, ServerFrame::Rooms { joined, public, .. }) => {
+            (
+                Want::ListRooms,
+                ServerFrame::Rooms {
+                    joined,
+                    public,
+                    invited,
+                    ..
+                },
+            ) => {
+                if !invited.is_empty() {
+                    self.fail(format!("invitations nobody made: {invited:?}"));
+                }
                 let names: BTreeSet<String> = joined.iter().map(|r| r.name.clone()).collect();
                 let missing = self
                     .rooms
@@ -2158,6 +2199,7 @@ async fn login(
                     req: r,
                     joined,
                     public,
+                    ..
                 } if r == req => (joined, public),
                 other => fail!("{user}'s room list: {other:?}"),
             },

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::store::nats::{NatsOptions, NatsStore};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Appended, NewMessage, RoomRow, Store, StoreError, StoredUser};
+use crate::store::{Appended, Invited, NewMessage, RoomRow, Store, StoreError, StoredUser};
 
 /// Where the store lives.
 #[derive(Debug, Clone)]
@@ -153,8 +153,22 @@ impl Store for AnyStore {
         each!(self, s => s.public_rooms().await)
     }
 
-    async fn invite(&self, room: &str, user: &str) -> Result<(), StoreError> {
-        each!(self, s => s.invite(room, user).await)
+    async fn invite(
+        &self,
+        room: &str,
+        user: &str,
+        by: &str,
+        keep: usize,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.invite(room, user, by, keep).await)
+    }
+
+    async fn decline(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        each!(self, s => s.decline(room, user).await)
+    }
+
+    async fn invitations(&self, user: &str) -> Result<Vec<Invited>, StoreError> {
+        each!(self, s => s.invitations(user).await)
     }
 
     async fn is_invited(&self, room: &str, user: &str) -> Result<bool, StoreError> {

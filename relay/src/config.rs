@@ -27,6 +27,8 @@ pub struct Config {
     pub room_creations_per_hour: u32,
     /// Rooms one account may be a member of.
     pub max_rooms_per_user: usize,
+    /// Pending invitations kept per account; past it the oldest goes.
+    pub max_invitations: usize,
     /// Bulk replies the relay holds at once (each up to 1 MiB).
     pub bulk_replies: usize,
     /// MiB of message bodies one account may store per day.
@@ -55,6 +57,7 @@ impl Default for Config {
             max_sessions_per_user: defaults::MAX_SESSIONS_PER_USER,
             room_creations_per_hour: defaults::ROOM_CREATIONS_PER_HOUR,
             max_rooms_per_user: defaults::MAX_ROOMS_PER_USER,
+            max_invitations: defaults::MAX_INVITATIONS,
             bulk_replies: defaults::BULK_REPLIES,
             daily_quota_mib: defaults::DAILY_QUOTA_MIB,
             registrations_per_hour: defaults::REGISTRATIONS_PER_HOUR,

@@ -42,6 +42,13 @@ pub const ROOM_CREATION_BURST: u32 = 20;
 /// small whatever others do, since DMs opened by others count too.
 pub const MAX_ROOMS_PER_USER: usize = 1000;
 
+/// Pending invitations kept per user; past it the oldest goes. Anyone may
+/// invite anyone, so this is what bounds the invitations a user is sent in
+/// `Rooms.invited` and the store keeps for them, however many accounts
+/// invite; the oldest going means a flood cannot keep newer invitations
+/// out, and tells the inviters nothing about the invitee.
+pub const MAX_INVITATIONS: usize = 100;
+
 /// Public channels listed in `Rooms.public`, the ones with most members
 /// first: a directory to browse, not every room, so the list stays small
 /// however many rooms exist. Any room can still be joined by name.

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use common::codec;
-use common::frame::{Message, Presence, PresenceKind, ServerFrame};
+use common::frame::{Invitation, Message, Presence, PresenceKind, ServerFrame};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -47,6 +47,12 @@ pub enum HubEvent {
     Offline {
         user: String,
         rooms: Vec<String>,
+    },
+    /// Someone invited the user to a room: their sessions on every relay
+    /// are told.
+    Invited {
+        user: String,
+        invitation: Invitation,
     },
 }
 
@@ -280,6 +286,27 @@ impl Hub {
             HubEvent::Left { user, room } => self.change_membership(&user, &room, false),
             HubEvent::Online { user, rooms } => self.remote_presence(&user, &rooms, true),
             HubEvent::Offline { user, rooms } => self.remote_presence(&user, &rooms, false),
+            HubEvent::Invited { user, invitation } => self.tell_invited(&user, &invitation),
+        }
+    }
+
+    /// `user` was invited to a room: tells their sessions here and, through
+    /// the cluster link, on the other relays.
+    pub fn invited(&self, user: &str, invitation: Invitation) {
+        self.tell_invited(user, &invitation);
+        self.emit(HubEvent::Invited {
+            user: user.to_owned(),
+            invitation,
+        });
+    }
+
+    /// Best effort, as presence: a session with a full queue misses it,
+    /// and finds the invitation in its next room list.
+    fn tell_invited(&self, user: &str, invitation: &Invitation) {
+        let frame = codec::encode(&ServerFrame::Invited(invitation.clone()));
+        let st = self.state.lock().expect("hub lock");
+        for s in st.user_sessions(user) {
+            s.offer(&frame);
         }
     }
 

@@ -96,6 +96,10 @@ struct Serve {
     /// Rooms (channels and DMs) one account may be a member of.
     #[arg(long, default_value_t = defaults::MAX_ROOMS_PER_USER)]
     max_rooms_per_user: usize,
+    /// Pending invitations kept per account; past it the oldest is
+    /// forgotten.
+    #[arg(long, default_value_t = defaults::MAX_INVITATIONS)]
+    max_invitations: usize,
     /// Bulk replies (history pages, room and member lists; up to 1 MiB
     /// each) the relay holds at once, all clients together.
     #[arg(long, default_value_t = defaults::BULK_REPLIES)]
@@ -336,6 +340,7 @@ async fn serve(args: Serve) -> Result<()> {
         max_sessions_per_user: args.max_sessions_per_user.max(1),
         room_creations_per_hour: args.room_creations_per_hour,
         max_rooms_per_user: args.max_rooms_per_user.max(1),
+        max_invitations: args.max_invitations.max(1),
         bulk_replies: args.bulk_replies.max(1),
         daily_quota_mib: args.daily_quota_mib.max(1),
         registrations_per_hour: args.registrations_per_hour.max(1),

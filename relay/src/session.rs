@@ -13,7 +13,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use common::codec::{self, FrameError};
 use common::frame::{
-    ClientFrame, ErrorCode, Member, MsgId, Page, RequestId, RoomInfo, RoomKind, ServerFrame,
+    ClientFrame, ErrorCode, Invitation, Member, MsgId, Page, RequestId, RoomInfo, RoomKind,
+    ServerFrame,
 };
 use common::limits::{MAX_BULK_FRAME, MAX_PAGE};
 use common::names::{self, LOBBY};
@@ -276,6 +277,10 @@ impl<S: Store> Session<S> {
         let user = self.user().to_owned();
         bulk(req, async move {
             let joined = relay.store.rooms_of(&user).await?;
+            let mut invited = relay.store.invitations(&user).await?;
+            // The store keeps about this many; several relays inviting at
+            // once may leave a few more for a moment.
+            invited.truncate(relay.cfg.max_invitations);
             let mut public = relay.store.public_rooms().await?;
             if public.len() > MAX_LISTED_PUBLIC {
                 // The busiest, so that rooms made in bulk by one account
@@ -288,6 +293,13 @@ impl<S: Store> Session<S> {
                 req,
                 joined: joined.iter().map(info).collect(),
                 public: public.iter().map(info).collect(),
+                invited: invited
+                    .into_iter()
+                    .map(|i| Invitation {
+                        room: info(&i.room),
+                        by: i.by,
+                    })
+                    .collect(),
             })
         })
     }
@@ -451,15 +463,20 @@ impl<S: Store> Session<S> {
         let user = self.user().to_owned();
         let relay = self.relay.clone();
         let _changing = relay.membership.lock(&[&user]).await;
-        if !self.relay.store.remove_member(room, &user).await? {
-            let msg = format!("you are not a member of {room}");
-            return Err(self.outsider(room, msg).await);
-        }
-        self.relay.hub.left(&user, room);
-        Ok(ServerFrame::Left {
+        let left = ServerFrame::Left {
             req,
             room: room.to_owned(),
-        })
+        };
+        if self.relay.store.remove_member(room, &user).await? {
+            self.relay.hub.left(&user, room);
+            return Ok(left);
+        }
+        // Leaving a room one is only invited to declines the invitation.
+        if self.relay.store.decline(room, &user).await? {
+            return Ok(left);
+        }
+        let msg = format!("you are neither in {room} nor invited to it");
+        Err(self.outsider(room, msg).await)
     }
 
     async fn invite(&mut self, req: RequestId, room: &str, user: &str) -> Reply {
@@ -475,7 +492,23 @@ impl<S: Store> Session<S> {
             ));
         }
         let target = self.canonical_user(user).await?;
-        self.relay.store.invite(room, &target).await?;
+        // The invitee's joins and leaves on this relay wait, so one who
+        // joins meanwhile is not told of an invitation to their own room.
+        let relay = self.relay.clone();
+        let _changing = relay.membership.lock(&[&target]).await;
+        let keep = self.relay.cfg.max_invitations;
+        if self
+            .relay
+            .store
+            .invite(room, &target, self.user(), keep)
+            .await?
+        {
+            let invitation = Invitation {
+                room: info(&row),
+                by: self.user().to_owned(),
+            };
+            self.relay.hub.invited(&target, invitation);
+        }
         Ok(ServerFrame::Done { req })
     }
 

@@ -46,6 +46,14 @@ pub struct RoomRow {
     pub members: u32,
 }
 
+/// An invitation as stored, with its room as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invited {
+    pub room: RoomRow,
+    /// Who invited (the last to, if several did).
+    pub by: String,
+}
+
 /// A message to store.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -162,9 +170,29 @@ pub trait Store: Send + Sync + 'static {
         -> impl Future<Output = Result<Vec<RoomRow>, StoreError>> + Send;
     /// All public channels, by name.
     fn public_rooms(&self) -> impl Future<Output = Result<Vec<RoomRow>, StoreError>> + Send;
-    /// Records that `user` may join private `room`.
-    fn invite(&self, room: &str, user: &str)
-        -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records that `by` invited `user` to `room`, so that `user` may join
+    /// it if it is private; `Ok(false)`, recording nothing, when `user` is
+    /// a member already. Inviting again makes the invitation the newest,
+    /// from its new inviter. Of `user`'s invitations, the newest `keep`
+    /// are kept and the others forgotten.
+    fn invite(
+        &self,
+        room: &str,
+        user: &str,
+        by: &str,
+        keep: usize,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Forgets `user`'s invitation to `room`; whether there was one.
+    fn decline(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// `user`'s invitations to rooms they are not a member of, newest first.
+    fn invitations(
+        &self,
+        user: &str,
+    ) -> impl Future<Output = Result<Vec<Invited>, StoreError>> + Send;
     /// Whether `user` has an open invite to `room`.
     fn is_invited(
         &self,

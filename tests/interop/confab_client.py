@@ -9,7 +9,7 @@ client without the Rust sources. Two modes:
       (no network).
 
   confab_client.py --server HOST:PORT --ca CERT --user U --password P
-                   [--register] [--peer OTHER_USER] scenario
+                   [--register] [--peer OTHER_USER [--peer-password P2]] scenario
       runs a scripted session against a live relay and prints one line per
       step, `ok <step>` or `FAIL <step>: why`. Exit status 0 only if every
       step passed.
@@ -160,6 +160,7 @@ STRUCTS: dict[str, list[tuple[str, str]]] = {
                  ("latest", "u64")],
     "Member": [("user", "str"), ("online", "bool")],
     "Presence": [("room", "opt:str"), ("user", "str"), ("kind", "PresenceKind")],
+    "Invitation": [("room", "RoomInfo"), ("by", "str")],
 }
 
 # enum name -> list of (variant, fields | UNIT | (NEWTYPE, type))
@@ -189,7 +190,7 @@ ENUMS: dict[str, list[tuple[str, Any]]] = {
         ("Left", [("req", "u32"), ("room", "str")]),
         ("Done", [("req", "u32")]),
         ("Rooms", [("req", "u32"), ("joined", "vec:RoomInfo"),
-                   ("public", "vec:RoomInfo")]),
+                   ("public", "vec:RoomInfo"), ("invited", "vec:Invitation")]),
         ("Members", [("req", "u32"), ("room", "str"), ("members", "vec:Member")]),
         ("Ack", [("req", "u32"), ("room", "str"), ("id", "id"), ("seq", "u64"),
                  ("ts", "i64")]),
@@ -201,6 +202,7 @@ ENUMS: dict[str, list[tuple[str, Any]]] = {
         ("Pong", [("req", "u32")]),
         ("Error", [("req", "u32"), ("code", "ErrorCode"), ("message", "str")]),
         ("Shutdown", [("reason", "str")]),
+        ("Invited", (NEWTYPE, "Invitation")),
     ],
     "Page": [
         ("Latest", UNIT),
@@ -402,6 +404,14 @@ def self_test() -> int:
         ("Presence", server_frame("Presence", v={"room": None, "user": "bob",
                                                  "kind": "Offline"}),
          "00 00 00 07 | 0a 00 03 62 6f 62 03", "ServerFrame"),
+        ("Invited", server_frame("Invited", v={
+            "room": {"name": "ops", "kind": "Private", "members": 2, "latest": 0},
+            "by": "bob"}),
+         "00 00 00 0c | 0f 03 6f 70 73 01 02 00 03 62 6f 62", "ServerFrame"),
+        ("Rooms", server_frame("Rooms", req=7, joined=[], public=[], invited=[{
+            "room": {"name": "ops", "kind": "Private", "members": 2, "latest": 0},
+            "by": "bob"}]),
+         "00 00 00 10 | 05 07 00 00 01 03 6f 70 73 01 02 00 03 62 6f 62", "ServerFrame"),
         ("Error", server_frame("Error", req=0, code="FrameTooLarge", message=""),
          "00 00 00 04 | 0d 00 01 00", "ServerFrame"),
         ("Bye", client_frame("Bye"), "00 00 00 01 | 0d", "ClientFrame"),
@@ -442,7 +452,8 @@ def self_test() -> int:
             {"t": "Joined", "req": 2, "room": ri},
             {"t": "Left", "req": 3, "room": "r"},
             {"t": "Done", "req": 4},
-            {"t": "Rooms", "req": 5, "joined": [ri, ri], "public": []},
+            {"t": "Rooms", "req": 5, "joined": [ri, ri], "public": [],
+             "invited": [{"room": ri, "by": "Zed"}]},
             {"t": "Members", "req": 6, "room": "r",
              "members": [{"user": "a", "online": True}]},
             {"t": "Message", "v": msg},
@@ -451,6 +462,7 @@ def self_test() -> int:
             {"t": "Lagged", "room": "r", "from": 12},
             {"t": "Pong", "req": 8},
             {"t": "Shutdown", "reason": "bye"},
+            {"t": "Invited", "v": {"room": ri, "by": "u"}},
         ],
     }
     for ty, vals in samples.items():
@@ -464,7 +476,7 @@ def self_test() -> int:
     # decoder must reject (§3, §4)
     check_raises("reject trailing bytes", "ClientFrame", h("0c 05 00"))
     check_raises("reject bad variant index", "ClientFrame", h("0e"))
-    check_raises("reject bad ServerFrame index", "ServerFrame", h("0f"))
+    check_raises("reject bad ServerFrame index", "ServerFrame", h("10"))
     check_raises("reject 0xFF marker", "ClientFrame", h("0c ff"))
     check_raises("reject 0xFC in u16", "ClientFrame", h("00 fc 01 00 00 00 00"))
     check_raises("reject 0xFD in u32", "ClientFrame", h("0c fd 01 00 00 00 00 00 00 00"))
@@ -756,6 +768,8 @@ class Scenario:
         self.server_name = args.server_name or self.host
         self.failures = 0
         self.c: Client | None = None
+        self.peer: Client | None = None
+        self.peer_name = ""
         self.me = args.user
         self.state: dict[str, Any] = {}
 
@@ -1006,6 +1020,103 @@ class Scenario:
         self.state["dm"] = ri["name"]
         return f"{ri['name']}"
 
+    # ---- invitations (§9.4), with a second connection as the peer
+    async def s_peer_login(self) -> str:
+        p = self.new_client()
+        self.peer = p
+        await p.open()
+        p.send("Hello", version=PROTOCOL_VERSION, client="confab-py-interop/0.1")
+        await p.expect(lambda f: f["t"] == "Welcome", "Welcome")
+        r = p.req()
+        p.send("Login", req=r, user=self.args.peer, password=self.args.peer_password)
+        f = await p.reply(r, "LoggedIn")
+        self.peer_name = f["user"]
+        return f"{self.peer_name} logged in on a second connection"
+
+    async def _peer_rooms(self) -> dict:
+        p = self.peer
+        r = p.req()
+        p.send("ListRooms", req=r)
+        return await p.reply(r, "Rooms")
+
+    async def _invite_peer(self, room: str) -> dict:
+        c = self.c
+        r = c.req()
+        c.send("Invite", req=r, room=room, user=self.args.peer)
+        await c.reply(r, "Done")
+        rec = await self.peer.expect(
+            lambda f: f["t"] == "Invited" and f["v"]["room"]["name"] == room,
+            f"Invited to {room}")
+        if rec.stream_id != self.peer.control_id:
+            raise StepFail("Invited not on the control stream")
+        return rec.frame["v"]
+
+    async def s_invite(self) -> str:
+        c = self.c
+        room = "interop-p-" + secrets.token_hex(3)
+        self.state["private"] = room
+        r = c.req()
+        c.send("CreateRoom", req=r, room=room, private=True)
+        await c.reply(r, "Joined")
+        inv = await self._invite_peer(room)
+        ri = inv["room"]
+        if (inv["by"], ri["kind"], ri["members"]) != (self.me, "Private", 1):
+            raise StepFail(f"Invited = {inv}")
+        await c.roundtrip()
+        if any(rec.frame["t"] == "Invited" for rec in c.log):
+            raise StepFail("the inviter was sent Invited too")
+        return f"{self.peer_name} told: {inv}"
+
+    async def s_invitation_listed(self) -> str:
+        room = self.state["private"]
+        f = await self._peer_rooms()
+        names = [i["room"]["name"] for i in f["invited"]]
+        if not names or names[0] != room or f["invited"][0]["by"] != self.me:
+            raise StepFail(f"Rooms.invited = {f['invited']}")
+        if room in {ri["name"] for ri in f["joined"] + f["public"]}:
+            raise StepFail(f"{room} listed as joined or public")
+        return f"newest first: {names}"
+
+    async def s_decline(self) -> str:
+        p, room = self.peer, self.state["private"]
+        r = p.req()
+        p.send("Leave", req=r, room=room)
+        f = await p.reply(r, "Left")
+        if f["room"] != room:
+            raise StepFail(f"Left = {f}")
+        f = await self._peer_rooms()
+        if any(i["room"]["name"] == room for i in f["invited"]):
+            raise StepFail(f"still invited: {f['invited']}")
+        r = p.req()
+        p.send("Join", req=r, room=room)
+        await p.error(r, "NoSuchRoom")
+        return "Left, gone from Rooms.invited, the room hidden again (NoSuchRoom)"
+
+    async def s_accept(self) -> str:
+        p, room = self.peer, self.state["private"]
+        await self._invite_peer(room)
+        r = p.req()
+        p.send("Join", req=r, room=room)
+        f = await p.reply(r, "Joined")
+        if (f["room"]["name"], f["room"]["kind"], f["room"]["members"]) != (room, "Private", 2):
+            raise StepFail(f"Joined = {f}")
+        f = await self._peer_rooms()
+        if room not in {ri["name"] for ri in f["joined"]} or f["invited"]:
+            raise StepFail(f"after Join: joined {f['joined']}, invited {f['invited']}")
+        # A member is not invited: Done, and nothing sent.
+        c = self.c
+        r = c.req()
+        c.send("Invite", req=r, room=room, user=self.args.peer)
+        await c.reply(r, "Done")
+        await p.roundtrip()
+        await asyncio.sleep(0.3)
+        n = sum(1 for rec in p.log if rec.frame["t"] == "Invited")
+        if n != 2:
+            raise StepFail(f"{n} Invited frames (expected 2: none for a member)")
+        p.send("Bye")
+        await p.wait_closed()
+        return "invited again, Joined, nothing listed; a member is not invited"
+
     async def s_list_rooms_after(self) -> str:
         c = self.c
         r = c.req()
@@ -1115,6 +1226,12 @@ class Scenario:
                 await self.step("members", self.s_members)
             if self.args.peer:
                 await self.step("open_dm", self.s_open_dm)
+            if self.args.peer and self.args.peer_password:
+                if await self.step("peer_login", self.s_peer_login):
+                    if await self.step("invite", self.s_invite):
+                        await self.step("invitation_listed", self.s_invitation_listed)
+                        await self.step("decline_by_leave", self.s_decline)
+                        await self.step("accept_by_join", self.s_accept)
             await self.step("list_rooms_after", self.s_list_rooms_after)
             await self.step("bad_body", self.s_bad_body)
             await self.step("no_such_room", self.s_no_such_room)
@@ -1124,6 +1241,8 @@ class Scenario:
         finally:
             if self.c:
                 await self.c.close()
+            if self.peer:
+                await self.peer.close()
         await self.step("malformed_frame_closes_1", self.s_malformed)
         await self.step("oversized_prefix_closes_1", self.s_too_large)
         await self.step("version_mismatch_closes_5", self.s_version)
@@ -1145,6 +1264,8 @@ def main() -> int:
     ap.add_argument("--password", default=os.environ.get("CONFAB_PASSWORD"))
     ap.add_argument("--register", action="store_true")
     ap.add_argument("--peer", help="another existing user to OpenDm with")
+    ap.add_argument("--peer-password", default=os.environ.get("CONFAB_PEER_PASSWORD"),
+                    help="the peer's password: it logs in too, to be invited")
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="print every frame to stderr")
     ap.add_argument("mode", nargs="?", choices=["scenario"])

@@ -916,3 +916,139 @@ fn follow_mode_ends_quietly_when_its_reader_goes_away() {
     );
     expect_quiet_end_of_output(status.and_then(|s| s.code()), &stderr, "--interactive");
 }
+
+// ------------------------------------------------------------ invitations
+
+#[test]
+fn an_invitation_is_printed_at_once_listed_in_rooms_and_declined_or_accepted() {
+    let relay = Relay::start();
+    let home = temp();
+    for user in ["alice", "bob"] {
+        run(pinned(&relay, user, home.path()).args(["--register", "--send", "hi"])).expect_code(0);
+    }
+    let mut child = pinned(&relay, "bob", home.path())
+        .arg("--interactive")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start client-cli");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let _bob = KillOnDrop(child);
+    let mut seen = Vec::new();
+    let expect = |seen: &mut Vec<String>, what: &str, want: &dyn Fn(&str) -> bool| {
+        assert!(
+            wait_line(&out, seen, LIMIT, want).is_some(),
+            "bob's client never printed {what}: {seen:?}"
+        );
+    };
+    expect(&mut seen, "the lobby", &|l| {
+        l.starts_with("-- you are in lobby")
+    });
+
+    // alice, in a client of her own, makes a private room and invites bob.
+    let alice = |commands: &str| {
+        run_with(
+            pinned(&relay, "alice", home.path()).arg("--interactive"),
+            Some(commands.as_bytes()),
+            LIMIT,
+        )
+    };
+    alice("/create ops private\n/invite bob\n")
+        .expect_code(0)
+        .expect_stdout("now talking in ops");
+    let invited = "* alice invited you to #ops — /join ops to accept, /decline ops to decline";
+    expect(&mut seen, "the invitation", &|l| l == invited);
+    stdin.write_all(b"/rooms\n").unwrap();
+    expect(&mut seen, "the invitation among the rooms", &|l| {
+        l.starts_with("-- your rooms: lobby;") && l.ends_with("; invited to: ops (by alice)")
+    });
+
+    // Declined, it is gone, and the room is as hidden as before.
+    stdin
+        .write_all(b"/decline ops\n/rooms\n/join ops\n")
+        .unwrap();
+    expect(&mut seen, "the decline", &|l| l == "-- declined #ops");
+    expect(&mut seen, "the rooms after the decline", &|l| {
+        l.starts_with("-- your rooms:")
+    });
+    assert!(!seen.last().unwrap().contains("invited"), "{seen:?}");
+    expect(&mut seen, "the refused join", &|l| {
+        l == "-- error: there is no room ops"
+    });
+
+    // Invited again, told again; joining accepts.
+    alice("/room ops\n/invite bob\n").expect_code(0);
+    expect(&mut seen, "the second invitation", &|l| l == invited);
+    stdin.write_all(b"/join ops\n/rooms\n").unwrap();
+    expect(&mut seen, "the join", &|l| l == "-- now talking in ops");
+    expect(&mut seen, "the rooms after joining", &|l| {
+        l.starts_with("-- your rooms:")
+    });
+    let rooms = seen.last().unwrap();
+    assert!(
+        rooms.contains(" ops") && !rooms.contains("invited"),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn invitations_in_json_name_the_room_its_kind_and_who_invited_live_and_at_login() {
+    let relay = Relay::start();
+    let home = temp();
+    for user in ["alice", "bob"] {
+        run(pinned(&relay, user, home.path()).args(["--register", "--send", "hi"])).expect_code(0);
+    }
+    let alice = |commands: &str| {
+        run_with(
+            pinned(&relay, "alice", home.path()).arg("--interactive"),
+            Some(commands.as_bytes()),
+            LIMIT,
+        )
+        .expect_code(0);
+    };
+    let bob = || {
+        let mut child = pinned(&relay, "bob", home.path())
+            .args(["--interactive", "--json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start client-cli");
+        let out = lines_of(child.stdout.take().expect("stdout"));
+        let stdin = child.stdin.take().expect("stdin");
+        (KillOnDrop(child), stdin, out)
+    };
+    let json_line = |out: &Receiver<String>, seen: &mut Vec<String>, kind: &str| {
+        let line = wait_line(out, seen, LIMIT, |l| {
+            l.contains(&format!("\"type\":\"{kind}\""))
+        })
+        .unwrap_or_else(|| panic!("no {kind} line: {seen:?}"));
+        serde_json::from_str::<serde_json::Value>(&line).expect("a JSON line")
+    };
+
+    let (child, stdin, out) = bob();
+    let mut seen = Vec::new();
+    json_line(&out, &mut seen, "joined");
+    alice("/create ops private\n/invite bob\n");
+    let v = json_line(&out, &mut seen, "invited");
+    assert_eq!(
+        v,
+        serde_json::json!({"type": "invited", "room": "ops", "kind": "private", "by": "alice"})
+    );
+    drop((stdin, child));
+
+    // Made while bob is away: said once he is back, newest first.
+    alice("/create dev\n/invite bob\n");
+    let (_child, _stdin, out) = bob();
+    let mut seen = Vec::new();
+    let v = json_line(&out, &mut seen, "invitations");
+    assert_eq!(
+        v["invitations"],
+        serde_json::json!([
+            {"room": "dev", "kind": "public", "by": "alice"},
+            {"room": "ops", "kind": "private", "by": "alice"},
+        ])
+    );
+}

@@ -71,7 +71,22 @@ fn a_python_client_written_from_the_protocol_document_works() {
         "bob",
         "scenario",
     ];
-    let (ok, out) = run(&python, &args, &[("CONFAB_PASSWORD", "alicepassword1")]);
+    let env = [
+        ("CONFAB_PASSWORD", "alicepassword1"),
+        ("CONFAB_PEER_PASSWORD", "bobpassword1"),
+    ];
+    let (ok, out) = run(&python, &args, &env);
     assert!(ok, "scenario:\n{out}\nrelay log:\n{}", relay.log());
     assert!(out.contains("ok scenario: 0 failure(s)"), "{out}");
+    for step in [
+        "invite",
+        "invitation_listed",
+        "decline_by_leave",
+        "accept_by_join",
+    ] {
+        assert!(
+            out.contains(&format!("ok {step} (")),
+            "{step} did not run:\n{out}"
+        );
+    }
 }

@@ -1,8 +1,9 @@
 //! The same checks against both stores: the embedded SQLite file and NATS
 //! JetStream (a real nats-server). What a session relies on must hold for
 //! each: names ignore case, deleted names stay taken, membership changes
-//! report whether they changed anything, resends are recognised with their
-//! original sequence and time, and history pages agree with the protocol.
+//! report whether they changed anything, invitations are listed newest
+//! first up to a cap, resends are recognised with their original sequence
+//! and time, and history pages agree with the protocol.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,7 +122,7 @@ async fn rooms<S: Store>(s: &S) {
     assert_eq!(of_bob, ["dev", "lobby", "secret"]);
 
     assert!(!s.is_invited("secret", "alice").await.unwrap());
-    s.invite("secret", "alice").await.unwrap();
+    s.invite("secret", "alice", "bob", 100).await.unwrap();
     assert!(s.is_invited("secret", "Alice").await.unwrap());
     assert!(s.add_member("secret", "alice").await.unwrap());
     assert!(
@@ -254,9 +255,68 @@ async fn messages<S: Store>(s: &S, published: &mut mpsc::UnboundedReceiver<Arc<M
     );
 }
 
+/// alice's invitations, as (room, inviter).
+async fn listed<S: Store>(s: &S) -> Vec<(String, String)> {
+    s.invitations("ALICE")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.room.name, i.by))
+        .collect()
+}
+
+/// After `rooms`: bob invites alice, who is in lobby, dev and secret.
+async fn invitations<S: Store>(s: &S) {
+    let by = |room: &str, by: &str| (room.to_owned(), by.to_owned());
+    assert_eq!(listed(s).await, []);
+    for room in ["i0", "i1", "i2", "i3"] {
+        s.create_room(room, RoomKind::Private, "bob").await.unwrap();
+    }
+    assert_eq!(
+        s.invite("dev", "alice", "bob", 3).await,
+        Ok(false),
+        "a member"
+    );
+    assert_eq!(
+        s.invite("nowhere", "alice", "bob", 3).await,
+        Err(StoreError::NoSuchRoom)
+    );
+    assert_eq!(
+        s.invite("i0", "nobody", "bob", 3).await,
+        Err(StoreError::NoSuchUser)
+    );
+    for room in ["i0", "i1", "i2"] {
+        assert_eq!(s.invite(room, "alice", "bob", 3).await, Ok(true));
+    }
+    assert_eq!(
+        listed(s).await,
+        [by("i2", "bob"), by("i1", "bob"), by("i0", "bob")],
+        "newest first"
+    );
+    // Again, from another: the newest. One over the cap: the oldest goes.
+    s.invite("i0", "alice", "Alice", 3).await.unwrap();
+    s.invite("i3", "alice", "bob", 3).await.unwrap();
+    assert_eq!(
+        listed(s).await,
+        [by("i3", "bob"), by("i0", "Alice"), by("i2", "bob")]
+    );
+    assert!(!s.is_invited("i1", "alice").await.unwrap());
+    let row = &s.invitations("alice").await.unwrap()[0].room;
+    assert_eq!((row.kind, row.members), (RoomKind::Private, 1));
+
+    assert_eq!(s.decline("i2", "alice").await, Ok(true));
+    assert_eq!(s.decline("i2", "alice").await, Ok(false));
+    assert!(s.add_member("i3", "alice").await.unwrap());
+    assert_eq!(listed(s).await, [by("i0", "Alice")], "declined and joined");
+    assert!(s.remove_member("i3", "alice").await.unwrap());
+    assert!(!s.is_invited("i3", "alice").await.unwrap(), "used up");
+    assert_eq!(s.invitations("bob").await.unwrap(), []);
+}
+
 async fn all<S: Store>(s: &S, published: &mut mpsc::UnboundedReceiver<Arc<Message>>) {
     accounts(s).await;
     rooms(s).await;
+    invitations(s).await;
     messages(s, published).await;
     s.close().await;
     assert_eq!(s.append(msg(LOBBY, 500)).await, Err(StoreError::Closed));

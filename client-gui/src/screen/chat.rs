@@ -9,7 +9,7 @@ pub mod room;
 mod switcher;
 pub mod view;
 
-pub use browse::{Browser, Invite};
+pub use browse::{Browser, Invite, PendingInvitation};
 pub use room::{Key, Line, Room, Scroll, KEEP};
 pub use switcher::Switcher;
 
@@ -57,6 +57,10 @@ pub enum Message {
     InviteUser(String),
     InviteSend,
     InviteClose,
+    /// Join the room of an invitation in the sidebar.
+    AcceptInvitation(String),
+    /// Say no to an invitation in the sidebar.
+    DeclineInvitation(String),
     /// Start the session again after it stopped.
     Reconnect,
     /// Show why the session stopped on the trust screen.
@@ -192,6 +196,8 @@ pub struct Chat {
     pub create_private: bool,
     /// The form inviting someone to the current room, while open.
     pub invite: Option<Invite>,
+    /// Invitations to rooms the user is not in, newest first.
+    pub invitations: Vec<PendingInvitation>,
     /// Why the session stopped, when the trust screen can tell more.
     pub trust_failure: Option<TrustFailure>,
     /// A line turned into selectable text.
@@ -233,6 +239,7 @@ impl Chat {
             browser: None,
             create_private: false,
             invite: None,
+            invitations: Vec::new(),
             trust_failure: None,
             selection: None,
         }
@@ -393,7 +400,9 @@ impl Chat {
             | Message::InviteOpen
             | Message::InviteUser(_)
             | Message::InviteSend
-            | Message::InviteClose => self.browse(message),
+            | Message::InviteClose
+            | Message::AcceptInvitation(_)
+            | Message::DeclineInvitation(_) => self.browse(message),
             Message::ToggleSwitcher
             | Message::SwitcherInput(_)
             | Message::SwitcherMove(_)
@@ -632,6 +641,10 @@ impl Chat {
                 self.invited(room, user, result);
                 Outcome::default()
             }
+            NetEvent::Declined { room, result } => {
+                self.declined(&room, result);
+                Outcome::default()
+            }
             NetEvent::Older {
                 room,
                 messages,
@@ -729,6 +742,7 @@ impl Chat {
                 Outcome::default()
             }
             SessionEvent::Joined { room, recent, more } => {
+                self.accepted(&room);
                 let r = self.rooms.entry(room.clone()).or_default();
                 r.more_before = more;
                 for m in recent {
@@ -748,6 +762,14 @@ impl Chat {
             }
             SessionEvent::Message(m) => self.message(m),
             SessionEvent::Presence(p) => self.presence(p),
+            SessionEvent::Invited(invitation) => {
+                self.invitation(invitation);
+                Outcome::default()
+            }
+            SessionEvent::Invitations(list) => {
+                self.invitations_listed(list);
+                Outcome::default()
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::error::ConnectError;
-use crate::frame::{Message, Presence};
+use crate::frame::{Invitation, Message, Presence};
 
 /// What happened, in order.
 #[derive(Debug, Clone)]
@@ -24,6 +24,15 @@ pub enum Event {
     Message(Message),
     /// Someone joined, left, came online or went offline.
     Presence(Presence),
+    /// Someone invited the user to a room, just now: accept with
+    /// [`Client::join`](super::Client::join), decline with
+    /// [`Client::decline`](super::Client::decline).
+    Invited(Invitation),
+    /// The user's pending invitations, newest first, after each login:
+    /// those made while the user was away included, those accepted or
+    /// declined on another device gone. It replaces any list before it;
+    /// [`Event::Invited`] adds to it.
+    Invitations(Vec<Invitation>),
     /// The connection dropped, or the last round of attempts failed;
     /// retrying after `delay`.
     Reconnecting {

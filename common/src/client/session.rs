@@ -25,7 +25,9 @@ use super::event::Event;
 use super::pending::Pending;
 use super::relays::RelayList;
 use super::sync::{RoomSync, Step, Token};
-use crate::frame::{ClientFrame, ErrorCode, MsgId, Page, PresenceKind, RequestId, ServerFrame};
+use crate::frame::{
+    ClientFrame, ErrorCode, Invitation, MsgId, Page, PresenceKind, RequestId, ServerFrame,
+};
 
 #[cfg(test)]
 mod tests;
@@ -95,6 +97,10 @@ pub(crate) struct Session {
     transmit: VecDeque<ClientFrame>,
     events: VecDeque<Event>,
     hangup: Option<Hangup>,
+    /// Invitations told live, oldest first, since the room list of this
+    /// connection was asked for; `None` once it came. The list may have
+    /// been read before them, so they are added to it.
+    told: Option<Vec<Invitation>>,
 }
 
 impl Session {
@@ -115,6 +121,7 @@ impl Session {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             hangup: None,
+            told: None,
         }
     }
 
@@ -165,6 +172,7 @@ impl Session {
             server: self.relays.addrs()[at].clone(),
         });
         self.sync.logged_in();
+        self.told = Some(Vec::new());
         let req = self.req();
         self.waiting.insert(req, Waiting::Rooms);
         self.transmit.push_back(ClientFrame::ListRooms { req });
@@ -390,20 +398,37 @@ impl Session {
                 req,
                 joined,
                 public,
+                invited,
             } => match self.waiting.remove(&req) {
                 Some(Waiting::Rooms) => {
                     let steps = self.sync.room_list(&joined);
                     self.apply(steps);
+                    let told = self.told.take().unwrap_or_default();
+                    let mut all: Vec<Invitation> = told.into_iter().rev().collect();
+                    for i in invited {
+                        if all.iter().all(|t| t.room.name != i.room.name) {
+                            all.push(i);
+                        }
+                    }
+                    self.events.push_back(Event::Invitations(all));
                 }
                 Some(Waiting::App(tx)) => {
                     let _ = tx.send(Ok(ServerFrame::Rooms {
                         req,
                         joined,
                         public,
+                        invited,
                     }));
                 }
                 _ => {}
             },
+            ServerFrame::Invited(invitation) => {
+                if let Some(told) = &mut self.told {
+                    told.retain(|t| t.room.name != invitation.room.name);
+                    told.push(invitation.clone());
+                }
+                self.events.push_back(Event::Invited(invitation));
+            }
             ServerFrame::Presence(p) => {
                 if p.user == self.user {
                     if let Some(room) = &p.room {

@@ -249,3 +249,60 @@ fn resync_applies_membership_changes_that_were_missed() {
     );
     hub.resync("nobody", &["lobby".to_string()]);
 }
+
+#[test]
+fn an_invitation_reaches_the_invitees_sessions_here_and_goes_to_the_other_relays() {
+    use common::frame::{Invitation, RoomInfo, RoomKind};
+
+    use super::HubEvent;
+
+    let hub = Hub::default();
+    let (events, mut sent) = mpsc::unbounded_channel();
+    hub.set_events(events);
+    let (a, mut ra) = Outbox::new(1, "alice".into(), 16);
+    let (a2, mut ra2) = Outbox::new(2, "alice".into(), 16);
+    let (b, mut rb) = Outbox::new(3, "bob".into(), 16);
+    for s in [a, a2, b] {
+        attach(&hub, s, &["lobby"]);
+    }
+    for rx in [&mut ra, &mut ra2, &mut rb] {
+        drain(rx);
+    }
+    while sent.try_recv().is_ok() {}
+    let invitation = Invitation {
+        room: RoomInfo {
+            name: "ops".into(),
+            kind: RoomKind::Private,
+            members: 2,
+            latest: 9,
+        },
+        by: "bob".into(),
+    };
+    let told = ServerFrame::Invited(invitation.clone());
+
+    hub.invited("alice", invitation.clone());
+    assert_eq!(drain(&mut ra), std::slice::from_ref(&told));
+    assert_eq!(drain(&mut ra2), std::slice::from_ref(&told));
+    assert_eq!(drain(&mut rb), [], "only the invitee's sessions");
+    let event = HubEvent::Invited {
+        user: "alice".into(),
+        invitation: invitation.clone(),
+    };
+    assert_eq!(
+        sent.try_recv().ok(),
+        Some(event.clone()),
+        "for the other relays"
+    );
+
+    // Another relay's invitation reaches the sessions here, and is not
+    // sent back out.
+    hub.apply_remote(event);
+    assert_eq!(drain(&mut ra), std::slice::from_ref(&told));
+    assert_eq!(drain(&mut ra2), [told]);
+    assert!(sent.try_recv().is_err());
+    hub.apply_remote(HubEvent::Invited {
+        user: "carol".into(),
+        invitation,
+    });
+    assert_eq!(drain(&mut rb), [], "nobody here to tell");
+}

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use common::frame::{ClientFrame, ErrorCode, Page, Presence, PresenceKind, RoomKind, ServerFrame};
+use common::frame::{
+    ClientFrame, ErrorCode, Invitation, Page, Presence, PresenceKind, RoomKind, ServerFrame,
+};
 use common::limits::{MAX_BODY, MAX_PAGE};
 use common::names::{dm_room, LOBBY};
 
@@ -31,7 +33,7 @@ async fn world(cfg: Config) -> TestRelay {
         .create_room("club", RoomKind::Private, "bob")
         .await
         .unwrap();
-    store.invite("club", "alice").await.unwrap();
+    store.invite("club", "alice", "bob", 100).await.unwrap();
     store.open_dm("bob", "carol").await.unwrap();
     t
 }
@@ -337,6 +339,7 @@ async fn bulk_work_reads_the_store_when_run() {
         req,
         joined,
         public,
+        invited,
     }) = work.await
     else {
         panic!("a room list");
@@ -345,6 +348,15 @@ async fn bulk_work_reads_the_store_when_run() {
     let names = |rooms: &[RoomInfo]| rooms.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
     assert_eq!(names(&joined), [LOBBY]);
     assert_eq!(names(&public), ["dev", LOBBY]);
+    let club = t.relay.store.room("club").await.unwrap().unwrap();
+    assert_eq!(
+        invited,
+        [Invitation {
+            room: info(&club),
+            by: "bob".into()
+        }],
+        "with who invited, though the room is private"
+    );
 
     let Answer::Bulk { work, .. } = alice
         .handle(
@@ -945,4 +957,207 @@ async fn dms_opened_by_others_fill_at_most_half_of_a_users_rooms() {
             "{n}"
         );
     }
+}
+
+/// The invitations in `user`'s room list, as (room, inviter).
+async fn invitations_of(session: &mut Session<SqliteStore>) -> Vec<(String, String)> {
+    let Answer::Bulk { work, .. } = session
+        .handle(ClientFrame::ListRooms { req: 9 }, Instant::now())
+        .await
+    else {
+        panic!("a bulk reply");
+    };
+    let Ok(ServerFrame::Rooms { invited, .. }) = work.await else {
+        panic!("a room list");
+    };
+    invited.into_iter().map(|i| (i.room.name, i.by)).collect()
+}
+
+fn invite(room: &str, user: &str) -> ClientFrame {
+    ClientFrame::Invite {
+        req: 5,
+        room: room.into(),
+        user: user.into(),
+    }
+}
+
+fn join(room: &str) -> ClientFrame {
+    ClientFrame::Join {
+        req: 6,
+        room: room.into(),
+    }
+}
+
+fn leave(room: &str) -> ClientFrame {
+    ClientFrame::Leave {
+        req: 8,
+        room: room.into(),
+    }
+}
+
+#[tokio::test]
+async fn an_invitation_reaches_the_invitees_sessions_only_and_joining_accepts_it() {
+    let t = world(Config::default()).await;
+    let now = Instant::now();
+    let (mut bob, mut b) = login(&t, "bob", now).await;
+    let (mut phone, mut p) = login(&t, "alice", now).await;
+    let (_laptop, mut l) = login(&t, "alice", now).await;
+    let (mut carol, mut c) = login(&t, "carol", now).await;
+    for rx in [&mut b, &mut p, &mut l, &mut c] {
+        drain(rx);
+    }
+
+    assert_eq!(
+        got(&bob.handle(invite("ops", "ALICE"), now).await),
+        Got::Done
+    );
+    let ops = t.relay.store.room("ops").await.unwrap().unwrap();
+    let told = ServerFrame::Invited(Invitation {
+        room: info(&ops),
+        by: "bob".into(),
+    });
+    assert_eq!(
+        drain(&mut p),
+        std::slice::from_ref(&told),
+        "the phone is told"
+    );
+    assert_eq!(drain(&mut l), std::slice::from_ref(&told), "and the laptop");
+    assert_eq!(drain(&mut b), [], "not the inviter");
+    assert_eq!(drain(&mut c), [], "nor anyone else");
+
+    // The invitations wait in the room list, newest first; to anyone else
+    // the private room stays hidden.
+    assert_eq!(
+        invitations_of(&mut phone).await,
+        [(s("ops"), s("bob")), (s("club"), s("bob"))]
+    );
+    assert_eq!(invitations_of(&mut carol).await, []);
+    for frame in [join("ops"), leave("ops"), invite("ops", "bob")] {
+        let what = format!("{frame:?}");
+        let answer = carol.handle(frame, now).await;
+        assert_eq!(got(&answer), Got::Refused(ErrorCode::NoSuchRoom), "{what}");
+    }
+
+    // Invited again, told again.
+    assert_eq!(
+        got(&bob.handle(invite("ops", "alice"), now).await),
+        Got::Done
+    );
+    assert_eq!(drain(&mut p), [told]);
+    // Joining accepts it: gone from the list, and a member is not invited.
+    assert_eq!(
+        got(&phone.handle(join("ops"), now).await),
+        Got::Joined(s("ops"))
+    );
+    assert_eq!(invitations_of(&mut phone).await, [(s("club"), s("bob"))]);
+    drain(&mut p);
+    drain(&mut l);
+    assert_eq!(
+        got(&bob.handle(invite("ops", "alice"), now).await),
+        Got::Done
+    );
+    assert_eq!(drain(&mut p), [], "already a member");
+    assert_eq!(
+        got(&phone.handle(invite("dev", "alice"), now).await),
+        Got::Refused(ErrorCode::NotMember),
+        "only members invite"
+    );
+}
+
+#[tokio::test]
+async fn leaving_a_room_one_is_only_invited_to_declines_the_invitation() {
+    let cfg = Config {
+        request_rate: 2,
+        ..Config::default()
+    };
+    let t = world(cfg).await;
+    let now = Instant::now();
+    let (mut alice, mut a) = login(&t, "alice", now).await;
+    let (mut bob, _b) = login(&t, "bob", now).await;
+    drain(&mut a);
+
+    assert_eq!(
+        got(&alice.handle(leave("club"), now).await),
+        Got::Left(s("club"))
+    );
+    assert_eq!(invitations_of(&mut alice).await, []);
+    assert!(!t.relay.store.is_invited("club", "alice").await.unwrap());
+    assert_eq!(drain(&mut a), [], "nobody is told of a decline");
+    // Declined, the room is hidden again, as if never invited.
+    let later = now + Duration::from_secs(1);
+    for frame in [join("club"), leave("club")] {
+        let answer = alice.handle(frame, later).await;
+        assert_eq!(got(&answer), Got::Refused(ErrorCode::NoSuchRoom));
+    }
+
+    // Inviting again goes as fast as the inviter's room changes allow, no
+    // faster: a burst of twice the rate, then refusals that tell nobody.
+    let mut done = 0;
+    for _ in 0..10 {
+        match got(&bob.handle(invite("club", "alice"), later).await) {
+            Got::Done => done += 1,
+            Got::Refused(ErrorCode::RateLimited) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(done, 4);
+    let told = drain(&mut a);
+    assert_eq!(told.len(), 4, "{told:?}");
+    assert!(told
+        .iter()
+        .all(|f| matches!(f, ServerFrame::Invited(i) if i.room.name == "club" && i.by == "bob")));
+    assert_eq!(invitations_of(&mut alice).await, [(s("club"), s("bob"))]);
+}
+
+#[tokio::test]
+async fn a_user_keeps_the_newest_invitations_up_to_the_cap() {
+    let cfg = Config {
+        request_rate: 1000,
+        max_invitations: 3,
+        ..Config::default()
+    };
+    let t = world(cfg).await;
+    let now = Instant::now();
+    let (mut bob, _b) = login(&t, "bob", now).await;
+    let (mut carol, _c) = login(&t, "carol", now).await;
+    for n in 0..4 {
+        let room = format!("p{n}");
+        t.relay
+            .store
+            .create_room(&room, RoomKind::Private, "bob")
+            .await
+            .unwrap();
+        assert_eq!(
+            got(&bob.handle(invite(&room, "alice"), now).await),
+            Got::Done
+        );
+    }
+    // carol's public room counts the same as bob's private ones.
+    t.relay
+        .store
+        .create_room("open", RoomKind::Public, "carol")
+        .await
+        .unwrap();
+    assert_eq!(
+        got(&carol.handle(invite("open", "alice"), now).await),
+        Got::Done
+    );
+    let (mut alice, _a) = login(&t, "alice", now).await;
+    assert_eq!(
+        invitations_of(&mut alice).await,
+        [
+            (s("open"), s("carol")),
+            (s("p3"), s("bob")),
+            (s("p2"), s("bob"))
+        ]
+    );
+    // The oldest went, and with it the way into their private rooms.
+    for room in ["club", "p0", "p1"] {
+        let answer = alice.handle(join(room), now).await;
+        assert_eq!(got(&answer), Got::Refused(ErrorCode::NoSuchRoom), "{room}");
+    }
+    assert_eq!(
+        got(&alice.handle(join("p2"), now).await),
+        Got::Joined(s("p2"))
+    );
 }

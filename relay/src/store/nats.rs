@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 
 use self::directory::{Directory, RoomRecord};
 use self::log::MessageLog;
-use super::{Appended, NewMessage, RoomRow, Store, StoreError, StoredUser};
+use super::{Appended, Invited, NewMessage, RoomRow, Store, StoreError, StoredUser};
 
 pub use self::connection::{connect, NatsOptions};
 pub use self::keys::EVENTS;
@@ -236,8 +236,30 @@ impl Store for NatsStore {
         Ok(rows)
     }
 
-    async fn invite(&self, room: &str, user: &str) -> Result<(), StoreError> {
-        self.directory.invite(room, user).await
+    async fn invite(
+        &self,
+        room: &str,
+        user: &str,
+        by: &str,
+        keep: usize,
+    ) -> Result<bool, StoreError> {
+        self.directory.invite(room, user, by, keep).await
+    }
+
+    async fn decline(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        self.directory.decline(room, user).await
+    }
+
+    async fn invitations(&self, user: &str) -> Result<Vec<Invited>, StoreError> {
+        let records = self.directory.invitations(user).await?;
+        let mut out = Vec::with_capacity(records.len());
+        for (record, by) in records {
+            out.push(Invited {
+                room: self.row(record).await?,
+                by,
+            });
+        }
+        Ok(out)
     }
 
     async fn is_invited(&self, room: &str, user: &str) -> Result<bool, StoreError> {

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use self::reads::{lock, ReadPool};
 use self::writer::{Op, Outcome, Request, Writer, MAX_BATCH};
 use super::{
-    Appended, NewMessage, RoomRow, Store, StoreError, StoredUser, FAULT_ABORT_AFTER_COMMIT,
+    Appended, Invited, NewMessage, RoomRow, Store, StoreError, StoredUser, FAULT_ABORT_AFTER_COMMIT,
 };
 
 /// File name of the database inside the data folder.
@@ -248,12 +248,40 @@ impl Store for SqliteStore {
         self.reads.run(reads::public_rooms).await
     }
 
-    async fn invite(&self, room: &str, user: &str) -> Result<(), StoreError> {
+    async fn invite(
+        &self,
+        room: &str,
+        user: &str,
+        by: &str,
+        keep: usize,
+    ) -> Result<bool, StoreError> {
         let op = Op::Invite {
             room: room.into(),
             user: user.into(),
+            by: by.into(),
+            keep,
         };
-        self.write(op).await?.done()
+        self.write(op).await?.changed()
+    }
+
+    async fn decline(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        let op = Op::Decline {
+            room: room.into(),
+            user: user.into(),
+        };
+        self.write(op).await?.changed()
+    }
+
+    async fn invitations(&self, user: &str) -> Result<Vec<Invited>, StoreError> {
+        let user = user.to_owned();
+        let rows = self
+            .reads
+            .run(move |c| reads::invitations(c, &user))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(room, by)| Invited { room, by })
+            .collect())
     }
 
     async fn is_invited(&self, room: &str, user: &str) -> Result<bool, StoreError> {

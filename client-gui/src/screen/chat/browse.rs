@@ -1,9 +1,9 @@
 //! Rooms beyond the sidebar: the browser of public rooms (filter, member
-//! counts, join with a click) and inviting someone to the current room.
-//! The protocol does not tell an invitee about an invitation, so the one
-//! who invites is told to let them know.
+//! counts, join with a click), inviting someone to the current room, and
+//! the invitations the user was sent, accepted or declined from the
+//! sidebar.
 
-use common::frame::RoomInfo;
+use common::frame::{Invitation, RoomInfo, RoomKind};
 use common::names;
 
 use super::{view, Chat, Message, Outcome};
@@ -63,6 +63,28 @@ pub struct Invite {
     pub sending: bool,
     /// What came of the last invitation: what to do next, or why it failed.
     pub result: Option<Result<String, String>>,
+}
+
+/// An invitation the user has not answered yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingInvitation {
+    pub room: String,
+    pub kind: RoomKind,
+    /// Who invited.
+    pub by: String,
+    /// Accept or Decline was pressed and the relay has not answered yet.
+    pub answering: bool,
+}
+
+impl From<Invitation> for PendingInvitation {
+    fn from(i: Invitation) -> Self {
+        PendingInvitation {
+            room: i.room.name,
+            kind: i.room.kind,
+            by: i.by,
+            answering: false,
+        }
+    }
 }
 
 impl Chat {
@@ -128,7 +150,85 @@ impl Chat {
                 self.invite = None;
                 Outcome::default()
             }
+            Message::AcceptInvitation(room) => self.answer(room, true),
+            Message::DeclineInvitation(room) => self.answer(room, false),
             _ => Outcome::default(),
+        }
+    }
+
+    /// Accepts (joins) or declines an invitation of the sidebar.
+    fn answer(&mut self, room: String, accept: bool) -> Outcome {
+        if self.rooms.contains_key(&room) {
+            // Joined meanwhile (on another device): a decline, which is a
+            // leave, would take the user out of it.
+            self.forget_invitation(&room);
+            return if accept {
+                self.select(room)
+            } else {
+                Outcome::default()
+            };
+        }
+        let Some(pending) = self.invitations.iter_mut().find(|i| i.room == room) else {
+            return Outcome::default();
+        };
+        if pending.answering {
+            return Outcome::default();
+        }
+        pending.answering = true;
+        Outcome::command(if accept {
+            Command::Join(room)
+        } else {
+            Command::Decline(room)
+        })
+    }
+
+    fn forget_invitation(&mut self, room: &str) {
+        self.invitations.retain(|i| i.room != room);
+    }
+
+    /// Someone invited the user, just now: newest first, once per room.
+    pub(super) fn invitation(&mut self, invitation: Invitation) {
+        if self.rooms.contains_key(&invitation.room.name) {
+            return;
+        }
+        self.forget_invitation(&invitation.room.name);
+        self.invitations.insert(0, invitation.into());
+    }
+
+    /// The relay's list of the user's invitations replaces the one shown;
+    /// one being answered stays marked so.
+    pub(super) fn invitations_listed(&mut self, list: Vec<Invitation>) {
+        let answering: Vec<String> = self
+            .invitations
+            .iter()
+            .filter(|i| i.answering)
+            .map(|i| i.room.clone())
+            .collect();
+        self.invitations = list
+            .into_iter()
+            .filter(|i| !self.rooms.contains_key(&i.room.name))
+            .map(|i| PendingInvitation {
+                answering: answering.contains(&i.room.name),
+                ..i.into()
+            })
+            .collect();
+    }
+
+    /// The user is in `room` now: its invitation is answered.
+    pub(super) fn accepted(&mut self, room: &str) {
+        self.forget_invitation(room);
+    }
+
+    /// The relay answered a decline.
+    pub(super) fn declined(&mut self, room: &str, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.forget_invitation(room),
+            Err(why) => {
+                if let Some(i) = self.invitations.iter_mut().find(|i| i.room == room) {
+                    i.answering = false;
+                }
+                self.notice = Some(why);
+            }
         }
     }
 
@@ -172,15 +272,19 @@ impl Chat {
         b.loading = false;
         match list {
             Ok(list) => {
+                let invited = list.invited.clone();
                 b.list = Some(list);
                 b.error = None;
+                self.invitations_listed(invited);
             }
             Err(why) => b.error = Some(why),
         }
     }
 
-    /// A room opened: if the browser was joining it, its work is done.
+    /// A room opened: if the browser was joining it, its work is done, and
+    /// an invitation to it is answered.
     pub(super) fn joined_listed(&mut self, room: &str) {
+        self.accepted(room);
         if self
             .browser
             .as_ref()
@@ -190,8 +294,12 @@ impl Chat {
         }
     }
 
-    /// A join failed: said in the browser if it asked, else in the notice.
+    /// A join failed: said in the browser if it asked, else in the notice;
+    /// an invitation to the room may be answered again.
     pub(super) fn join_refused(&mut self, room: String, why: String) {
+        if let Some(i) = self.invitations.iter_mut().find(|i| i.room == room) {
+            i.answering = false;
+        }
         match &mut self.browser {
             Some(b) if b.joining.as_deref() == Some(room.as_str()) => {
                 b.joining = None;
@@ -204,8 +312,8 @@ impl Chat {
     pub(super) fn invited(&mut self, room: String, user: String, result: Result<(), String>) {
         let said = match result {
             Ok(()) => Ok(format!(
-                "Invited {user} to #{room}. confab cannot tell them: let them know, \
-                 then they can join #{room} by its name."
+                "Invited {user} to #{room}. They are told at once, or when they next \
+                 log in, and can accept."
             )),
             Err(why) => Err(why),
         };
@@ -229,8 +337,6 @@ impl Chat {
 
 #[cfg(test)]
 mod tests {
-    use common::frame::RoomKind;
-
     use super::*;
 
     fn info(name: &str, members: u32) -> RoomInfo {
@@ -254,6 +360,7 @@ mod tests {
                     info("lobby", 3),
                     info("random", 1),
                 ],
+                invited: vec![],
             }),
             ..Browser::default()
         };

@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use super::*;
-use crate::frame::{Message, Presence, RoomInfo, RoomKind};
+use crate::frame::{Invitation, Message, Presence, RoomInfo, RoomKind};
 use crate::trust::TrustMode;
 
 const MS: Duration = Duration::from_millis(1);
@@ -582,7 +582,9 @@ fn the_room_list_catches_rooms_up_and_live_messages_follow_once() {
         req,
         joined: vec![info("lobby")],
         public: vec![],
+        invited: vec![],
     });
+    assert!(matches!(&t.events()[..], [Event::Invitations(none)] if none.is_empty()));
     let [ClientFrame::History {
         req,
         page: Page::Latest,
@@ -606,6 +608,87 @@ fn the_room_list_catches_rooms_up_and_live_messages_follow_once() {
     assert!(matches!(&events[1..], [Event::Message(m)] if m.seq == 3));
     t.reply(ServerFrame::Message(msg("lobby", 3)));
     assert!(t.events().is_empty(), "shown once");
+}
+
+fn invitation(room: &str, by: &str) -> Invitation {
+    Invitation {
+        room: RoomInfo {
+            kind: RoomKind::Private,
+            ..info(room)
+        },
+        by: by.into(),
+    }
+}
+
+#[test]
+fn an_invitation_is_told_to_the_application_and_the_room_list_hands_it_over() {
+    let mut t = Test::new("a");
+    let ops = invitation("ops", "bob");
+    t.reply(ServerFrame::Invited(ops.clone()));
+    assert!(
+        matches!(&t.events()[..], [Event::Invited(i)] if *i == ops),
+        "an event of its own"
+    );
+    assert!(t.frames().is_empty(), "nothing joined or asked");
+
+    let mut listed = t.request(ClientFrame::ListRooms { req: 0 });
+    let [ClientFrame::ListRooms { req }] = t.frames()[..] else {
+        panic!()
+    };
+    let rooms = ServerFrame::Rooms {
+        req,
+        joined: vec![info("lobby")],
+        public: vec![info("lobby")],
+        invited: vec![ops],
+    };
+    t.reply(rooms.clone());
+    assert_eq!(listed.try_recv(), Ok(Ok(rooms)), "handed over whole");
+}
+
+#[test]
+fn each_login_lists_the_invitations_made_meanwhile_with_those_told_since() {
+    let mut t = Test::new("a");
+    t.lose("gone");
+    let [ClientFrame::ListRooms { req }] = t.reconnect_at(0)[..] else {
+        panic!()
+    };
+    t.events();
+    // Told live after the list was read, before it arrived: kept, newest
+    // first, once each.
+    let (ops, dev, old) = (
+        invitation("ops", "bob"),
+        invitation("dev", "carol"),
+        invitation("old", "dave"),
+    );
+    t.reply(ServerFrame::Invited(dev.clone()));
+    t.reply(ServerFrame::Invited(ops.clone()));
+    t.events();
+    t.reply(ServerFrame::Rooms {
+        req,
+        joined: vec![info("lobby")],
+        public: vec![],
+        invited: vec![dev.clone(), old.clone()],
+    });
+    let events = t.events();
+    let Some(Event::Invitations(list)) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*list, [ops, dev, old.clone()]);
+
+    // Next login: the list as the relay has it, even when empty.
+    t.reply(ServerFrame::Invited(invitation("later", "bob")));
+    t.lose("gone");
+    let [ClientFrame::ListRooms { req }] = t.reconnect_at(0)[..] else {
+        panic!()
+    };
+    t.events();
+    t.reply(ServerFrame::Rooms {
+        req,
+        joined: vec![info("lobby")],
+        public: vec![],
+        invited: vec![],
+    });
+    assert!(matches!(t.events().last(), Some(Event::Invitations(l)) if l.is_empty()));
 }
 
 #[test]

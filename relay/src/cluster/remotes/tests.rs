@@ -204,6 +204,34 @@ fn membership_changes_pass_through_to_the_hub() {
 }
 
 #[test]
+fn an_invitation_made_on_another_relay_reaches_the_invitee_here() {
+    use common::frame::{Invitation, RoomInfo, RoomKind};
+
+    let (hub, mut rx) = hub_with_carol();
+    let mut remotes = Remotes::new(ME);
+    let invitation = Invitation {
+        room: RoomInfo {
+            name: "ops".into(),
+            kind: RoomKind::Private,
+            members: 1,
+            latest: 0,
+        },
+        by: "bob".into(),
+    };
+    let invited = Wire::Event(HubEvent::Invited {
+        user: "carol".into(),
+        invitation: invitation.clone(),
+    });
+    while rx.try_recv().is_ok() {}
+    receive(&hub, &mut remotes, &said(2, invited), Instant::now());
+    let frame = rx.try_recv().expect("carol is told");
+    assert_eq!(
+        codec::decode::<ServerFrame>(&frame[4..]).unwrap(),
+        ServerFrame::Invited(invitation)
+    );
+}
+
+#[test]
 fn events_from_this_relay_itself_are_ignored() {
     let (hub, mut rx) = hub_with_carol();
     let mut remotes = Remotes::new(ME);

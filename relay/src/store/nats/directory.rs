@@ -32,6 +32,15 @@ struct UserRecord {
     created: i64,
 }
 
+/// An invitation as the bucket holds it, under the key of its room and
+/// invitee.
+#[derive(Serialize, Deserialize)]
+struct InviteRecord {
+    by: String,
+    /// Milliseconds since the Unix epoch.
+    at: i64,
+}
+
 /// A room as the bucket holds it.
 #[derive(Serialize, Deserialize)]
 pub struct RoomRecord {
@@ -392,7 +401,13 @@ impl Directory {
 
     /// See [`Store::remove_member`](crate::store::Store::remove_member).
     pub async fn remove_member(&self, room: &str, user: &str) -> Result<bool, StoreError> {
-        self.purge_if_present(&keys::member_key(room, user)).await
+        let removed = self.purge_if_present(&keys::member_key(room, user)).await?;
+        if removed {
+            // An invitation that raced the join on another relay would
+            // otherwise outlive the membership and let the user back in.
+            self.purge_if_present(&keys::invite_key(room, user)).await?;
+        }
+        Ok(removed)
     }
 
     /// See [`Store::members`](crate::store::Store::members).
@@ -452,14 +467,80 @@ impl Directory {
     }
 
     /// See [`Store::invite`](crate::store::Store::invite).
-    pub async fn invite(&self, room: &str, user: &str) -> Result<(), StoreError> {
+    pub async fn invite(
+        &self,
+        room: &str,
+        user: &str,
+        by: &str,
+        keep: usize,
+    ) -> Result<bool, StoreError> {
         self.require_room(room).await?;
         let user = self.canonical(user).await?;
+        if self.is_member(room, &user).await? {
+            return Ok(false);
+        }
+        let record = InviteRecord {
+            by: by.to_owned(),
+            at: now_ms(),
+        };
+        // A put goes to the end of the bucket's stream, so an invitation
+        // made again is the newest however old the first one was.
         self.kv
-            .put(keys::invite_key(room, &user), Bytes::new())
+            .put(keys::invite_key(room, &user), encode(&record))
             .await
             .map_err(db)?;
-        Ok(())
+        let all = self.invites_of(&user).await?;
+        let over = all.len().saturating_sub(keep);
+        for (key, _) in all.into_iter().take(over) {
+            self.kv.purge(&key).await.map_err(db)?;
+        }
+        Ok(true)
+    }
+
+    /// The keys and records of `user`'s invitations, oldest first.
+    async fn invites_of(&self, user: &str) -> Result<Vec<(String, InviteRecord)>, StoreError> {
+        let filter = format!("i.*.{}", keys::user_token(user));
+        // By when they were made; the scan's order (the bucket's stream,
+        // the order they were put in) stays between equal times.
+        let mut invites: Vec<(String, InviteRecord)> = self
+            .scan(&filter)
+            .await?
+            .into_iter()
+            .map(|(key, value)| {
+                // Invitations written before they named their inviter.
+                let record = decode(&value).unwrap_or(InviteRecord {
+                    by: String::new(),
+                    at: 0,
+                });
+                (key, record)
+            })
+            .collect();
+        invites.sort_by_key(|(_, r)| r.at);
+        Ok(invites)
+    }
+
+    /// `user`'s invitations to rooms they are not a member of, newest
+    /// first: each room's record and who invited.
+    pub async fn invitations(&self, user: &str) -> Result<Vec<(RoomRecord, String)>, StoreError> {
+        let mut out = Vec::new();
+        for (key, record) in self.invites_of(user).await?.into_iter().rev() {
+            let Some(room) = key.split('.').nth(1).and_then(keys::room_of_token) else {
+                continue;
+            };
+            // A join on another relay may have raced the invitation.
+            if self.is_member(&room, user).await? {
+                continue;
+            }
+            if let Some(room) = self.room(&room).await? {
+                out.push((room, record.by));
+            }
+        }
+        Ok(out)
+    }
+
+    /// See [`Store::decline`](crate::store::Store::decline).
+    pub async fn decline(&self, room: &str, user: &str) -> Result<bool, StoreError> {
+        self.purge_if_present(&keys::invite_key(room, user)).await
     }
 
     /// See [`Store::is_invited`](crate::store::Store::is_invited).

@@ -218,6 +218,27 @@ pub(super) fn is_invited(conn: &Connection, room: &str, user: &str) -> Result<bo
     Ok(stmt.exists([room, user])?)
 }
 
+/// `user`'s invitations to rooms they are not in, newest first, each
+/// with its inviter.
+pub(super) fn invitations(conn: &Connection, user: &str) -> Result<Vec<(RoomRow, String)>, Fail> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT i.room, i.inviter FROM invites i WHERE i.user = ?1 AND NOT EXISTS
+            (SELECT 1 FROM members m WHERE m.room = i.room AND m.user = i.user)
+         ORDER BY i.id DESC",
+    )?;
+    let named: Vec<(String, String)> = stmt
+        .query_map([user], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut rows = Vec::with_capacity(named.len());
+    for (room, by) in named {
+        // Rooms are never deleted; a missing one is skipped, not an error.
+        if let Some(row) = room_row(conn, &room)? {
+            rows.push((row, by));
+        }
+    }
+    Ok(rows)
+}
+
 // History reads one row past the page to learn whether more lie beyond it;
 // each is a range of the `(room, seq)` primary key, whatever the room's size.
 pub(super) const LATEST: &str =

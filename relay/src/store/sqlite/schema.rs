@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use crate::store::StoreError;
 
 /// Schema version, kept in `PRAGMA user_version`: 0 is a new, empty file.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for another's lock before giving up. Admin
 /// commands (`relay user add`) write the same file from another process
@@ -70,6 +70,26 @@ CREATE TABLE account_changes (
 );
 ";
 
+/// Version 3: an invitation says who made it, and invitations are
+/// numbered in the order made, so that a user's are listed newest first
+/// and the oldest go past the cap (`Op::Invite`). Those made before keep
+/// their order, with no inviter.
+const INVITERS: &str = "
+CREATE TABLE invites_v3 (
+    id      INTEGER PRIMARY KEY,
+    room    TEXT NOT NULL REFERENCES rooms (name),
+    user    TEXT NOT NULL COLLATE NOCASE REFERENCES users (name),
+    inviter TEXT NOT NULL,
+    invited INTEGER NOT NULL,
+    UNIQUE (room, user)
+);
+INSERT INTO invites_v3 (room, user, inviter, invited)
+    SELECT room, user, '', invited FROM invites ORDER BY invited, room;
+DROP TABLE invites;
+ALTER TABLE invites_v3 RENAME TO invites;
+CREATE INDEX invites_by_user ON invites (user, id);
+";
+
 /// How long a row of `account_changes` is kept: any relay running reads
 /// it within a second; a day leaves room for a stalled one.
 const ACCOUNT_CHANGES_KEPT_S: i64 = 86_400;
@@ -118,10 +138,16 @@ fn migrate(conn: &mut Connection, now_ms: i64) -> Result<(), StoreError> {
         0 => {
             tx.execute_batch(SCHEMA).map_err(db)?;
             tx.execute_batch(ACCOUNT_CHANGES).map_err(db)?;
+            tx.execute_batch(INVITERS).map_err(db)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
         }
         1 => {
             tx.execute_batch(ACCOUNT_CHANGES).map_err(db)?;
+            tx.execute_batch(INVITERS).map_err(db)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
+        }
+        2 => {
+            tx.execute_batch(INVITERS).map_err(db)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
         }
         SCHEMA_VERSION => {}

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::writer::{Op, Outcome, Request, Writer};
 use super::{reads, schema, writer, SqliteStore, DB_FILE, FAULT_ABORT_AFTER_COMMIT};
-use crate::store::{Appended, NewMessage, Store, StoreError};
+use crate::store::{Appended, Invited, NewMessage, Store, StoreError};
 
 type Published = mpsc::UnboundedReceiver<std::sync::Arc<Message>>;
 

@@ -56,6 +56,12 @@ pub(super) enum Op {
     Invite {
         room: String,
         user: String,
+        by: String,
+        keep: usize,
+    },
+    Decline {
+        room: String,
+        user: String,
     },
     Append(NewMessage),
 }
@@ -393,13 +399,39 @@ fn apply_op(
                 .execute([&room, &user])?;
             Outcome::Changed(removed > 0)
         }
-        Op::Invite { room, user } => {
+        Op::Invite {
+            room,
+            user,
+            by,
+            keep,
+        } => {
             let user = room_and_user(conn, &room, &user)?;
+            let member = conn
+                .prepare_cached("SELECT 1 FROM members WHERE room = ?1 AND user = ?2")?
+                .exists([&room, &user])?;
+            if member {
+                return Ok((Outcome::Changed(false), None));
+            }
+            // Deleted and inserted, not updated: the new row takes the next
+            // number, so an invitation made again counts as the newest.
+            conn.prepare_cached("DELETE FROM invites WHERE room = ?1 AND user = ?2")?
+                .execute([&room, &user])?;
             conn.prepare_cached(
-                "INSERT INTO invites (room, user, invited) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                "INSERT INTO invites (room, user, inviter, invited) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![room, user, now_s])?;
-            Outcome::Done
+            .execute(params![room, user, by, now_s])?;
+            conn.prepare_cached(
+                "DELETE FROM invites WHERE user = ?1 AND id NOT IN
+                    (SELECT id FROM invites WHERE user = ?1 ORDER BY id DESC LIMIT ?2)",
+            )?
+            .execute(params![user, i64::try_from(keep).unwrap_or(i64::MAX)])?;
+            Outcome::Changed(true)
+        }
+        Op::Decline { room, user } => {
+            let declined = conn
+                .prepare_cached("DELETE FROM invites WHERE room = ?1 AND user = ?2")?
+                .execute([&room, &user])?;
+            Outcome::Changed(declined > 0)
         }
     };
     Ok((outcome, None))

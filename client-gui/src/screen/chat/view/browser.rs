@@ -119,7 +119,7 @@ impl Chat {
         page = page.push(empty.map(|e| text(e).size(13).style(text::secondary)));
         page.push(scrollable(list).height(Shrink))
             .push(
-                text("Private rooms are not listed: a member invites you, then you join by name.")
+                text("Private rooms are not listed: a member invites you, and the invitation shows in the sidebar.")
                     .size(12)
                     .style(text::secondary),
             )

@@ -41,8 +41,8 @@ impl Chat {
                     ..Font::DEFAULT
                 }),
             text(
-                "Whoever you invite may then join this room. confab does not tell them: \
-                 let them know yourself."
+                "Whoever you invite is told (at once, or when they next log in) \
+                 and may then join this room."
             )
             .size(13)
             .style(text::secondary),

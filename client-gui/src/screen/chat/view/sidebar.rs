@@ -1,5 +1,5 @@
 //! The sidebar: who is logged in where, the box to join or create a room,
-//! and rooms and DMs with unread counts.
+//! invitations waiting for an answer, and rooms and DMs with unread counts.
 
 use common::frame::RoomKind;
 use iced::widget::{
@@ -91,6 +91,10 @@ impl Chat {
         let list = column![section("Rooms"), channels, section("Direct messages"), dms]
             .spacing(8)
             .padding([0, 10]);
+        let list = match self.invitations_view() {
+            Some(invitations) => column![invitations, list].spacing(8),
+            None => column![list],
+        };
         // The join box above the list, so it stays where it is however
         // many rooms there are; only the list scrolls.
         let body = column![
@@ -100,4 +104,57 @@ impl Chat {
         .spacing(4);
         container(body).width(WIDTH).height(Fill).into()
     }
+
+    /// Each invitation with who sent it and its answers; nothing when
+    /// there are none.
+    fn invitations_view(&self) -> Option<Element<'_, Message>> {
+        if self.invitations.is_empty() {
+            return None;
+        }
+        let mut list = Column::new().spacing(8);
+        for i in &self.invitations {
+            let answer = |label, message: Message| {
+                let b = button(text(label).size(13)).padding([3, 10]);
+                // Pressed once: the relay's answer comes before another.
+                if i.answering {
+                    b
+                } else {
+                    b.on_press(message)
+                }
+            };
+            let private = if i.kind == RoomKind::Private {
+                " (private)"
+            } else {
+                ""
+            };
+            let entry = column![
+                text(format!("#{}{private}", i.room)),
+                text(format!("from {}", i.by))
+                    .size(12)
+                    .style(text::secondary),
+                row![
+                    answer("Accept", Message::AcceptInvitation(i.room.clone())),
+                    answer("Decline", Message::DeclineInvitation(i.room.clone()))
+                        .style(button::secondary),
+                ]
+                .spacing(6),
+            ]
+            .spacing(4);
+            list = list.push(container(entry).padding([6, 8]).width(Fill).style(card));
+        }
+        Some(
+            column![section("Invitations"), list]
+                .spacing(8)
+                .padding([0, 10])
+                .into(),
+        )
+    }
+}
+
+/// An invitation stands apart from the rooms: it waits for an answer.
+fn card(theme: &iced::Theme) -> container::Style {
+    let palette = theme.extended_palette();
+    container::Style::default()
+        .background(palette.background.weak.color)
+        .border(iced::border::rounded(6))
 }

@@ -60,7 +60,7 @@ async fn passwords_change_and_users_leave() {
         .create_room("dev", RoomKind::Private, "bob")
         .await
         .unwrap();
-    store.invite("dev", "alice").await.unwrap();
+    store.invite("dev", "alice", "bob", 100).await.unwrap();
     store.append(msg(LOBBY, 1)).await.unwrap();
     store.delete_user("Alice").await.unwrap();
 
@@ -140,15 +140,20 @@ async fn rooms_members_and_invites() {
     assert_eq!(store.members("nope").await, Err(StoreError::NoSuchRoom));
 
     assert_eq!(
-        store.invite("nope", "carol").await,
+        store.invite("nope", "carol", "bob", 100).await,
         Err(StoreError::NoSuchRoom)
     );
     assert_eq!(
-        store.invite("secret", "dave").await,
+        store.invite("secret", "dave", "bob", 100).await,
         Err(StoreError::NoSuchUser)
     );
-    store.invite("secret", "carol").await.unwrap();
-    store.invite("secret", "carol").await.unwrap();
+    assert_eq!(store.invite("secret", "carol", "bob", 100).await, Ok(true));
+    assert_eq!(store.invite("secret", "carol", "bob", 100).await, Ok(true));
+    assert_eq!(
+        store.invite("secret", "bob", "bob", 100).await,
+        Ok(false),
+        "a member is not invited"
+    );
     assert!(store.is_invited("secret", "Carol").await.unwrap());
     assert!(!store.is_invited("secret", "alice").await.unwrap());
     assert!(store.add_member("secret", "carol").await.unwrap());
@@ -270,4 +275,60 @@ async fn odd_input_is_stored_verbatim() {
         assert_eq!(page[0].body, body);
     }
     assert_eq!(store.list_users().await.unwrap().len(), names.len());
+}
+
+#[tokio::test]
+async fn invitations_are_listed_newest_first_capped_and_declined() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for name in ["alice", "bob", "carol"] {
+        store.create_user(name, "phc").await.unwrap();
+    }
+    for room in ["a", "b", "c", "d"] {
+        store
+            .create_room(room, RoomKind::Private, "bob")
+            .await
+            .unwrap();
+    }
+    let listed = |list: Vec<Invited>| {
+        list.into_iter()
+            .map(|i| (i.room.name, i.by))
+            .collect::<Vec<_>>()
+    };
+    let s = |x: &str| x.to_owned();
+    store.invite("a", "alice", "bob", 3).await.unwrap();
+    store.invite("b", "ALICE", "bob", 3).await.unwrap();
+    store.invite("c", "alice", "carol", 3).await.unwrap();
+    assert_eq!(
+        listed(store.invitations("Alice").await.unwrap()),
+        [(s("c"), s("carol")), (s("b"), s("bob")), (s("a"), s("bob"))]
+    );
+    // Invited again, by someone else: the newest, from them.
+    store.invite("a", "alice", "carol", 3).await.unwrap();
+    // One more than the cap: the oldest goes.
+    store.invite("d", "alice", "bob", 3).await.unwrap();
+    assert_eq!(
+        listed(store.invitations("alice").await.unwrap()),
+        [
+            (s("d"), s("bob")),
+            (s("a"), s("carol")),
+            (s("c"), s("carol"))
+        ]
+    );
+    assert!(!store.is_invited("b", "alice").await.unwrap());
+    let row = &store.invitations("alice").await.unwrap()[0].room;
+    assert_eq!((row.kind, row.members), (RoomKind::Private, 1));
+
+    assert_eq!(store.decline("c", "alice").await, Ok(true));
+    assert_eq!(store.decline("c", "alice").await, Ok(false));
+    assert_eq!(store.decline("b", "carol").await, Ok(false));
+    assert!(store.add_member("a", "alice").await.unwrap());
+    assert_eq!(
+        listed(store.invitations("alice").await.unwrap()),
+        [(s("d"), s("bob"))],
+        "declined and accepted are gone"
+    );
+    assert_eq!(store.invitations("carol").await.unwrap(), []);
+    store.delete_user("alice").await.unwrap();
+    assert_eq!(store.invitations("alice").await.unwrap(), []);
 }

@@ -219,3 +219,54 @@ async fn a_version_1_file_gains_account_changes_and_they_are_followed() {
     }
     assert_eq!(seen, ["alice", "bob"], "names as registered, in order");
 }
+
+#[tokio::test]
+async fn a_version_2_file_keeps_its_invitations_in_order_with_no_inviter() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    {
+        // A version 2 file, as it was: invitations without inviter or number.
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(
+            "DROP TABLE invites;
+             CREATE TABLE invites (
+                 room    TEXT NOT NULL REFERENCES rooms (name),
+                 user    TEXT NOT NULL COLLATE NOCASE REFERENCES users (name),
+                 invited INTEGER NOT NULL,
+                 PRIMARY KEY (room, user)
+             ) WITHOUT ROWID;
+             CREATE INDEX invites_by_user ON invites (user);
+             INSERT INTO users VALUES ('alice', 'phc', 0), ('bob', 'phc', 0);
+             INSERT INTO rooms VALUES ('new', 1, 'bob', 0), ('old', 1, 'bob', 0);
+             INSERT INTO invites VALUES ('new', 'alice', 20), ('old', 'alice', 10);
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let store = open(&dir);
+    let listed: Vec<(String, String)> = store
+        .invitations("alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.room.name, i.by))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("new".to_owned(), String::new()),
+            ("old".to_owned(), String::new())
+        ]
+    );
+    // New ones come after them.
+    store
+        .create_room("newer", RoomKind::Private, "bob")
+        .await
+        .unwrap();
+    store.invite("newer", "alice", "bob", 100).await.unwrap();
+    assert_eq!(
+        store.invitations("alice").await.unwrap()[0].room.name,
+        "newer"
+    );
+    assert!(store.add_member("old", "alice").await.unwrap());
+}
