@@ -488,6 +488,12 @@ impl App {
                 AbsoluteOffset { x: 0.0, y },
             ));
         }
+        if let Some(y) = outcome.scroll_by {
+            tasks.push(operation::scroll_by(
+                chat::view::CONVERSATION,
+                AbsoluteOffset { x: 0.0, y },
+            ));
+        }
         if let Some(id) = outcome.focus {
             tasks.push(operation::focus(id));
         }

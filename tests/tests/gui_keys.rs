@@ -65,6 +65,22 @@ fn difference(a: &Path, b: &Path) -> f64 {
         .unwrap_or_else(|| panic!("compare said {said:?}"))
 }
 
+/// [`difference`] within one region (`WxH+X+Y`) of both shots.
+fn difference_in(a: &Path, b: &Path, region: &str) -> f64 {
+    let crop = |from: &Path| {
+        let to = from.with_extension("crop.png");
+        let status = Command::new("convert")
+            .arg(from)
+            .args(["-crop", region, "+repage"])
+            .arg(&to)
+            .status()
+            .expect("run convert");
+        assert!(status.success(), "convert {}", from.display());
+        to
+    };
+    difference(&crop(a), &crop(b))
+}
+
 /// Takes screenshots into `path` until `done` holds for one, failing after 20 s.
 fn wait_picture(gui: &Gui, path: &Path, what: &str, done: impl Fn(&Path) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -192,10 +208,32 @@ async fn rooms_are_joined_switched_and_scrolled_from_the_keyboard() {
     wait_picture(&gui, &up, "Page Up scrolls", |shot| {
         difference(&bottom, shot) > CHANGED
     });
+    // Lines arriving while alice reads back do not move what she reads:
+    // the top half of the conversation stays as it was (the "New messages
+    // below" button appears lower down).
+    std::thread::sleep(Duration::from_millis(500));
+    gui.screenshot(&up);
+    for i in 1..=6 {
+        bob.client
+            .send("lobby", &format!("arrived while alice read back {i}"))
+            .await
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let still = dir.join("keys-page-up-still.png");
+    gui.screenshot(&still);
+    let top_half = "500x260+240+60";
+    let moved = difference_in(&up, &still, top_half);
+    assert!(
+        moved < CHANGED,
+        "what alice read moved ({moved} pixels): see {} and {}",
+        up.display(),
+        still.display()
+    );
     key(&gui, "Page_Down");
     let down = dir.join("keys-page-down.png");
-    wait_picture(&gui, &down, "Page Down scrolls back", |shot| {
-        difference(&bottom, shot) < CHANGED
+    wait_picture(&gui, &down, "Page Down scrolls back down", |shot| {
+        difference(&still, shot) > CHANGED
     });
 
     // Shift+Tab reaches the room box; Enter there joins, and the cursor

@@ -127,6 +127,9 @@ pub struct Outcome {
     pub open: Option<String>,
     /// Scroll the conversation by a page.
     pub page: Option<Page>,
+    /// Scroll the conversation up by this much (pixels), to keep what is
+    /// read in place.
+    pub scroll_by: Option<f32>,
 }
 
 impl Outcome {
@@ -202,6 +205,8 @@ pub struct Chat {
     pub trust_failure: Option<TrustFailure>,
     /// A line turned into selectable text.
     pub selection: Option<Selection>,
+    /// What was typed in the composer of rooms not shown.
+    pub drafts: HashMap<String, String>,
 }
 
 /// A line shown as read-only text that can be selected and copied.
@@ -242,6 +247,7 @@ impl Chat {
             invitations: Vec::new(),
             trust_failure: None,
             selection: None,
+            drafts: HashMap::new(),
         }
     }
 
@@ -330,6 +336,7 @@ impl Chat {
                     from_bottom: viewport.absolute_offset().y,
                     height: bounds.height,
                     width: content.width,
+                    content: content.height,
                 })
             }
             Message::JumpToBottom => self.jump_to_bottom(),
@@ -455,6 +462,24 @@ impl Chat {
         tracing::debug!(%why, "offline");
         self.notice = Some(format!("You are offline: {why}"));
         self.status = Status::Offline(why);
+        // The stopped session takes its queue with it: say so on every line
+        // it had not confirmed, so none is lost unseen. Retry sends it again
+        // once connected (a line the relay stored just before the stop
+        // would then be there twice; one lost without a word is worse).
+        for room in self.rooms.values_mut() {
+            for line in &mut room.lines {
+                if let Line::Pending {
+                    failed: failed @ None,
+                    ..
+                } = line
+                {
+                    *failed = Some(
+                        "the connection stopped before the relay confirmed it; Retry once connected"
+                            .into(),
+                    );
+                }
+            }
+        }
         self.trust_failure = match e {
             ConnectError::Trust(
                 failure @ (TrustFailure::Unknown { .. } | TrustFailure::Changed { .. }),
@@ -491,15 +516,18 @@ impl Chat {
                 before: Seq::MAX,
             });
         }
+        let offline = matches!(self.status, Status::Offline(_));
         r.lines.push(Line::Pending {
             local,
             body: body.clone(),
-            failed: None,
+            failed: offline.then(|| "offline; Reconnect, then Retry".to_owned()),
         });
         r.at_bottom = true;
         self.composer = text_editor::Content::new();
         self.hint = None;
-        commands.push(Command::Send { local, room, body });
+        if !offline {
+            commands.push(Command::Send { local, room, body });
+        }
         Outcome {
             commands,
             follow: true,
@@ -522,6 +550,10 @@ impl Chat {
         let Line::Pending { body, failed, .. } = line else {
             return Outcome::default();
         };
+        if matches!(self.status, Status::Offline(_)) {
+            *failed = Some("offline; Reconnect, then Retry".to_owned());
+            return Outcome::default();
+        }
         *failed = None;
         let body = body.clone();
         Outcome::command(Command::Send { local, room, body })
@@ -534,6 +566,20 @@ impl Chat {
         r.unread = 0;
         r.new_below = false;
         r.at_bottom = true;
+        r.hold = None;
+        // Each room keeps its own draft, so a line half-typed for one is
+        // never sent to another.
+        if room != self.current {
+            let draft = self.drafts.remove(&room).unwrap_or_default();
+            let mut restored = text_editor::Content::with_text(&draft);
+            restored.perform(text_editor::Action::Move(text_editor::Motion::DocumentEnd));
+            let left = std::mem::replace(&mut self.composer, restored);
+            let text = left.text();
+            let text = text.trim_end_matches('\n');
+            if !text.trim().is_empty() {
+                self.drafts.insert(self.current.clone(), text.to_owned());
+            }
+        }
         self.current = room.clone();
         self.switcher = None;
         self.panel = None;
@@ -555,6 +601,30 @@ impl Chat {
         let Some(room) = self.rooms.get_mut(&self.current) else {
             return Outcome::default();
         };
+        let mut out = Outcome::default();
+        if let Some((from_bottom, content)) = room.hold {
+            let grown = scroll.content - content;
+            if grown.abs() > 0.5 {
+                // The lines added below are laid out now: move the view by
+                // what they took, back onto what was being read.
+                room.hold = None;
+                let target = from_bottom + grown;
+                let shift = target - scroll.from_bottom;
+                if shift.abs() > 0.5 {
+                    out.scroll_by = Some(shift);
+                }
+                // Where the view will be once moved: more lines arriving
+                // before the next report are held from there.
+                room.scroll = Scroll {
+                    from_bottom: target,
+                    from_top: scroll.from_top - shift,
+                    ..scroll
+                };
+                return out;
+            }
+            // The reader moved (content unchanged): hold where they are now.
+            room.hold = Some((scroll.from_bottom, scroll.content));
+        }
         room.scroll = scroll;
         room.at_bottom = !room.more_after && scroll.from_bottom <= 2.0;
         if room.at_bottom {
@@ -562,7 +632,6 @@ impl Chat {
         }
         // A screen ahead, so the next page is there before it is needed.
         let margin = scroll.height.max(200.0);
-        let mut out = Outcome::default();
         if scroll.from_top <= margin && room.more_before && !room.loading_older {
             if let Some(before) = room.first_seq() {
                 room.loading_older = true;
@@ -655,6 +724,8 @@ impl Chat {
                 };
                 r.loading_older = false;
                 r.more_before = more;
+                // Growth above the view does not move it: nothing to correct.
+                r.hold = None;
                 for m in messages {
                     r.insert(m);
                 }
@@ -798,6 +869,9 @@ impl Chat {
             if !r.more_after {
                 r.membership(chrono::Utc::now().timestamp_millis(), &p.user, joined);
                 out.follow = room == self.current && r.at_bottom;
+                if room == self.current {
+                    r.hold_view();
+                }
             }
         }
         // The list shown is stale if someone joined or left, or came
@@ -856,6 +930,7 @@ impl Chat {
             }
         } else {
             r.new_below = true;
+            r.hold_view();
             Outcome::default()
         }
     }

@@ -71,6 +71,8 @@ pub struct Scroll {
     pub from_bottom: f32,
     pub height: f32,
     pub width: f32,
+    /// Height of everything in the conversation.
+    pub content: f32,
 }
 
 /// Heights of lines as last laid out, at one width. Written while the view
@@ -130,6 +132,10 @@ pub struct Room {
     /// that what is on screen stays put.
     pub below: f32,
     pub heights: Heights,
+    /// Where the reader stood (distance from the bottom, content height)
+    /// when lines were added below them; the next scroll report moves the
+    /// view by what the content grew, so what they read stays put.
+    pub hold: Option<(f32, f32)>,
     next_notice: u64,
 }
 
@@ -147,6 +153,7 @@ impl Default for Room {
             scroll: Scroll::default(),
             below: 0.0,
             heights: Heights::default(),
+            hold: None,
             next_notice: 1,
         }
     }
@@ -306,5 +313,15 @@ impl Room {
         self.below = 0.0;
         self.at_bottom = true;
         self.new_below = false;
+        self.hold = None;
+    }
+
+    /// Lines are being added below a reader who is not at the bottom: the
+    /// conversation is anchored there, so without a correction what they
+    /// read would slide up by what was added.
+    pub(super) fn hold_view(&mut self) {
+        if !self.at_bottom && self.hold.is_none() {
+            self.hold = Some((self.scroll.from_bottom, self.scroll.content));
+        }
     }
 }

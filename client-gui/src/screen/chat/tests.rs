@@ -35,6 +35,7 @@ fn view_at(y: f32) -> Scroll {
         from_bottom: (1.0 - y) * 9_500.0,
         height: 500.0,
         width: 700.0,
+        content: 10_000.0,
     }
 }
 
@@ -546,6 +547,7 @@ fn reading_far_back_lets_the_newest_lines_go_and_pages_them_back_in() {
         from_bottom: 1e7,
         height: 500.0,
         width: 700.0,
+        content: 1e7 + 500.0,
     };
     for _ in 0..20 {
         let out = c.scrolled(at_top);
@@ -671,4 +673,100 @@ fn a_double_clicked_line_is_selected_whole_and_copied() {
             .as_deref(),
         Some("https://example.org")
     );
+}
+
+#[test]
+fn each_room_keeps_its_own_draft() {
+    let mut c = chat();
+    c.rooms.insert("dev".into(), Room::default());
+    type_text(&mut c, "meant for the lobby");
+    c.update(Message::SelectRoom("dev".into()));
+    assert_eq!(c.composer.text().trim_end(), "", "not carried to #dev");
+    type_text(&mut c, "for dev");
+    c.update(Message::SelectRoom("lobby".into()));
+    assert_eq!(c.composer.text().trim_end(), "meant for the lobby");
+    // Typing goes on at the end of the draft.
+    type_text(&mut c, "!");
+    assert_eq!(c.composer.text().trim_end(), "meant for the lobby!");
+    c.update(Message::SelectRoom("dev".into()));
+    assert_eq!(c.composer.text().trim_end(), "for dev");
+}
+
+#[test]
+fn lines_the_stopped_session_had_not_confirmed_say_so_and_can_be_retried() {
+    let mut c = chat();
+    type_text(&mut c, "in flight");
+    c.update(Message::Send);
+    c.on_event(NetEvent::Session(SessionEvent::Failed(
+        common::client::ConnectError::Auth {
+            code: ErrorCode::BadCredentials,
+            message: "wrong password".into(),
+        },
+    )));
+    let failed = |c: &Chat| -> Vec<(u64, Option<String>)> {
+        c.rooms["lobby"]
+            .lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Pending { local, failed, .. } => Some((*local, failed.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let lines = failed(&c);
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].1.as_deref().unwrap().contains("Retry"),
+        "{lines:?}"
+    );
+
+    // Typed while offline: kept, marked, never handed to a dead session.
+    type_text(&mut c, "typed while offline");
+    let out = c.update(Message::Send);
+    assert!(out.commands.is_empty(), "{:?}", out.commands);
+    assert_eq!(failed(&c).len(), 2);
+    assert!(failed(&c)[1].1.as_deref().unwrap().contains("Reconnect"));
+    assert!(c.update(Message::Retry(lines[0].0)).commands.is_empty());
+
+    // Connected again: Retry sends it.
+    c.reconnecting();
+    c.on_event(NetEvent::Session(SessionEvent::Connected {
+        user: "alice".into(),
+        server: "127.0.0.1:4433".into(),
+    }));
+    let out = c.update(Message::Retry(lines[0].0));
+    assert!(matches!(
+        out.commands.as_slice(),
+        [Command::Send { body, .. }] if body == "in flight"
+    ));
+}
+
+#[test]
+fn lines_arriving_below_a_reader_do_not_move_what_they_read() {
+    let mut c = chat();
+    c.scrolled(view_at(0.5));
+    let out = live(&mut c, msg("lobby", 3, "bob", "while you read"));
+    assert!(!out.follow);
+    // The next report shows the content grown below, the view not yet moved.
+    let mut grown = view_at(0.5);
+    grown.content += 42.0;
+    let out = c.scrolled(grown);
+    assert_eq!(out.scroll_by, Some(42.0), "back onto what was read");
+    // Another line before the view has moved: held from where it will be.
+    live(&mut c, msg("lobby", 5, "bob", "and another"));
+    let mut again = grown;
+    again.content += 30.0;
+    assert_eq!(c.scrolled(again).scroll_by, Some(72.0));
+    // Once moved, nothing more.
+    again.from_bottom += 72.0;
+    assert_eq!(c.scrolled(again).scroll_by, None);
+    let mut grown = again;
+    // The reader scrolling on their own is never corrected.
+    grown.from_bottom -= 300.0;
+    assert_eq!(c.scrolled(grown).scroll_by, None);
+    // At the bottom, new lines are followed instead.
+    c.scrolled(view_at(1.0));
+    let out = live(&mut c, msg("lobby", 4, "bob", "at the bottom"));
+    assert!(out.follow);
+    assert!(c.rooms["lobby"].hold.is_none());
 }

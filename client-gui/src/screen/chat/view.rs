@@ -104,6 +104,8 @@ impl Chat {
             None => space().into(),
         };
         let room = self.room();
+        // Over the conversation, not under it: taking room from it would
+        // shrink the view and move what is being read.
         let new_below = room.is_some_and(|r| r.new_below).then(|| {
             container(
                 button(text("New messages below").size(13))
@@ -111,15 +113,18 @@ impl Chat {
                     .padding([4, 12]),
             )
             .center_x(Fill)
-            .padding(padding::top(8))
+            .align_bottom(Fill)
+            .padding(padding::bottom(8))
         });
-        let conversation = stack![self.conversation()].push(self.empty_state());
+        let conversation = stack![self.conversation()]
+            .push(self.empty_state())
+            .push(new_below);
         // Every child stays where it is whether a notice shows or not, so
         // the conversation keeps its scroll position and the composer the
         // cursor.
         column![
             self.header(fold),
-            column![notice, conversation, new_below].height(Fill),
+            column![notice, conversation].height(Fill),
             self.composer_view()
         ]
         .spacing(8)
