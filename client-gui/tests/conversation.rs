@@ -146,3 +146,28 @@ fn a_link_in_a_message_is_opened_when_clicked() {
         .collect();
     assert_eq!(opened, vec!["https://example.org/plan".to_string()]);
 }
+
+#[test]
+fn leaving_a_room_asks_first() {
+    let mut w = Window::chatting();
+    w.session(SessionEvent::Joined {
+        room: "ops".into(),
+        recent: vec![message("ops", 1, "bob", "private things")],
+        more: false,
+    });
+    w.click("#ops");
+    w.take_commands();
+    assert_eq!(w.chat().current, "ops");
+    w.click("Leave");
+    assert!(w.take_commands().is_empty(), "one click does not leave");
+    assert!(w.shows_part("coming back needs a new invitation"));
+    w.click("Stay");
+    assert!(w.take_commands().is_empty());
+    assert!(!w.shows_part("coming back needs a new invitation"));
+    w.click("Leave");
+    w.click("Yes, leave");
+    assert_eq!(
+        w.take_commands(),
+        vec![client_gui::connection::Command::Leave("ops".into())]
+    );
+}

@@ -72,6 +72,9 @@ pub enum Message {
     Deselect,
     /// A link in a message was clicked.
     OpenLink(String),
+    /// Leave the room asked about.
+    ConfirmLeave,
+    CancelLeave,
     /// Show or hide a side panel over the conversation, where the window
     /// is too narrow to keep it beside.
     TogglePanel(Panel),
@@ -207,6 +210,8 @@ pub struct Chat {
     pub selection: Option<Selection>,
     /// What was typed in the composer of rooms not shown.
     pub drafts: HashMap<String, String>,
+    /// The room whose Leave waits for a confirmation.
+    pub leaving: Option<String>,
 }
 
 /// A line shown as read-only text that can be selected and copied.
@@ -248,6 +253,7 @@ impl Chat {
             trust_failure: None,
             selection: None,
             drafts: HashMap::new(),
+            leaving: None,
         }
     }
 
@@ -314,7 +320,23 @@ impl Chat {
                     }
                 })
             }
-            Message::Leave(room) => Outcome::command(Command::Leave(room)),
+            // Leaving asks first: one click must not cost a private room
+            // (coming back needs a new invitation) or a conversation.
+            Message::Leave(room) => {
+                self.leaving = Some(room);
+                Outcome::default()
+            }
+            Message::ConfirmLeave => match self.leaving.take() {
+                Some(room) => Outcome::command(Command::Leave(room)),
+                None => Outcome::default(),
+            },
+            Message::CancelLeave => {
+                self.leaving = None;
+                Outcome {
+                    focus: Some(view::COMPOSER),
+                    ..Outcome::default()
+                }
+            }
             Message::ToggleMembers => {
                 self.show_members = !self.show_members;
                 if self.show_members {

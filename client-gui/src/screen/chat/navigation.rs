@@ -25,12 +25,9 @@ impl Chat {
         match key.as_ref() {
             Key::Character("k") if modifiers.command() => Some(Message::ToggleSwitcher),
             // A focused text field takes Escape for itself, so it counts
-            // whether or not captured.
-            Key::Named(Named::Escape)
-                if open || self.panel.is_some() || self.selection.is_some() =>
-            {
-                Some(Message::Close)
-            }
+            // whether or not captured. With nothing open it brings the
+            // cursor back to the composer, so typing is never lost.
+            Key::Named(Named::Escape) => Some(Message::Close),
             Key::Named(Named::ArrowUp) if open => Some(Message::SwitcherMove(-1)),
             Key::Named(Named::ArrowDown) if open => Some(Message::SwitcherMove(1)),
             Key::Named(Named::Enter) if open && !captured => Some(Message::SwitcherOpen),
@@ -84,11 +81,17 @@ impl Chat {
                 ..Outcome::default()
             },
             Message::Close => {
-                let closed = self.switcher.take().is_some()
-                    | self.panel.take().is_some()
-                    | self.selection.take().is_some();
+                // One thing at a time, the one on top first.
+                if self.switcher.take().is_none()
+                    && self.leaving.take().is_none()
+                    && self.browser.take().is_none()
+                    && self.invite.take().is_none()
+                    && self.panel.take().is_none()
+                {
+                    self.selection = None;
+                }
                 Outcome {
-                    focus: closed.then_some(view::COMPOSER),
+                    focus: Some(view::COMPOSER),
                     ..Outcome::default()
                 }
             }

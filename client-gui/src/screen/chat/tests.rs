@@ -770,3 +770,25 @@ fn lines_arriving_below_a_reader_do_not_move_what_they_read() {
     assert!(out.follow);
     assert!(c.rooms["lobby"].hold.is_none());
 }
+
+#[test]
+fn escape_closes_the_dialog_on_top_and_otherwise_brings_back_the_cursor() {
+    use iced::keyboard::{key::Named, Key as K, Modifiers};
+    let mut c = chat();
+    let escape = |c: &Chat| c.shortcut(&K::Named(Named::Escape), Modifiers::default(), true);
+    c.update(Message::BrowseRooms);
+    assert!(c.browser.is_some());
+    let m = escape(&c).expect("Escape is a shortcut");
+    let out = c.update(m);
+    assert!(c.browser.is_none(), "the browser closes");
+    assert_eq!(out.focus, Some(view::COMPOSER));
+    c.update(Message::InviteOpen);
+    if c.invite.is_some() {
+        let m = escape(&c).unwrap();
+        c.update(m);
+        assert!(c.invite.is_none(), "the invitation form closes");
+    }
+    // Nothing open: the cursor goes back to the composer.
+    let m = escape(&c).unwrap();
+    assert_eq!(c.update(m).focus, Some(view::COMPOSER));
+}

@@ -103,6 +103,38 @@ impl Chat {
             .into(),
             None => space().into(),
         };
+        let leaving = self.leaving.as_ref().filter(|r| **r == self.current).map(|r| {
+            let what = match common::names::dm_users(r) {
+                Some(_) => format!(
+                    "Leave your conversation with {}? It goes from your list until one of you opens it again.",
+                    self.display_name(r)
+                ),
+                None => format!(
+                    "Leave {}? If it is private, coming back needs a new invitation.",
+                    self.display_name(r)
+                ),
+            };
+            container(
+                container(
+                    row![
+                        text(what).width(Fill),
+                        button(text("Yes, leave").size(13))
+                            .on_press(Message::ConfirmLeave)
+                            .padding([2, 8])
+                            .style(button::danger),
+                        button(text("Stay").size(13))
+                            .on_press(Message::CancelLeave)
+                            .padding([2, 8])
+                            .style(button::secondary),
+                    ]
+                    .align_y(Center)
+                    .spacing(8),
+                )
+                .padding(8)
+                .style(container::bordered_box),
+            )
+            .padding(padding::bottom(8))
+        });
         let room = self.room();
         // Over the conversation, not under it: taking room from it would
         // shrink the view and move what is being read.
@@ -124,7 +156,10 @@ impl Chat {
         // cursor.
         column![
             self.header(fold),
-            column![notice, conversation].height(Fill),
+            column![notice]
+                .push(leaving)
+                .push(conversation)
+                .height(Fill),
             self.composer_view()
         ]
         .spacing(8)

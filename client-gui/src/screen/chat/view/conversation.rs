@@ -168,8 +168,12 @@ pub fn spans(body: &str) -> Vec<Span<'_, String>> {
         let end = tail
             .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"'))
             .unwrap_or(tail.len());
-        // Punctuation that ends a sentence is not part of the address.
-        let url = tail[..end].trim_end_matches(['.', ',', ';', ':', '!', '?', ')', '\'']);
+        // Punctuation that ends a sentence is not part of the address, nor
+        // a closing bracket the address did not open.
+        let mut url = tail[..end].trim_end_matches(['.', ',', ';', ':', '!', '?', '\'']);
+        while url.ends_with(')') && url.matches(')').count() > url.matches('(').count() {
+            url = url[..url.len() - 1].trim_end_matches(['.', ',', ';', ':', '!', '?', '\'']);
+        }
         out.push(
             Span::new(url)
                 .link(url.to_owned())
@@ -390,18 +394,21 @@ impl Chat {
             .on_right_press(Message::Select(key))
             .into(),
         };
-        let time: Element<'a, Message> = if header {
-            tooltip(
-                text(short).size(12).style(text::secondary),
-                container(text(full).size(12))
-                    .padding(6)
-                    .style(container::rounded_box),
-                tooltip::Position::Bottom,
-            )
-            .into()
+        // Lines under one name show no time of their own; resting the
+        // pointer beside one still tells when it was sent.
+        let shown: Element<'a, Message> = if header {
+            text(short).size(12).style(text::secondary).into()
         } else {
-            space().width(0).into()
+            space().width(44).height(LINE_HEIGHT).into()
         };
+        let time: Element<'a, Message> = tooltip(
+            shown,
+            container(text(full).size(12))
+                .padding(6)
+                .style(container::rounded_box),
+            tooltip::Position::Bottom,
+        )
+        .into();
         let gutter = container(time).width(44).padding([2, 0]);
         let main: Element<'a, Message> = if header {
             column![
@@ -516,6 +523,18 @@ mod tests {
             vec![("no link: httpd, xhttp://a, http:// alone".into(), None)]
         );
         assert_eq!(texts(&spans("")), vec![(String::new(), None)]);
+        let wiki = "https://example.org/wiki/Foo_(bar)";
+        assert_eq!(
+            texts(&spans(&format!("({wiki}).")))[1],
+            (wiki.to_string(), Some(wiki.to_string()))
+        );
+        assert_eq!(
+            texts(&spans("(see https://example.org/x)"))[1],
+            (
+                "https://example.org/x".to_string(),
+                Some("https://example.org/x".to_string())
+            )
+        );
     }
 
     #[test]
