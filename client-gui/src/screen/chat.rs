@@ -586,6 +586,7 @@ impl Chat {
             return Outcome::default();
         };
         r.unread = 0;
+        r.mentions = 0;
         r.new_below = false;
         r.at_bottom = true;
         r.hold = None;
@@ -918,7 +919,11 @@ impl Chat {
         let room_name = m.room.clone();
         let is_current = room_name == self.current;
         let (seq, from) = (m.seq, m.from.clone());
+        let mentioned = !own && view::mentions(&m.body, &self.user);
         let r = self.rooms.entry(room_name.clone()).or_default();
+        if !is_current && mentioned {
+            r.mentions += 1;
+        }
         if r.beyond(seq) {
             // Among the newer lines let go while reading back: paged in
             // when scrolled to.

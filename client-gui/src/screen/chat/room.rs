@@ -116,6 +116,8 @@ impl Heights {
 pub struct Room {
     pub lines: Vec<Line>,
     pub unread: u32,
+    /// Unread lines that mention this user (`@name`).
+    pub mentions: u32,
     /// Older messages exist before the first one kept.
     pub more_before: bool,
     pub loading_older: bool,
@@ -144,6 +146,7 @@ impl Default for Room {
         Room {
             lines: Vec::new(),
             unread: 0,
+            mentions: 0,
             more_before: false,
             loading_older: false,
             more_after: false,

@@ -792,3 +792,15 @@ fn escape_closes_the_dialog_on_top_and_otherwise_brings_back_the_cursor() {
     let m = escape(&c).unwrap();
     assert_eq!(c.update(m).focus, Some(view::COMPOSER));
 }
+
+#[test]
+fn a_mention_in_another_room_is_counted_apart_until_it_is_opened() {
+    let mut c = chat();
+    c.rooms.insert("dev".into(), Room::default());
+    live(&mut c, msg("dev", 1, "bob", "build is red"));
+    live(&mut c, msg("dev", 2, "bob", "@alice can you look?"));
+    live(&mut c, msg("dev", 3, "alice", "@alice note to self"));
+    assert_eq!((c.rooms["dev"].unread, c.rooms["dev"].mentions), (2, 1));
+    c.update(Message::SelectRoom("dev".into()));
+    assert_eq!((c.rooms["dev"].unread, c.rooms["dev"].mentions), (0, 0));
+}

@@ -49,7 +49,7 @@ impl Fold {
     }
 }
 
-pub use conversation::{estimate, estimate_body, SELECTION};
+pub use conversation::{estimate, estimate_body, mentions, SELECTION};
 
 impl Chat {
     pub fn view(&self) -> Element<'_, Message> {
@@ -254,6 +254,15 @@ fn badge(theme: &Theme) -> container::Style {
     container::Style::default()
         .background(palette.primary.base.color)
         .color(palette.primary.base.text)
+        .border(iced::border::rounded(9))
+}
+
+/// A badge that stands out: someone mentioned this user there.
+fn mention_badge(theme: &Theme) -> container::Style {
+    let palette = theme.extended_palette();
+    container::Style::default()
+        .background(palette.danger.base.color)
+        .color(palette.danger.base.text)
         .border(iced::border::rounded(9))
 }
 

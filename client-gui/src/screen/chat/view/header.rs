@@ -25,7 +25,18 @@ impl Chat {
         .clip(true);
         let mut top = row![].spacing(12).align_y(Center);
         if fold.rooms {
-            top = top.push(header_button("Rooms", Message::TogglePanel(Panel::Rooms)));
+            // Folded away, the rooms still say that something is waiting.
+            let waiting = self.unread_total();
+            let mentioned = self.rooms.values().any(|r| r.mentions > 0);
+            let label = match (waiting, mentioned) {
+                (0, _) => "Rooms".to_owned(),
+                (n, true) => format!("Rooms · @{n}"),
+                (n, false) => format!("Rooms · {n}"),
+            };
+            top = top.push(header_button_owned(
+                label,
+                Message::TogglePanel(Panel::Rooms),
+            ));
         }
         top = top
             .push(title)
@@ -141,4 +152,11 @@ fn hover(short: iced::widget::Text<'_>, full: String) -> Element<'_, Message> {
         tooltip::Position::Bottom,
     )
     .into()
+}
+
+fn header_button_owned<'a>(label: String, on_press: Message) -> Button<'a, Message> {
+    button(text(label).size(13).wrapping(text::Wrapping::None))
+        .on_press(on_press)
+        .padding([3, 8])
+        .style(button::secondary)
 }

@@ -7,7 +7,7 @@ use iced::widget::{
 };
 use iced::{Center, Element, Fill};
 
-use super::{badge, section};
+use super::{badge, mention_badge, section};
 use crate::screen::chat::{Chat, Message};
 
 pub(super) const WIDTH: f32 = 220.0;
@@ -22,7 +22,13 @@ impl Chat {
             };
             let selected = name == self.current;
             let mut entry = row![text(self.display_name(name)).width(Fill)].align_y(Center);
-            if room.unread > 0 {
+            if room.mentions > 0 {
+                entry = entry.push(
+                    container(text(format!("@{}", room.unread)).size(12))
+                        .padding([1, 7])
+                        .style(mention_badge),
+                );
+            } else if room.unread > 0 {
                 entry = entry.push(
                     container(text(room.unread.to_string()).size(12))
                         .padding([1, 7])
