@@ -298,6 +298,12 @@ impl App {
             };
         }
         let message = match &self.screen {
+            // Enter anywhere on the form connects, not only in a text field
+            // (after ticking "Create account", say).
+            Screen::Login(form) if !captured && !form.connecting => match key {
+                Key::Named(Named::Enter) => Message::Login(login::Message::Submit),
+                _ => return Task::none(),
+            },
             Screen::Trust(_) if !captured => match key {
                 Key::Named(Named::Enter) => Message::Trust(trust_screen::Message::Trust),
                 Key::Named(Named::Escape) => Message::Trust(trust_screen::Message::Cancel),

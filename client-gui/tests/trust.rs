@@ -304,3 +304,21 @@ fn reconnect_starts_the_session_again_and_a_failure_leaves_the_chat_offline() {
     w.click("Log out");
     assert!(w.app.session().is_none());
 }
+
+#[test]
+fn enter_on_the_form_connects_even_from_the_create_account_box() {
+    use client_gui::app::{KeyPress, Message};
+    use iced::keyboard::{key::Named, Key, Modifiers};
+    let mut w = Window::new();
+    w.type_into("password", PASSWORD);
+    w.click("Create account");
+    assert!(w.app.session().is_none());
+    // The checkbox does not take Enter: the window's key routing does.
+    w.update(Message::Key(KeyPress {
+        key: Key::Named(Named::Enter),
+        modifiers: Modifiers::default(),
+        captured: false,
+    }));
+    let session = w.app.session().expect("connecting");
+    assert!(session.register, "with the account to create");
+}

@@ -249,6 +249,25 @@ fn section_owned(title: String) -> Element<'static, Message> {
         .into()
 }
 
+/// The success colour, lightened on a dark background where the theme's
+/// own green is too dark to read (under 2:1 on the dark grey).
+pub(crate) fn good(theme: &Theme) -> text::Style {
+    let palette = theme.extended_palette();
+    let base = palette.success.base.color;
+    let color = if palette.is_dark {
+        let lift = |c: f32| c + (1.0 - c) * 0.45;
+        iced::Color {
+            r: lift(base.r),
+            g: lift(base.g),
+            b: lift(base.b),
+            a: 1.0,
+        }
+    } else {
+        base
+    };
+    text::Style { color: Some(color) }
+}
+
 fn badge(theme: &Theme) -> container::Style {
     let palette = theme.extended_palette();
     container::Style::default()

@@ -8,6 +8,7 @@ use iced::widget::{
 };
 use iced::{Center, Color, Element, Fill, Font, Shrink};
 
+use super::good;
 use crate::screen::chat::{Browser, Chat, Message};
 
 /// Id of the browser's filter input.
@@ -86,7 +87,7 @@ impl Chat {
             let state = if browser.joining.as_deref() == Some(name.as_str()) {
                 text("joining…").size(12).style(text::secondary)
             } else if listed.joined {
-                text("✓ joined").size(12).style(text::success)
+                text("✓ joined").size(12).style(good)
             } else {
                 text("join").size(12).style(text::primary)
             };

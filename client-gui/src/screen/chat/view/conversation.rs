@@ -538,6 +538,27 @@ mod tests {
     }
 
     #[test]
+    fn the_connected_green_is_readable_on_both_themes() {
+        fn luminance(c: Color) -> f32 {
+            let f = |v: f32| {
+                if v <= 0.03928 {
+                    v / 12.92
+                } else {
+                    ((v + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b)
+        }
+        for theme in [Theme::Light, Theme::Dark] {
+            let fg = super::super::good(&theme).color.unwrap();
+            let bg = theme.extended_palette().background.base.color;
+            let (a, b) = (luminance(fg), luminance(bg));
+            let ratio = (a.max(b) + 0.05) / (a.min(b) + 0.05);
+            assert!(ratio >= 3.0, "{theme:?}: {ratio:.2}:1");
+        }
+    }
+
+    #[test]
     fn a_mention_is_the_name_as_a_word() {
         assert!(mentions("@erin could you look", "erin"));
         assert!(mentions("thanks, @Erin!", "erin"));

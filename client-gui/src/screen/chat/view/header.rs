@@ -4,6 +4,7 @@
 use iced::widget::{button, container, row, text, tooltip, Button};
 use iced::{Center, Element, Fill, Font};
 
+use super::good;
 use super::Fold;
 use crate::screen::chat::{Chat, Message, Panel, Status};
 
@@ -59,7 +60,7 @@ impl Chat {
         match &self.status {
             Status::Connected => {
                 let (short, full) = self.status_words();
-                hover(text(short).size(13).style(text::success), full)
+                hover(text(short).size(13).style(good), full)
             }
             Status::Reconnecting { .. } => {
                 let (short, full) = self.status_words();

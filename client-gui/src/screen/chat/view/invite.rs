@@ -3,6 +3,7 @@
 use iced::widget::{button, column, row, text, text_input};
 use iced::{Element, Font};
 
+use super::good;
 use crate::screen::chat::{Chat, Message};
 
 /// Id of the form's user name input.
@@ -30,7 +31,7 @@ impl Chat {
             invite = invite.on_press(Message::InviteSend);
         }
         let result = form.result.as_ref().map(|r| match r {
-            Ok(done) => text(done.clone()).size(13).style(text::success),
+            Ok(done) => text(done.clone()).size(13).style(good),
             Err(why) => text(why.clone()).size(13).style(text::danger),
         });
         column![

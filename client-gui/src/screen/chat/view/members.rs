@@ -3,6 +3,7 @@
 use iced::widget::{button, container, row, scrollable, text, Column};
 use iced::{Center, Element, Fill};
 
+use super::good;
 use super::{section, section_owned};
 use crate::screen::chat::{Chat, Message, Status};
 
@@ -29,7 +30,7 @@ impl Chat {
             for m in members {
                 let dot = match (known, m.online) {
                     (false, _) => text("◌").style(text::secondary),
-                    (true, true) => text("●").style(text::success),
+                    (true, true) => text("●").style(good),
                     (true, false) => text("○").style(text::secondary),
                 };
                 let entry = row![dot.size(12), text(m.user.as_str())]
