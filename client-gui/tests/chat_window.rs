@@ -2,43 +2,24 @@
 //! stays on it or goes away as the session changes. Headless, through the
 //! real widgets (`iced_test`); the network is played by the test.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+mod window;
+
+use std::path::Path;
 use std::time::Duration;
 
-use client_gui::app::{self, App, Options, Screen};
-use client_gui::connection::{Command, Event as NetEvent, Handle};
+use client_gui::app;
+use client_gui::connection::{Command, Event as NetEvent};
 use client_gui::screen::{chat, login};
-use client_gui::settings::{Settings, SETTINGS_ENV};
 use common::client::Event as SessionEvent;
 use common::frame::{Member, RoomInfo, RoomKind};
 use iced::keyboard::{self, key::Named, Key, Modifiers};
 use iced::{Point, Rectangle, Size};
 use iced_test::selector::{self, Candidate, Target};
-use iced_test::Simulator;
-use tokio::sync::mpsc::UnboundedReceiver;
+use window::{Ui, Window, SERVER};
 
-const SERVER: &str = "127.0.0.1:4433";
 const SMALL: Size = Size::new(640.0, 480.0);
 const MEDIUM: Size = Size::new(800.0, 600.0);
 const LARGE: Size = Size::new(1600.0, 1000.0);
-
-type Ui<'a> = Simulator<'a, app::Message>;
-
-/// Logging in saves the settings: this process's file, set once before any
-/// test reads it (env vars are process-wide), away from the user's own.
-fn settings_file() {
-    static FILE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    FILE.get_or_init(|| {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
-        let file = dir.path().join("gui.json");
-        std::env::set_var(SETTINGS_ENV, &file);
-        (dir, file)
-    });
-}
-
-/// Saves to the one settings file take turns.
-static SETTINGS_LOCK: Mutex<()> = Mutex::new(());
 
 /// A text on screen, where it was laid out and what of it can be seen.
 #[derive(Debug, Clone)]
@@ -48,115 +29,11 @@ struct Placed {
     visible: Option<Rectangle>,
 }
 
-/// A window of a given size, for `alice`.
-struct Window {
-    app: App,
-    size: Size,
-    commands: Option<UnboundedReceiver<Command>>,
-    _dir: tempfile::TempDir,
-}
-
+/// What only these tests ask of the window.
 impl Window {
-    /// A window on the login form, filled in for `alice`.
-    fn new(size: Size) -> Self {
-        settings_file();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let options = Options {
-            ca: None,
-            known_relays: dir.path().join("known_relays"),
-            server: Some(SERVER.into()),
-            user: Some("alice".into()),
-        };
-        let mut w = Window {
-            app: App::new(options, Settings::default()),
-            size,
-            commands: None,
-            _dir: dir,
-        };
-        w.update(app::Message::Login(login::Message::Password(
-            "correct horse".into(),
-        )));
-        w
-    }
-
-    fn chatting(size: Size) -> Self {
-        let mut w = Window::new(size);
-        w.update(app::Message::Login(login::Message::Submit));
-        w.connected();
-        w.take_commands();
-        w
-    }
-
-    /// The relay accepted the login.
-    fn connected(&mut self) {
-        let (handle, commands) = Handle::pair();
-        self.commands = Some(commands);
-        self.net(NetEvent::Connected {
-            user: "alice".into(),
-            relay: SERVER.into(),
-            handle,
-        });
-    }
-
-    fn update(&mut self, message: app::Message) {
-        let _turn = SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        // Tasks only move focus or scroll: a simulator rebuilt from each
-        // view has no use for them.
-        let _ = self.app.update(message);
-    }
-
-    fn net(&mut self, event: NetEvent) {
-        self.update(app::Message::Net(event));
-    }
-
-    fn session(&mut self, event: SessionEvent) {
-        self.net(NetEvent::Session(event));
-    }
-
-    fn ui(&self) -> Ui<'_> {
-        Simulator::with_size(iced::Settings::default(), self.size, self.app.view())
-    }
-
-    /// Acts on the current view, then hands what the widgets produced to
-    /// the app, as the runtime would.
-    fn interact(&mut self, act: impl FnOnce(&mut Ui<'_>)) {
-        let messages: Vec<app::Message> = {
-            let mut ui = self.ui();
-            act(&mut ui);
-            ui.into_messages().collect()
-        };
-        for m in messages {
-            self.update(m);
-        }
-    }
-
-    fn click(&mut self, label: &str) {
-        self.interact(|ui| {
-            ui.click(label)
-                .unwrap_or_else(|e| panic!("cannot click {label:?}: {e}"));
-        });
-    }
-
-    fn take_commands(&mut self) -> Vec<Command> {
-        let rx = self.commands.as_mut().expect("connected");
-        std::iter::from_fn(|| rx.try_recv().ok()).collect()
-    }
-
     /// Every text on screen with its place, in widget order.
     fn placed(&self) -> Vec<Placed> {
         placed_in(&mut self.ui())
-    }
-
-    fn texts(&self) -> Vec<String> {
-        self.placed().into_iter().map(|p| p.content).collect()
-    }
-
-    fn shows(&self, text: &str) -> bool {
-        self.texts().iter().any(|t| t == text)
-    }
-
-    fn shows_part(&self, part: &str) -> bool {
-        self.texts().iter().any(|t| t.contains(part))
     }
 
     fn find(&self, text: &str) -> Option<Placed> {
@@ -194,13 +71,6 @@ impl Window {
             modifiers,
             captured,
         }));
-    }
-
-    fn chat(&self) -> &chat::Chat {
-        match &self.app.screen {
-            Screen::Chat(c) => c,
-            _ => panic!("not on the chat screen"),
-        }
     }
 
     fn conversation(&self) -> Rectangle {
@@ -285,7 +155,7 @@ fn assert_whole(w: &Window, label: &str, natural: &Placed) {
 
 #[test]
 fn enter_in_the_room_box_joins_without_sending_the_draft() {
-    let mut w = Window::chatting(LARGE);
+    let mut w = Window::chatting_at(LARGE);
     w.interact(|ui| {
         ui.click(selector::id(chat::view::COMPOSER))
             .expect("the composer");
@@ -302,7 +172,7 @@ fn enter_in_the_room_box_joins_without_sending_the_draft() {
 fn the_header_keeps_its_buttons_whole_from_640_by_480_up() {
     for size in [SMALL, MEDIUM, LARGE] {
         for reconnecting in [false, true] {
-            let mut w = Window::chatting(LARGE);
+            let mut w = Window::chatting_at(LARGE);
             w.joined("dev");
             w.click("#dev");
             if reconnecting {
@@ -330,7 +200,7 @@ fn the_header_keeps_its_buttons_whole_from_640_by_480_up() {
 #[test]
 fn the_header_shows_the_state_in_short_and_all_of_it_on_hover() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
-    let mut w = Window::chatting(MEDIUM);
+    let mut w = Window::chatting_at(MEDIUM);
     assert!(w.shows("● connected"), "texts: {:?}", w.texts());
     assert_eq!(w.chat().status_words().1, "● connected to 127.0.0.1:4433");
     assert!(w.hover_shows_more("● connected", &dir.path().join("connected")));
@@ -351,7 +221,7 @@ fn the_header_shows_the_state_in_short_and_all_of_it_on_hover() {
 
 #[test]
 fn a_narrow_window_folds_rooms_and_members_into_header_buttons() {
-    let mut w = Window::chatting(SMALL);
+    let mut w = Window::chatting_at(SMALL);
     w.joined("dev");
     w.net(NetEvent::Members {
         room: "lobby".into(),
@@ -394,7 +264,7 @@ fn a_narrow_window_folds_rooms_and_members_into_header_buttons() {
 
 #[test]
 fn a_notice_about_a_room_goes_once_that_room_opens() {
-    let mut w = Window::chatting(LARGE);
+    let mut w = Window::chatting_at(LARGE);
     w.net(NetEvent::Refused(
         "Could not create #design: a room of that name exists.".into(),
     ));
@@ -424,7 +294,7 @@ fn a_notice_about_a_room_goes_once_that_room_opens() {
 
 #[test]
 fn members_are_grey_while_offline_until_a_fresh_list_arrives() {
-    let mut w = Window::chatting(LARGE);
+    let mut w = Window::chatting_at(LARGE);
     let members = || NetEvent::Members {
         room: "lobby".into(),
         members: vec![
@@ -479,7 +349,7 @@ fn dots(w: &Window) -> Vec<String> {
 #[test]
 fn the_join_box_stays_put_as_rooms_are_added() {
     for size in [MEDIUM, LARGE] {
-        let mut w = Window::chatting(size);
+        let mut w = Window::chatting_at(size);
         let place = |w: &Window| match w.ui().find("room name") {
             Ok(target) => target.bounds(),
             Err(e) => panic!("no room box: {e}"),
@@ -495,7 +365,7 @@ fn the_join_box_stays_put_as_rooms_are_added() {
 
 #[test]
 fn an_empty_conversation_says_whose_it_is() {
-    let mut w = Window::chatting(LARGE);
+    let mut w = Window::chatting_at(LARGE);
     w.opened("@alice+bob", RoomKind::Direct);
     assert_eq!(w.chat().current, "@alice+bob");
     assert!(
@@ -537,7 +407,7 @@ fn pressed(key: Key, modifiers: Modifiers) -> iced::Event {
 
 #[test]
 fn the_composer_leaves_the_windows_keys_to_the_window() {
-    let mut w = Window::chatting(LARGE);
+    let mut w = Window::chatting_at(LARGE);
     let mut statuses = Vec::new();
     w.interact(|ui| {
         ui.click(selector::id(chat::view::COMPOSER))
@@ -567,7 +437,7 @@ fn the_composer_leaves_the_windows_keys_to_the_window() {
 
 #[test]
 fn enter_trusts_a_new_relay_and_escape_goes_back() {
-    let mut w = Window::new(MEDIUM);
+    let mut w = Window::at(MEDIUM);
     let known = tempfile::tempdir().expect("temp dir");
     let file = known.path().join("known_relays");
     let unknown = || {
@@ -600,7 +470,7 @@ fn enter_trusts_a_new_relay_and_escape_goes_back() {
 
 #[test]
 fn shortcuts_switch_rooms_and_close_what_is_open() {
-    let mut w = Window::chatting(LARGE);
+    let mut w = Window::chatting_at(LARGE);
     for room in ["dev", "design"] {
         w.joined(room);
     }

@@ -11,14 +11,14 @@ use std::sync::{Mutex, OnceLock};
 
 use client_gui::app::{self, App, Options, Screen};
 use client_gui::connection::{Command, Event as NetEvent, Handle};
-use client_gui::screen::chat;
+use client_gui::screen::{chat, login};
 use client_gui::settings::{Settings, SETTINGS_ENV};
 use common::client::Event as SessionEvent;
 use common::frame::Message as ChatMessage;
 use iced::mouse::ScrollDelta;
 use iced::{mouse, Event, Point, Size};
 use iced_test::selector::{self, Candidate, Target};
-use iced_test::{simulator, Simulator};
+use iced_test::Simulator;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub const SERVER: &str = "127.0.0.1:4433";
@@ -28,7 +28,7 @@ pub type Ui<'a> = Simulator<'a, app::Message>;
 
 /// The settings file of this test process, set once before any test can
 /// read it (env vars are process-wide), never the user's own.
-fn settings_file() -> &'static Path {
+pub fn settings_file() -> &'static Path {
     static FILE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_dir, file) = FILE.get_or_init(|| {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
@@ -42,9 +42,16 @@ fn settings_file() -> &'static Path {
 /// Saves of the shared settings file take turns.
 static SETTINGS_LOCK: Mutex<()> = Mutex::new(());
 
+/// A turn at the settings file, for a test that reads it.
+pub fn settings_turn() -> std::sync::MutexGuard<'static, ()> {
+    SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A window at its first screen, with its own known-relays file.
 pub struct Window {
     pub app: App,
+    /// The size the window is laid out at.
+    pub size: Size,
     pub known_relays: PathBuf,
     _dir: tempfile::TempDir,
     commands: Option<UnboundedReceiver<Command>>,
@@ -52,21 +59,52 @@ pub struct Window {
 
 impl Window {
     pub fn new() -> Self {
+        Window::with_server(SERVER)
+    }
+
+    /// A window whose form is filled with `server` (one address or a list).
+    pub fn with_server(server: &str) -> Self {
         settings_file();
         let dir = tempfile::tempdir().expect("temp dir");
         let known_relays = dir.path().join("known_relays");
         let options = Options {
             ca: None,
             known_relays: known_relays.clone(),
-            server: Some(SERVER.into()),
+            server: Some(server.into()),
             user: Some("alice".into()),
         };
         Window {
             app: App::new(options, Settings::default()),
+            // iced_test's own default.
+            size: Size::new(1024.0, 768.0),
             known_relays,
             _dir: dir,
             commands: None,
         }
+    }
+
+    /// A window of `size` on the login form, its password typed in.
+    pub fn at(size: Size) -> Self {
+        let mut w = Window::new();
+        w.size = size;
+        w.update(app::Message::Login(login::Message::Password(
+            PASSWORD.into(),
+        )));
+        w
+    }
+
+    /// A window of `size` on the chat screen, the opening commands read.
+    pub fn chatting_at(size: Size) -> Self {
+        let mut w = Window::at(size);
+        w.update(app::Message::Login(login::Message::Submit));
+        w.connected();
+        w.take_commands();
+        w
+    }
+
+    /// The current view, laid out at the window's size.
+    pub fn ui(&self) -> Ui<'_> {
+        Simulator::with_size(Default::default(), self.size, self.app.view())
     }
 
     /// A window already on the chat screen, with the opening commands read.
@@ -79,7 +117,7 @@ impl Window {
     }
 
     pub fn update(&mut self, message: app::Message) {
-        let _turn = SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = settings_turn();
         // The returned tasks only move focus or scroll, which a headless
         // simulator rebuilt from each view has no use for.
         let _ = self.app.update(message);
@@ -97,7 +135,7 @@ impl Window {
     /// the app, as the runtime would.
     pub fn interact(&mut self, act: impl FnOnce(&mut Ui<'_>)) {
         let messages: Vec<app::Message> = {
-            let mut ui = simulator(self.app.view());
+            let mut ui = self.ui();
             act(&mut ui);
             ui.into_messages().collect()
         };
@@ -161,7 +199,7 @@ impl Window {
     }
 
     pub fn shows(&self, text: &str) -> bool {
-        simulator(self.app.view()).find(text).is_ok()
+        self.ui().find(text).is_ok()
     }
 
     /// Whether some text on screen contains `part`.
@@ -177,7 +215,7 @@ impl Window {
     /// Every text on screen, in widget order.
     pub fn texts(&self) -> Vec<String> {
         let mut seen = Vec::new();
-        let mut ui = simulator(self.app.view());
+        let mut ui = self.ui();
         // The selector never matches, so the search walks the whole tree.
         let _ = ui.find(|candidate: Candidate<'_>| -> Option<()> {
             if let Candidate::Text { content, .. } = candidate {
@@ -190,10 +228,18 @@ impl Window {
 
     /// What an input holds (or its placeholder, when empty).
     pub fn input(&self, id: &'static str) -> String {
-        match simulator(self.app.view()).find(selector::id(id)) {
+        match self.ui().find(selector::id(id)) {
             Ok(Target::TextInput { content, .. }) => content,
             other => panic!("no text input {id:?}: {other:?}"),
         }
+    }
+
+    /// Whether the header's connection state says `full`: in a few words
+    /// on screen, all of it in the tooltip over them (which selectors
+    /// cannot see into).
+    pub fn status_says(&self, full: &str) -> bool {
+        let (short, all) = self.chat().status_words();
+        self.shows(&short) && all == full
     }
 
     pub fn chat(&self) -> &chat::Chat {
