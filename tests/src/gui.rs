@@ -177,3 +177,43 @@ impl Gui {
         std::fs::read_to_string(self.home.path().join("gui.log")).unwrap_or_default()
     }
 }
+
+/// An account made on the relay's side, as an operator would
+/// (`relay user add`).
+pub fn add_user(relay: &crate::Relay, user: &str, password: &str) {
+    let added = Command::new(crate::bin("relay"))
+        .args(["user", "add", user])
+        .args(relay.store_args())
+        .env("CONFAB_PASSWORD", password)
+        .output()
+        .expect("relay user add");
+    assert!(added.status.success(), "{added:?}");
+}
+
+impl Gui {
+    /// The window for `user` at `relay`, trusting exactly its certificate.
+    pub fn pinned(x: &Xvfb, relay: &crate::Relay, user: &str) -> Gui {
+        let server = relay.server();
+        let cert = relay.cert();
+        Gui::start(
+            x,
+            &[
+                "--server".as_ref(),
+                server.as_ref(),
+                "--user".as_ref(),
+                user.as_ref(),
+                "--ca".as_ref(),
+                cert.as_os_str(),
+            ],
+        )
+    }
+
+    /// Types the password into the form (where the cursor waits when the
+    /// name is filled in), presses Return and waits for the chat.
+    pub fn log_in(&self, user: &str, password: &str) {
+        self.xdotool(&["type", "--delay", "15", password]);
+        self.xdotool(&["key", "Return"]);
+        let want = format!("confab — {user}");
+        self.wait_title(|t| t == want);
+    }
+}

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use confab_tests::gui::{shots, Gui, Xvfb};
+use confab_tests::gui::{add_user, shots, Gui, Xvfb};
 use confab_tests::{bin, Relay};
 
 const ALICE_PASSWORD: &str = "alicepassword1";
@@ -30,13 +30,7 @@ fn cli(relay: &Relay, user: &str, password: &str, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_person_logs_in_in_the_window_and_chats_with_a_terminal_user() {
     let relay = Relay::start();
-    let added = Command::new(bin("relay"))
-        .args(["user", "add", "alice"])
-        .args(relay.store_args())
-        .env("CONFAB_PASSWORD", ALICE_PASSWORD)
-        .output()
-        .expect("relay user add");
-    assert!(added.status.success(), "{added:?}");
+    add_user(&relay, "alice", ALICE_PASSWORD);
     let mut bob = relay.register("bob").await;
     bob.joined("lobby").await;
     bob.client
@@ -45,26 +39,12 @@ async fn a_person_logs_in_in_the_window_and_chats_with_a_terminal_user() {
         .unwrap();
 
     let x = Xvfb::start();
-    let server = relay.server();
-    let cert = relay.cert();
-    let gui = Gui::start(
-        &x,
-        &[
-            "--server".as_ref(),
-            server.as_ref(),
-            "--user".as_ref(),
-            "alice".as_ref(),
-            "--ca".as_ref(),
-            cert.as_os_str(),
-        ],
-    );
+    let gui = Gui::pinned(&x, &relay, "alice");
     let dir = shots();
     gui.screenshot(&dir.join("login.png"));
 
     // The name is filled in and the cursor waits in the password field.
-    gui.xdotool(&["type", "--delay", "15", ALICE_PASSWORD]);
-    gui.xdotool(&["key", "Return"]);
-    gui.wait_title(|t| t == "confab — alice");
+    gui.log_in("alice", ALICE_PASSWORD);
     std::thread::sleep(Duration::from_millis(500));
 
     // The composer has the focus after login: type and press Enter.
@@ -132,15 +112,14 @@ async fn a_person_logs_in_in_the_window_and_chats_with_a_terminal_user() {
     drop(gui);
 
     // The same conversation in the dark theme, as remembered in settings.
+    let (server, cert) = (relay.server(), relay.cert());
     let settings = format!(r#"{{"server":"{server}","user":"alice","theme":"Dark"}}"#);
     let dark = Gui::start_with(
         &x,
         &["--ca".as_ref(), cert.as_os_str()],
         Some(settings.as_str()),
     );
-    dark.xdotool(&["type", "--delay", "15", ALICE_PASSWORD]);
-    dark.xdotool(&["key", "Return"]);
-    dark.wait_title(|t| t == "confab — alice");
+    dark.log_in("alice", ALICE_PASSWORD);
     std::thread::sleep(Duration::from_millis(1200));
     let shot = dir.join("chat-dark.png");
     dark.screenshot(&shot);

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use confab_tests::gui::{require, shots, Gui, Xvfb};
-use confab_tests::{bin, Relay};
+use confab_tests::gui::{add_user, require, shots, Gui, Xvfb};
+use confab_tests::Relay;
 
 const ALICE_PASSWORD: &str = "alicepassword1";
 /// Spaces between the emoji, so each is a patch of colour of its own.
@@ -29,34 +29,14 @@ async fn emoji_arrive_in_colour_and_cjk_text_without_boxes() {
     // ImageMagick's, like `import`: it turns the screenshots into pixels.
     require("convert");
     let relay = Relay::start();
-    let added = Command::new(bin("relay"))
-        .args(["user", "add", "alice"])
-        .args(relay.store_args())
-        .env("CONFAB_PASSWORD", ALICE_PASSWORD)
-        .output()
-        .expect("relay user add");
-    assert!(added.status.success(), "{added:?}");
+    add_user(&relay, "alice", ALICE_PASSWORD);
     let mut bob = relay.register("bob").await;
     bob.joined("lobby").await;
     bob.client.send("lobby", "hi alice").await.unwrap();
 
     let x = Xvfb::start();
-    let server = relay.server();
-    let cert = relay.cert();
-    let gui = Gui::start(
-        &x,
-        &[
-            "--server".as_ref(),
-            server.as_ref(),
-            "--user".as_ref(),
-            "alice".as_ref(),
-            "--ca".as_ref(),
-            cert.as_os_str(),
-        ],
-    );
-    gui.xdotool(&["type", "--delay", "15", ALICE_PASSWORD]);
-    gui.xdotool(&["key", "Return"]);
-    gui.wait_title(|t| t == "confab — alice");
+    let gui = Gui::pinned(&x, &relay, "alice");
+    gui.log_in("alice", ALICE_PASSWORD);
 
     let dir = shots();
     let mut shot = settled(&gui, &dir.join("fonts-0-before.png"), None);

@@ -64,22 +64,8 @@ async fn invitations_show_in_the_sidebar_and_are_declined_and_accepted_with_a_cl
         .unwrap();
 
     let x = Xvfb::start();
-    let server = relay.server();
-    let cert = relay.cert();
-    let gui = Gui::start(
-        &x,
-        &[
-            "--server".as_ref(),
-            server.as_ref(),
-            "--user".as_ref(),
-            "bob".as_ref(),
-            "--ca".as_ref(),
-            cert.as_os_str(),
-        ],
-    );
-    gui.xdotool(&["type", "--delay", "15", PASSWORD]);
-    gui.xdotool(&["key", "Return"]);
-    gui.wait_title(|t| t == "confab — bob");
+    let gui = Gui::pinned(&x, &relay, "bob");
+    gui.log_in("bob", PASSWORD);
     // Made while the window looks: on top of the one listed at login.
     alice.client.invite("ops", "bob").await.unwrap();
     std::thread::sleep(Duration::from_millis(800));
@@ -88,7 +74,8 @@ async fn invitations_show_in_the_sidebar_and_are_declined_and_accepted_with_a_cl
     gui.screenshot(&dir.join("invitations.png"));
 
     // The same chat, headless: where the window put its buttons.
-    let mut chat = Chat::new("bob".into(), server.clone(), server.clone());
+    let server = relay.server();
+    let mut chat = Chat::new("bob".into(), server.clone(), server);
     let invited = pending(&bob).await;
     assert_eq!(invited, ["ops", "design"]);
     let list = bob.client.room_list().await.unwrap().invited;

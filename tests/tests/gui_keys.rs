@@ -10,19 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::client::Event;
 use confab_tests::gui::{require, shots, Gui, Xvfb};
-use confab_tests::{bin, Relay, Session};
+use confab_tests::{Relay, Session};
 
 const PASSWORD: &str = "keyboardonly1";
 
-/// An account made on the relay's side, as an operator would.
 fn add_user(relay: &Relay, user: &str) {
-    let added = Command::new(bin("relay"))
-        .args(["user", "add", user])
-        .args(relay.store_args())
-        .env("CONFAB_PASSWORD", PASSWORD)
-        .output()
-        .expect("relay user add");
-    assert!(added.status.success(), "{added:?}");
+    confab_tests::gui::add_user(relay, user, PASSWORD);
 }
 
 fn start(x: &Xvfb, relay: &Relay, user: Option<&str>, pinned: bool) -> Gui {

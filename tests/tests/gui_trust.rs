@@ -111,9 +111,7 @@ async fn a_certificate_replaced_while_chatting_is_looked_into_trusted_and_the_ch
     // Trusted on first use some time ago.
     let known = gui.home.path().join("known_relays");
     std::fs::write(&known, format!("{server} {old}\n")).expect("known_relays");
-    gui.xdotool(&["type", "--delay", "15", PASSWORD]);
-    gui.xdotool(&["key", "Return"]);
-    gui.wait_title(|t| t == "confab — alice");
+    gui.log_in("alice", PASSWORD);
     let size = window_size(&gui);
     let dir = shots();
 
