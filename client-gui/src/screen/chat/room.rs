@@ -209,6 +209,7 @@ impl Room {
             .position(|l| matches!(l, Line::Pending { .. }))
             .unwrap_or(self.lines.len());
         if let Some(Line::Notice {
+            id,
             joined: ins,
             left: outs,
             ..
@@ -221,18 +222,11 @@ impl Room {
             } else if !to.iter().any(|u| u == user) {
                 to.push(user.to_owned());
             }
-            if let Some(Line::Notice {
-                id, joined, left, ..
-            }) = self.lines.get(at - 1)
-            {
-                if joined.is_empty() && left.is_empty() {
-                    let key = Key::Notice(*id);
-                    self.heights.forget(key);
-                    self.lines.remove(at - 1);
-                } else {
-                    // Its text changed: measure it again.
-                    self.heights.forget(Key::Notice(*id));
-                }
+            let empty = to.is_empty() && from.is_empty();
+            // Its text changed (or it goes): measure it again.
+            self.heights.forget(Key::Notice(*id));
+            if empty {
+                self.lines.remove(at - 1);
             }
             return;
         }
