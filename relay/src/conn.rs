@@ -232,13 +232,15 @@ async fn run<S: Store>(
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let bulk = Arc::new(Semaphore::new(MAX_BULK_IN_FLIGHT));
     // Owned here so that they end with the session: no orphan tasks.
-    let mut tasks = JoinSet::new();
+    let mut appends = JoinSet::new();
+    let mut bulks = JoinSet::new();
     let mut shutdown = relay.shutdown_signal();
     let exit = loop {
         // Finished tasks are reaped here rather than in the select:
         // `read_frame` is not cancel-safe, and dropping it half-way
         // through a frame would lose bytes and desync the stream.
-        while tasks.try_join_next().is_some() {}
+        while appends.try_join_next().is_some() {}
+        while bulks.try_join_next().is_some() {}
         let frame = tokio::select! {
             frame = codec::read_frame::<ClientFrame, _>(recv, MAX_CONTROL_FRAME) => frame,
             // Shutdown may drop a half-read frame: the connection ends anyway.
@@ -270,7 +272,7 @@ async fn run<S: Store>(
                 // Handed to the store now, in arrival order; awaited in a task.
                 let appended = relay.store.append(msg);
                 let (relay, outbox) = (relay.clone(), outbox.clone());
-                tasks.spawn(async move {
+                appends.spawn(async move {
                     let frame = acked(&relay, req, room, id, appended.await);
                     outbox.reply(&frame).await;
                     drop(permit);
@@ -282,7 +284,7 @@ async fn run<S: Store>(
                 // it reads.
                 let permit = acquire(&bulk).await;
                 let budget = session.bulk_budget();
-                tasks.spawn(send_bulk(
+                bulks.spawn(send_bulk(
                     conn.clone(),
                     outbox.clone(),
                     (req, work),
@@ -294,7 +296,12 @@ async fn run<S: Store>(
         }
     };
     // Sends already handed to the store finish and are acknowledged.
-    while tasks.join_next().await.is_some() {}
+    while appends.join_next().await.is_some() {}
+    // Replies still on their way are not: the client has left, or is
+    // about to be told to. Waiting for it to acknowledge one could hold
+    // the session, and the relay's shutdown, for the whole delivery limit.
+    bulks.abort_all();
+    while bulks.join_next().await.is_some() {}
     session.end();
     exit
 }

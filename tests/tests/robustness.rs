@@ -328,3 +328,52 @@ async fn stalled_readers_of_many_accounts_hold_only_the_bulk_budget() {
     writer.client.send("lobby", "still chatting").await.unwrap();
     drop(stalled);
 }
+
+/// `Bye` ends a session at once even while a bulk reply it asked for sits
+/// unread: the relay does not wait out the reply's delivery limit (10 s)
+/// before closing, nor hold its own shutdown for it.
+#[tokio::test]
+async fn bye_closes_at_once_while_a_bulk_reply_is_unread() {
+    let mut relay = Relay::start_with(&["--rate-limit", "100000"], &[]);
+    let writer = relay.register("w").await;
+    fill_lobby(&writer).await;
+    writer.client.close().await;
+    relay.register("s").await.client.close().await;
+    let mut transport = quinn::TransportConfig::default();
+    // A window of 16 KiB it never reads: the page cannot be delivered.
+    transport
+        .stream_receive_window(16_384u32.into())
+        .keep_alive_interval(Some(Duration::from_secs(1)));
+    let conn = relay
+        .raw_connection_with(GOOD_ALPN, transport)
+        .await
+        .unwrap();
+    let mut wire = login(conn.clone(), "s").await;
+    wire.write_frame(&ClientFrame::History {
+        req: 2,
+        room: "lobby".into(),
+        page: Page::Latest,
+        limit: 200,
+    })
+    .await
+    .unwrap();
+    // The reply is on its way and stuck before the client says goodbye.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wire.write_frame(&ClientFrame::Bye).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(3), conn.closed()).await;
+    match closed {
+        Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
+            assert_eq!(u64::from(c.error_code), 0, "{c:?}")
+        }
+        Ok(other) => panic!("closed otherwise than by the relay's code 0: {other}"),
+        Err(_) => panic!("still connected 3 s after Bye"),
+    }
+    let started = std::time::Instant::now();
+    let status = relay.terminate().await;
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the relay took {:?} to stop",
+        started.elapsed()
+    );
+}

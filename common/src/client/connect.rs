@@ -45,8 +45,9 @@ pub(crate) struct Link {
     pub user: String,
     /// The address of the relay, as in the list (`host:port`).
     pub server: String,
-    // Kept so the socket outlives the connection.
-    _endpoint: Endpoint,
+    // Kept so the socket outlives the connection, and waited on at the
+    // end so the relay hears the close.
+    pub endpoint: Endpoint,
     readers: Vec<JoinHandle<()>>,
 }
 
@@ -281,7 +282,7 @@ async fn login_inner(cfg: &Config, dialed: Dialed, register: bool) -> Result<Lin
         incoming,
         user,
         server,
-        _endpoint: endpoint,
+        endpoint,
         readers: vec![control, bulk],
     })
 }

@@ -189,6 +189,10 @@ async fn say_bye(link: &mut Link) {
     let _ = link.send.finish();
     let _ = tokio::time::timeout(Duration::from_millis(500), link.send.stopped()).await;
     link.conn.close(0u32.into(), b"bye");
+    // The close is only queued: a process that exits now may never send
+    // it, and the relay would keep the session (and any reply it was
+    // still delivering) until its idle timeout.
+    let _ = tokio::time::timeout(Duration::from_millis(500), link.endpoint.wait_idle()).await;
 }
 
 fn close_reason(link: &Link, fallback: String) -> String {
