@@ -38,6 +38,10 @@ pub enum Message {
     Key(KeyPress),
     /// The window opened or changed size.
     Resized(Size),
+    /// The window's close button, or the desktop asking it to close.
+    CloseRequested,
+    /// Time is up for a goodbye to the relay: close anyway.
+    Exit,
 }
 
 /// A key pressed anywhere in the window, for the shortcuts of the screen.
@@ -49,8 +53,8 @@ pub struct KeyPress {
     pub captured: bool,
 }
 
-/// The size `main` opens the window at, until the window says.
-const WINDOW: Size = Size::new(1000.0, 680.0);
+/// How long a closing window waits for the relay to hear its goodbye.
+const GOODBYE: Duration = Duration::from_secs(2);
 
 /// Which screen shows.
 pub enum Screen {
@@ -73,8 +77,11 @@ pub struct App {
     attempts: u64,
     /// The chat the trust screen was opened from, shown again after it.
     chat_behind: Option<Box<Chat>>,
-    /// The window's size, for paging through the conversation.
+    /// The window's size, for paging through the conversation and for
+    /// opening at the same size next time.
     window: Size,
+    /// Closing: waiting for the session to say goodbye.
+    closing: bool,
 }
 
 impl App {
@@ -92,6 +99,7 @@ impl App {
             .user
             .clone()
             .unwrap_or_else(|| settings.user.clone());
+        let (width, height) = settings.window_size();
         App {
             screen: Screen::Login(Login::new(server, user)),
             settings,
@@ -99,8 +107,9 @@ impl App {
             session: None,
             handle: None,
             attempts: 0,
+            window: Size::new(width, height),
             chat_behind: None,
-            window: WINDOW,
+            closing: false,
         }
     }
 
@@ -213,6 +222,37 @@ impl App {
                 self.window = size;
                 Task::none()
             }
+            Message::CloseRequested => self.close(),
+            Message::Exit => iced::exit(),
+        }
+    }
+
+    /// Remembers the window's size and room, then ends the session
+    /// politely (the relay tells the others at once) and closes: when the
+    /// session says it has ended, or after [`GOODBYE`] whatever happens.
+    fn close(&mut self) -> Task<Message> {
+        if self.closing {
+            // Asked twice: the user means it.
+            return iced::exit();
+        }
+        self.settings.window = Some((self.window.width, self.window.height));
+        if let Screen::Chat(chat) = &self.screen {
+            self.settings.rooms.insert(
+                Settings::room_key(&chat.user, &chat.server),
+                chat.current.clone(),
+            );
+        }
+        self.settings.save();
+        match &self.handle {
+            Some(handle) => {
+                self.closing = true;
+                handle.send(connection::Command::Logout);
+                Task::future(async {
+                    tokio::time::sleep(GOODBYE).await;
+                    Message::Exit
+                })
+            }
+            None => iced::exit(),
         }
     }
 
@@ -371,7 +411,12 @@ impl App {
                     self.handle = Some(handle);
                     return Task::none();
                 }
-                let chat = Chat::new(user, server, relay);
+                let mut chat = Chat::new(user, server, relay);
+                chat.restore = self
+                    .settings
+                    .rooms
+                    .get(&Settings::room_key(&chat.user, &chat.server))
+                    .cloned();
                 for command in chat.opened() {
                     handle.send(command);
                 }
@@ -383,6 +428,7 @@ impl App {
                 self.failed(e);
                 Task::none()
             }
+            connection::Event::LoggedOut if self.closing => iced::exit(),
             connection::Event::LoggedOut => {
                 self.logged_out();
                 Task::none()
@@ -494,6 +540,12 @@ impl App {
                 AbsoluteOffset { x: 0.0, y },
             ));
         }
+        if let Some(y) = outcome.reveal {
+            tasks.push(operation::snap_to(
+                chat::view::ROOM_LIST,
+                iced::widget::scrollable::RelativeOffset { x: 0.0, y },
+            ));
+        }
         if let Some(y) = outcome.scroll_by {
             tasks.push(operation::scroll_by(
                 chat::view::CONVERSATION,
@@ -590,6 +642,119 @@ fn window_event(event: iced::Event, status: event::Status, _: window::Id) -> Opt
         iced::Event::Window(window::Event::Opened { size, .. } | window::Event::Resized(size)) => {
             Some(Message::Resized(size))
         }
+        iced::Event::Window(window::Event::CloseRequested) => Some(Message::CloseRequested),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::Command;
+    use crate::settings::SETTINGS_ENV;
+    use common::client::Event as SessionEvent;
+
+    const SERVER: &str = "127.0.0.1:4433";
+
+    /// This process's settings file: no other unit test saves settings.
+    fn settings_file() -> PathBuf {
+        static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+        let dir = DIR.get_or_init(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            std::env::set_var(SETTINGS_ENV, dir.path().join("gui.json"));
+            dir
+        });
+        dir.path().join("gui.json")
+    }
+
+    /// A window logged in as alice, and the commands it sends.
+    fn chatting(settings: Settings) -> (App, tokio::sync::mpsc::UnboundedReceiver<Command>) {
+        let options = Options {
+            ca: None,
+            known_relays: settings_file().with_file_name("known_relays"),
+            server: Some(SERVER.into()),
+            user: Some("alice".into()),
+        };
+        let mut app = App::new(options, settings);
+        let _ = app.update(Message::Login(login::Message::Password("pw".into())));
+        let _ = app.update(Message::Login(login::Message::Submit));
+        let (handle, commands) = Handle::pair();
+        let _ = app.update(Message::Net(connection::Event::Connected {
+            user: "alice".into(),
+            relay: SERVER.into(),
+            handle,
+        }));
+        (app, commands)
+    }
+
+    fn joined(app: &mut App, room: &str) {
+        let _ = app.update(Message::Net(connection::Event::Session(
+            SessionEvent::Joined {
+                room: room.into(),
+                recent: Vec::new(),
+                more: false,
+            },
+        )));
+    }
+
+    fn current(app: &App) -> &str {
+        match &app.screen {
+            Screen::Chat(chat) => &chat.current,
+            _ => panic!("not on the chat screen"),
+        }
+    }
+
+    #[test]
+    fn closing_says_goodbye_first_and_the_next_window_opens_as_this_one_was() {
+        settings_file();
+        let (mut app, mut commands) = chatting(Settings::default());
+        joined(&mut app, "lobby");
+        joined(&mut app, "dev");
+        let _ = app.update(Message::Chat(chat::Message::SelectRoom("dev".into())));
+        let _ = app.update(Message::Resized(Size::new(820.0, 610.0)));
+        while commands.try_recv().is_ok() {}
+
+        let _ = app.update(Message::CloseRequested);
+        assert_eq!(commands.try_recv().ok(), Some(Command::Logout));
+        // The session's end closes the window instead of showing the form.
+        let _ = app.update(Message::Net(connection::Event::LoggedOut));
+        assert!(matches!(app.screen, Screen::Chat(_)));
+
+        let saved = Settings::load();
+        assert_eq!(saved.window_size(), (820.0, 610.0));
+        assert_eq!(
+            saved.rooms.get("alice@127.0.0.1:4433").map(String::as_str),
+            Some("dev")
+        );
+
+        let (mut next, _commands) = chatting(saved.clone());
+        assert_eq!(next.window, Size::new(820.0, 610.0));
+        joined(&mut next, "lobby");
+        assert_eq!(current(&next), "lobby");
+        joined(&mut next, "dev");
+        assert_eq!(
+            current(&next),
+            "dev",
+            "opened once the relay says alice is in it"
+        );
+
+        // Gone somewhere before the relay said: that stays.
+        let (mut busy, _commands) = chatting(saved);
+        joined(&mut busy, "lobby");
+        joined(&mut busy, "ops");
+        let _ = busy.update(Message::Chat(chat::Message::SelectRoom("ops".into())));
+        joined(&mut busy, "dev");
+        assert_eq!(current(&busy), "ops");
+    }
+
+    #[test]
+    fn a_window_size_from_a_damaged_file_is_kept_within_reason() {
+        let mut s = Settings {
+            window: Some((10.0, f32::NAN)),
+            ..Settings::default()
+        };
+        assert_eq!(s.window_size(), crate::settings::DEFAULT_WINDOW);
+        s.window = Some((10.0, 1e9));
+        assert_eq!(s.window_size(), (640.0, 16384.0));
     }
 }

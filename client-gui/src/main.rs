@@ -43,6 +43,7 @@ fn main() -> iced::Result {
         user: args.user,
     };
     let settings = settings::Settings::load();
+    let window = settings.window_size();
     fonts::install();
     iced::application(
         move || {
@@ -56,6 +57,9 @@ fn main() -> iced::Result {
     .title(app::App::title)
     .theme(app::App::theme)
     .subscription(app::App::subscription)
-    .window_size((1000.0, 680.0))
+    .window_size(window)
+    // The window says goodbye to the relay before it goes, so others do
+    // not see the user online until the connection times out.
+    .exit_on_close_request(false)
     .run()
 }

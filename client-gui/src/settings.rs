@@ -1,6 +1,8 @@
-//! What the window remembers between runs: the last server and user, and
-//! the theme. Never the password.
+//! What the window remembers between runs: the last server and user, the
+//! theme, the window's size and the room each account had open. Never the
+//! password.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use common::atomic_file;
@@ -20,15 +22,43 @@ pub enum ThemeChoice {
 }
 
 /// Remembered settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     pub server: String,
     pub user: String,
     #[serde(default)]
     pub theme: ThemeChoice,
+    /// Width and height the window had when it was closed.
+    #[serde(default)]
+    pub window: Option<(f32, f32)>,
+    /// The room shown when the window was closed, by `user@server`.
+    #[serde(default)]
+    pub rooms: BTreeMap<String, String>,
 }
 
+/// The size the window opens at the first time.
+pub const DEFAULT_WINDOW: (f32, f32) = (1000.0, 680.0);
+
+/// Below this the layout cannot hold; above it, a damaged file.
+const SMALLEST: (f32, f32) = (640.0, 480.0);
+const LARGEST: f32 = 16384.0;
+
 impl Settings {
+    /// The size to open the window at: last time's, within reason.
+    pub fn window_size(&self) -> (f32, f32) {
+        match self.window {
+            Some((w, h)) if w.is_finite() && h.is_finite() => {
+                (w.clamp(SMALLEST.0, LARGEST), h.clamp(SMALLEST.1, LARGEST))
+            }
+            _ => DEFAULT_WINDOW,
+        }
+    }
+
+    /// Whose room it was: one account on one relay (list).
+    pub fn room_key(user: &str, server: &str) -> String {
+        format!("{user}@{server}")
+    }
+
     /// Where the settings live: `CONFAB_GUI_SETTINGS`, else the user's
     /// config folder.
     pub fn path() -> Option<PathBuf> {

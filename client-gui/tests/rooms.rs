@@ -5,7 +5,7 @@ mod window;
 
 use client_gui::connection::{words, Command, Event as NetEvent, RoomList};
 use client_gui::screen::chat::view::{FILTER, INVITE_USER};
-use common::client::RequestError;
+use common::client::{Event as SessionEvent, RequestError};
 use common::frame::{ErrorCode, RoomInfo, RoomKind};
 use window::Window;
 
@@ -269,4 +269,29 @@ fn someone_can_be_invited_to_the_current_room() {
     // A DM takes no invitations.
     w.net(NetEvent::Opened(info("@alice+bob", RoomKind::Direct, 2)));
     assert!(!w.shows("Invite…"), "texts: {:?}", w.texts());
+}
+
+#[test]
+fn a_name_that_cannot_be_a_room_is_said_by_the_box_until_it_is_edited() {
+    let mut w = Window::chatting();
+    w.session(SessionEvent::Joined {
+        room: "dev".into(),
+        recent: Vec::new(),
+        more: false,
+    });
+    w.interact(|ui| {
+        ui.click("room name").expect("the room input");
+        let _ = ui.typewrite("no spaces");
+        ui.click("Join").expect("Join");
+    });
+    assert!(w.take_commands().is_empty());
+    assert!(w.shows_part("Room names: "), "texts: {:?}", w.texts());
+    // About the box, not a room: opening one does not make it wrong or right.
+    w.click("#dev");
+    assert!(w.shows_part("Room names: "), "texts: {:?}", w.texts());
+    w.interact(|ui| {
+        ui.click("no spaces").expect("the room input, as typed");
+        let _ = ui.typewrite("x");
+    });
+    assert!(!w.shows_part("Room names: "), "texts: {:?}", w.texts());
 }

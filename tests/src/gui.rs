@@ -176,6 +176,44 @@ impl Gui {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.home.path().join("gui.log")).unwrap_or_default()
     }
+
+    /// Asks the window to close as a window manager's close button does
+    /// (a `WM_DELETE_WINDOW` message; there is no window manager here).
+    pub fn request_close(&self) {
+        use x11rb::connection::Connection;
+        use x11rb::protocol::xproto::{ClientMessageEvent, ConnectionExt, EventMask};
+        let (conn, _) = x11rb::connect(Some(&self.display)).expect("connect to the X server");
+        let atom = |name: &[u8]| {
+            conn.intern_atom(false, name)
+                .expect("ask for an atom")
+                .reply()
+                .expect("intern an atom")
+                .atom
+        };
+        let (protocols, delete) = (atom(b"WM_PROTOCOLS"), atom(b"WM_DELETE_WINDOW"));
+        let window: u32 = self.window.parse().expect("a window id");
+        let event = ClientMessageEvent::new(32, window, protocols, [delete, 0, 0, 0, 0]);
+        conn.send_event(false, window, EventMask::NO_EVENT, event)
+            .expect("send the close request");
+        conn.flush().expect("flush");
+    }
+
+    /// The window process's exit status, once it has ended within `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self._child.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The window's settings file as it is now.
+    pub fn settings(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("gui.json")).unwrap_or_default()
+    }
 }
 
 /// An account made on the relay's side, as an operator would

@@ -127,3 +127,65 @@ async fn a_person_logs_in_in_the_window_and_chats_with_a_terminal_user() {
         std::fs::copy(&shot, out).expect("copy the dark screenshot");
     }
 }
+
+/// Closing the window says goodbye to the relay first: the others see the
+/// user go offline at once, not when the connection times out; the window
+/// remembers its size and room for next time.
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_the_window_says_goodbye_and_it_opens_next_time_as_it_was() {
+    let relay = Relay::start();
+    add_user(&relay, "alice", ALICE_PASSWORD);
+    let mut bob = relay.register("bob").await;
+    bob.joined("lobby").await;
+
+    let x = Xvfb::start();
+    let mut gui = Gui::pinned(&x, &relay, "alice");
+    gui.log_in("alice", ALICE_PASSWORD);
+    bob.wait_for("alice online", |e| match e {
+        common::client::Event::Presence(p)
+            if p.user == "alice" && p.kind == common::frame::PresenceKind::Online =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    gui.xdotool(&["windowsize", "--sync", &gui.window, "900", "650"]);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let asked = std::time::Instant::now();
+    gui.request_close();
+    let status = gui
+        .wait_exit(Duration::from_secs(5))
+        .expect("the window still open 5 s after it was asked to close");
+    assert!(status.success(), "{status:?}\n{}", gui.log());
+    bob.wait_for("alice offline", |e| match e {
+        common::client::Event::Presence(p)
+            if p.user == "alice" && p.kind == common::frame::PresenceKind::Offline =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    let seen = asked.elapsed();
+    eprintln!("bob saw alice leave {seen:?} after the close request");
+    // The relay's idle timeout is what a window gone without a word costs.
+    assert!(
+        seen < Duration::from_secs(3),
+        "bob saw alice leave after {seen:?}"
+    );
+
+    let settings: serde_json::Value =
+        serde_json::from_str(&gui.settings()).expect("settings are JSON");
+    assert_eq!(
+        settings["window"],
+        serde_json::json!([900.0, 650.0]),
+        "{settings}"
+    );
+    assert_eq!(
+        settings["rooms"][format!("alice@{}", relay.server())],
+        "lobby",
+        "{settings}"
+    );
+}

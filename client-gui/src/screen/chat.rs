@@ -133,6 +133,9 @@ pub struct Outcome {
     /// Scroll the conversation up by this much (pixels), to keep what is
     /// read in place.
     pub scroll_by: Option<f32>,
+    /// Scroll the sidebar's list to this relative offset (0 top, 1
+    /// bottom), so the room just opened is in sight there.
+    pub reveal: Option<f32>,
 }
 
 impl Outcome {
@@ -212,6 +215,12 @@ pub struct Chat {
     pub drafts: HashMap<String, String>,
     /// The room whose Leave waits for a confirmation.
     pub leaving: Option<String>,
+    /// Why the name in the join box cannot be a room, until it is edited.
+    pub join_hint: Option<String>,
+    /// The room the window showed when it was last closed: opened again
+    /// once the relay says the user is still in it, unless the user has
+    /// gone somewhere already.
+    pub restore: Option<String>,
 }
 
 /// A line shown as read-only text that can be selected and copied.
@@ -254,6 +263,8 @@ impl Chat {
             selection: None,
             drafts: HashMap::new(),
             leaving: None,
+            join_hint: None,
+            restore: None,
         }
     }
 
@@ -298,18 +309,26 @@ impl Chat {
                 Outcome::default()
             }
             Message::Send => self.send(),
-            Message::SelectRoom(room) => self.select(room),
+            Message::SelectRoom(room) => Outcome {
+                // Clicked in the sidebar: it is in sight there already.
+                reveal: None,
+                ..self.select(room)
+            },
             Message::JoinInput(text) => {
                 self.join_input = text;
+                self.join_hint = None;
                 Outcome::default()
             }
             Message::Join | Message::Create => {
                 let room = self.join_input.trim().to_lowercase();
                 if let Err(e) = names::check_room(&room) {
-                    self.notice = Some(format!("Room names: {e}."));
+                    // Said next to the box, about what is in it: it goes
+                    // when the name is edited, not when a room is opened.
+                    self.join_hint = Some(format!("Room names: {e}."));
                     return Outcome::default();
                 }
                 self.join_input.clear();
+                self.join_hint = None;
                 Outcome::command(if matches!(message, Message::Join) {
                     Command::Join(room)
                 } else {
@@ -606,10 +625,17 @@ impl Chat {
         self.current = room.clone();
         self.switcher = None;
         self.panel = None;
+        // The user went somewhere: last time's room is not reopened over it.
+        self.restore = None;
+        let order = self.room_order();
+        let at = order.iter().position(|r| *r == room).unwrap_or(0);
         let mut out = Outcome {
             follow: true,
             // Typing goes on where the user went.
             focus: Some(view::COMPOSER),
+            // With entries of one height, this offset shows entry `at`
+            // whatever the list's and the viewport's heights.
+            reveal: Some(at as f32 / order.len().saturating_sub(1).max(1) as f32),
             ..Outcome::default()
         };
         if self.show_members {
@@ -821,6 +847,9 @@ impl Chat {
                 next,
             } => {
                 self.fresh_members.clear();
+                // Ticks only run while reconnecting: the last one may be
+                // long past, and the countdown would start at zero.
+                self.now = Instant::now();
                 self.status = Status::Reconnecting {
                     attempt,
                     retry_at: self.now + delay,
@@ -841,6 +870,9 @@ impl Chat {
                 r.more_before = more;
                 for m in recent {
                     r.insert(m);
+                }
+                if self.restore.as_deref() == Some(room.as_str()) {
+                    return self.select(room);
                 }
                 Outcome {
                     follow: room == self.current,

@@ -33,6 +33,8 @@ pub enum Line {
         ts: i64,
         joined: Vec<String>,
         left: Vec<String>,
+        /// Joined and left again within the notice.
+        passed: Vec<String>,
     },
 }
 
@@ -212,17 +214,30 @@ impl Room {
             id,
             joined: ins,
             left: outs,
+            passed,
             ..
         }) = at.checked_sub(1).and_then(|i| self.lines.get_mut(i))
         {
-            let (to, from) = if joined { (ins, outs) } else { (outs, ins) };
-            // Came and went within one notice: say neither.
-            if let Some(i) = from.iter().position(|u| u == user) {
-                from.remove(i);
-            } else if !to.iter().any(|u| u == user) {
-                to.push(user.to_owned());
+            let take = |list: &mut Vec<String>| {
+                let i = list.iter().position(|u| u == user)?;
+                Some(list.remove(i))
+            };
+            if joined {
+                // Left and came back: a member as before, nothing to say.
+                // Came, went and came again: simply joined.
+                if take(outs).is_none() {
+                    take(passed);
+                    if !ins.iter().any(|u| u == user) {
+                        ins.push(user.to_owned());
+                    }
+                }
+            } else if let Some(name) = take(ins) {
+                // Said as such: a reader may have seen them arrive.
+                passed.push(name);
+            } else if !outs.iter().any(|u| u == user) {
+                outs.push(user.to_owned());
             }
-            let empty = to.is_empty() && from.is_empty();
+            let empty = ins.is_empty() && outs.is_empty() && passed.is_empty();
             // Its text changed (or it goes): measure it again.
             self.heights.forget(Key::Notice(*id));
             if empty {
@@ -244,6 +259,7 @@ impl Room {
                 ts,
                 joined,
                 left,
+                passed: Vec::new(),
             },
         );
     }

@@ -312,7 +312,12 @@ fn presence_is_state_and_joins_are_folded_into_one_notice() {
         .lines
         .iter()
         .filter_map(|l| match l {
-            Line::Notice { joined, left, .. } => Some((joined.clone(), left.clone())),
+            Line::Notice {
+                joined,
+                left,
+                passed,
+                ..
+            } => Some((joined.clone(), left.clone(), passed.clone())),
             _ => None,
         })
         .collect();
@@ -320,10 +325,27 @@ fn presence_is_state_and_joins_are_folded_into_one_notice() {
         notices,
         vec![(
             vec!["carol".to_string(), "erin".into(), "frank".into()],
-            vec!["gus".to_string()]
+            vec!["gus".to_string()],
+            vec!["dave".to_string()]
         )],
-        "one notice; dave came and went"
+        "one notice, which says dave came and went"
     );
+    // Someone who left and came back is a member as before: not mentioned.
+    c.on_event(presence("gus", PresenceKind::Joined));
+    // Came, went and came again: joined.
+    c.on_event(presence("dave", PresenceKind::Joined));
+    match c.rooms["lobby"].lines.last() {
+        Some(Line::Notice {
+            joined,
+            left,
+            passed,
+            ..
+        }) => {
+            assert_eq!(joined, &["carol", "erin", "frank", "dave"]);
+            assert!(left.is_empty() && passed.is_empty(), "{left:?} {passed:?}");
+        }
+        other => panic!("{other:?}"),
+    }
     // A message in between starts a new notice.
     live(&mut c, msg("lobby", 9, "bob", "hi all"));
     c.on_event(presence("hal", PresenceKind::Joined));
@@ -391,8 +413,16 @@ fn joining_validates_names_and_leaving_returns_to_lobby() {
     let mut c = chat();
     c.update(Message::JoinInput("Bad Name!".into()));
     assert!(c.update(Message::Join).commands.is_empty());
-    assert!(c.notice.is_some());
+    assert!(
+        c.join_hint
+            .as_deref()
+            .is_some_and(|h| h.starts_with("Room names")),
+        "{:?}",
+        c.join_hint
+    );
+    assert_eq!(c.notice, None, "said by the box, not over the conversation");
     c.update(Message::JoinInput("Dev".into()));
+    assert_eq!(c.join_hint, None, "gone once the name is edited");
     assert_eq!(
         c.update(Message::Join).commands,
         vec![Command::Join("dev".into())],
@@ -803,4 +833,41 @@ fn a_mention_in_another_room_is_counted_apart_until_it_is_opened() {
     assert_eq!((c.rooms["dev"].unread, c.rooms["dev"].mentions), (2, 1));
     c.update(Message::SelectRoom("dev".into()));
     assert_eq!((c.rooms["dev"].unread, c.rooms["dev"].mentions), (0, 0));
+}
+
+#[test]
+fn the_reconnect_countdown_starts_at_the_delay_however_long_ago_the_last_tick_was() {
+    let mut c = chat();
+    // Ticks run only while reconnecting: after an hour online the last
+    // one is an hour old.
+    c.now = Instant::now() - Duration::from_secs(3600);
+    c.on_event(NetEvent::Session(SessionEvent::Reconnecting {
+        attempt: 1,
+        delay: Duration::from_secs(4),
+        reason: "connection lost".into(),
+        lost: None,
+        next: "127.0.0.1:4433".into(),
+    }));
+    // The first tick after it.
+    c.now = Instant::now();
+    let left = c.retry_in().expect("reconnecting");
+    assert!(left > Duration::from_secs(3), "{left:?}");
+}
+
+#[test]
+fn a_room_opened_by_keys_is_brought_into_sight_in_the_sidebar_and_a_clicked_one_is_left_alone() {
+    let mut c = chat();
+    for room in ["a", "b", "c", "d"] {
+        c.rooms.entry(room.into()).or_default();
+    }
+    // Order: a b c d lobby.
+    let out = c.update(Message::StepRoom(-1));
+    assert_eq!(c.current, "d");
+    assert_eq!(out.reveal, Some(0.75));
+    let out = c.update(Message::StepRoom(1));
+    assert_eq!(c.current, "lobby");
+    assert_eq!(out.reveal, Some(1.0));
+    let out = c.update(Message::SelectRoom("a".into()));
+    assert_eq!(c.current, "a");
+    assert_eq!(out.reveal, None);
 }

@@ -14,6 +14,7 @@ mod invite;
 mod measured;
 mod members;
 mod sidebar;
+pub use sidebar::ROOM_LIST;
 mod switcher;
 
 pub use browser::FILTER;

@@ -230,7 +230,7 @@ fn mention_line(theme: &Theme) -> container::Style {
         )
 }
 
-fn notice_text(joined: &[String], left: &[String]) -> String {
+fn notice_text(joined: &[String], left: &[String], passed: &[String]) -> String {
     fn names(list: &[String]) -> String {
         match list {
             [] => String::new(),
@@ -240,11 +240,17 @@ fn notice_text(joined: &[String], left: &[String]) -> String {
             [a, b, rest @ ..] => format!("{a}, {b} and {} others", rest.len()),
         }
     }
-    match (joined.is_empty(), left.is_empty()) {
-        (false, true) => format!("{} joined", names(joined)),
-        (true, false) => format!("{} left", names(left)),
-        _ => format!("{} joined · {} left", names(joined), names(left)),
-    }
+    let parts = [
+        (joined, "joined"),
+        (passed, "joined and left"),
+        (left, "left"),
+    ];
+    parts
+        .iter()
+        .filter(|(list, _)| !list.is_empty())
+        .map(|(list, what)| format!("{} {what}", names(list)))
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 impl Chat {
@@ -308,8 +314,13 @@ impl Chat {
                 body,
                 failed,
             } => self.pending(*local, body, failed.as_deref(), lead.header),
-            Line::Notice { joined, left, .. } => container(
-                text(format!("→ {}", notice_text(joined, left)))
+            Line::Notice {
+                joined,
+                left,
+                passed,
+                ..
+            } => container(
+                text(format!("→ {}", notice_text(joined, left, passed)))
                     .size(13)
                     .style(text::secondary)
                     .font(Font {
@@ -570,14 +581,18 @@ mod tests {
     #[test]
     fn joins_and_leaves_are_said_in_one_sentence() {
         let v = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(notice_text(&v(&["ann"]), &[]), "ann joined");
+        assert_eq!(notice_text(&v(&["ann"]), &[], &[]), "ann joined");
         assert_eq!(
-            notice_text(&v(&["ann", "bob", "cy", "dee", "eve"]), &[]),
+            notice_text(&v(&["ann", "bob", "cy", "dee", "eve"]), &[], &[]),
             "ann, bob and 3 others joined"
         );
         assert_eq!(
-            notice_text(&v(&["ann", "bob"]), &v(&["cy"])),
+            notice_text(&v(&["ann", "bob"]), &v(&["cy"]), &[]),
             "ann and bob joined · cy left"
+        );
+        assert_eq!(
+            notice_text(&v(&["ann"]), &v(&["cy"]), &v(&["dee"])),
+            "ann joined · dee joined and left · cy left"
         );
     }
 

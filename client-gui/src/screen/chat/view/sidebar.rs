@@ -12,6 +12,9 @@ use crate::screen::chat::{Chat, Message};
 
 pub(super) const WIDTH: f32 = 220.0;
 
+/// The sidebar's list of rooms, scrolled to the room opened by keys.
+pub const ROOM_LIST: &str = "room-list";
+
 impl Chat {
     pub(super) fn sidebar(&self) -> Element<'_, Message> {
         let mut channels = Column::new().spacing(2);
@@ -49,12 +52,16 @@ impl Chat {
                 _ => channels = channels.push(b),
             }
         }
-        let join = column![
-            text_input("room name", &self.join_input)
-                .on_input(Message::JoinInput)
-                .on_submit(Message::Join)
-                .padding(6)
-                .size(14),
+        let mut join = column![text_input("room name", &self.join_input)
+            .on_input(Message::JoinInput)
+            .on_submit(Message::Join)
+            .padding(6)
+            .size(14)]
+        .spacing(6);
+        if let Some(hint) = &self.join_hint {
+            join = join.push(text(hint).size(12).style(text::danger));
+        }
+        let join = join.extend([
             row![
                 button(text("Join").size(14))
                     .on_press(Message::Join)
@@ -64,18 +71,20 @@ impl Chat {
                     .padding([4, 10])
                     .style(button::secondary),
             ]
-            .spacing(6),
+            .spacing(6)
+            .into(),
             checkbox(self.create_private)
                 .label("private (invite only)")
                 .on_toggle(Message::CreatePrivate)
                 .size(14)
-                .text_size(13),
+                .text_size(13)
+                .into(),
             button(text("Browse rooms").size(14))
                 .on_press(Message::BrowseRooms)
                 .padding([4, 10])
-                .style(button::secondary),
-        ]
-        .spacing(6);
+                .style(button::secondary)
+                .into(),
+        ]);
         let header = column![
             text("confab").size(22),
             text(format!("{} @ {}", self.user, self.server))
@@ -105,7 +114,7 @@ impl Chat {
         // many rooms there are; only the list scrolls.
         let body = column![
             column![header, join].spacing(12).padding(10),
-            scrollable(list).height(Fill)
+            scrollable(list).id(ROOM_LIST).height(Fill)
         ]
         .spacing(4);
         container(body).width(WIDTH).height(Fill).into()
