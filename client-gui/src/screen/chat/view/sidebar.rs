@@ -3,7 +3,7 @@
 
 use common::frame::RoomKind;
 use iced::widget::{
-    button, checkbox, column, container, row, scrollable, text, text_input, Column,
+    button, checkbox, column, container, row, scrollable, text, text_input, tooltip, Column,
 };
 use iced::{Center, Element, Fill};
 
@@ -24,7 +24,22 @@ impl Chat {
                 continue;
             };
             let selected = name == self.current;
-            let mut entry = row![text(self.display_name(name)).width(Fill)].align_y(Center);
+            let shown = self.display_name(name);
+            let badged = room.mentions > 0 || room.unread > 0;
+            // iced cuts a line too long for its box without a mark: say
+            // it was cut, and give the whole name on hover.
+            let label: Element<'_, Message> = match cut(&shown, if badged { 16 } else { 20 }) {
+                Some(short) => tooltip(
+                    text(short).width(Fill),
+                    container(text(shown).size(13))
+                        .padding([4, 8])
+                        .style(container::rounded_box),
+                    tooltip::Position::Bottom,
+                )
+                .into(),
+                None => text(shown).width(Fill).into(),
+            };
+            let mut entry = row![label].align_y(Center);
             if room.mentions > 0 {
                 entry = entry.push(
                     container(text(format!("@{}", room.unread)).size(12))
@@ -166,10 +181,35 @@ impl Chat {
     }
 }
 
+/// `name` cut to `max` characters with a mark that it was, if longer.
+fn cut(name: &str, max: usize) -> Option<String> {
+    if name.chars().count() <= max {
+        return None;
+    }
+    let kept: String = name.chars().take(max - 1).collect();
+    Some(format!("{kept}…"))
+}
+
 /// An invitation stands apart from the rooms: it waits for an answer.
 fn card(theme: &iced::Theme) -> container::Style {
     let palette = theme.extended_palette();
     container::Style::default()
         .background(palette.background.weak.color)
         .border(iced::border::rounded(6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn long_names_are_cut_with_a_mark_and_short_ones_kept() {
+        assert_eq!(cut("#ops", 20), None);
+        assert_eq!(cut(&"#".repeat(20), 20), None);
+        assert_eq!(
+            cut("#a-very-long-room-name-for-planning", 20).as_deref(),
+            Some("#a-very-long-room-n…")
+        );
+        assert_eq!(cut("@élodie-and-more", 8).as_deref(), Some("@élodie…"));
+    }
 }
