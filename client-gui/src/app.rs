@@ -223,7 +223,10 @@ impl App {
                 Task::none()
             }
             Message::CloseRequested => self.close(),
-            Message::Exit => iced::exit(),
+            Message::Exit => {
+                tracing::debug!("closing: the goodbye took too long");
+                iced::exit()
+            }
         }
     }
 
@@ -245,6 +248,7 @@ impl App {
         self.settings.save();
         match &self.handle {
             Some(handle) => {
+                tracing::debug!("closing: logging out first");
                 self.closing = true;
                 handle.send(connection::Command::Logout);
                 Task::future(async {
@@ -428,7 +432,10 @@ impl App {
                 self.failed(e);
                 Task::none()
             }
-            connection::Event::LoggedOut if self.closing => iced::exit(),
+            connection::Event::LoggedOut if self.closing => {
+                tracing::debug!("closing: logged out");
+                iced::exit()
+            }
             connection::Event::LoggedOut => {
                 self.logged_out();
                 Task::none()

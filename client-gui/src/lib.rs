@@ -10,5 +10,6 @@
 pub mod app;
 pub mod connection;
 pub mod fonts;
+pub mod reachable;
 pub mod screen;
 pub mod settings;

@@ -155,9 +155,12 @@ async fn closing_the_window_says_goodbye_and_it_opens_next_time_as_it_was() {
 
     let asked = std::time::Instant::now();
     gui.request_close();
-    let status = gui
-        .wait_exit(Duration::from_secs(5))
-        .expect("the window still open 5 s after it was asked to close");
+    let Some(status) = gui.wait_exit(Duration::from_secs(5)) else {
+        panic!(
+            "the window still open 5 s after it was asked to close\n{}",
+            gui.log()
+        );
+    };
     assert!(status.success(), "{status:?}\n{}", gui.log());
     bob.wait_for("alice offline", |e| match e {
         common::client::Event::Presence(p)

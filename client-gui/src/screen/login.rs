@@ -5,6 +5,8 @@ use common::frame::ErrorCode;
 use iced::widget::{button, center, checkbox, column, container, row, text, text_input};
 use iced::{Center, Element, Fill};
 
+use crate::reachable::reachable;
+
 /// Ids of the fields, to put the cursor in.
 pub const SERVER: &str = "server";
 pub const USER: &str = "user";
@@ -126,7 +128,8 @@ impl Login {
             "Connect"
         }))
         .padding([8, 24]);
-        if !self.connecting {
+        let idle = !self.connecting;
+        if idle {
             server = server.on_input(Message::Server).on_submit(Message::Submit);
             user = user.on_input(Message::User).on_submit(Message::Submit);
             password = password
@@ -152,14 +155,17 @@ impl Login {
             ),
             field("User", user),
             field("Password", password),
-            register,
-            row![connect]
+            reachable(register, idle.then_some(Message::Register(!self.register))),
+            row![reachable(connect, idle.then_some(Message::Submit))]
                 .push(spinner)
                 .push(self.connecting.then(|| {
-                    button(text("Cancel"))
-                        .on_press(Message::Cancel)
-                        .padding([8, 16])
-                        .style(button::secondary)
+                    reachable(
+                        button(text("Cancel"))
+                            .on_press(Message::Cancel)
+                            .padding([8, 16])
+                            .style(button::secondary),
+                        Some(Message::Cancel),
+                    )
                 }))
                 .spacing(12)
                 .align_y(Center),

@@ -10,6 +10,8 @@ use common::trust::TrustFailure;
 use iced::widget::{button, center, column, container, row, scrollable, text, Column};
 use iced::{Element, Font, Shrink};
 
+use crate::reachable::press;
+
 /// What the user did.
 #[derive(Debug, Clone)]
 pub enum Message {
@@ -116,8 +118,8 @@ impl Trust {
                 boxed(fingerprint_lines(fingerprint)),
                 text("Compare it with the fingerprint the relay's operator sees (`relay serve` prints it at start). Trust it only if they match; confab will remember it and refuse if it ever changes."),
                 row![
-                    button(text("Trust")).on_press(Message::Trust).padding([8, 24]),
-                    button(text("Cancel")).on_press(Message::Cancel).padding([8, 24]).style(button::secondary),
+                    press(button(text("Trust")).padding([8, 24]), Message::Trust),
+                    press(button(text("Cancel")).padding([8, 24]).style(button::secondary), Message::Cancel),
                 ]
                 .spacing(12),
             ],
@@ -132,14 +134,16 @@ impl Trust {
                     file.display()
                 )),
                 row![
-                    button(text("Replace the remembered fingerprint"))
-                        .on_press(Message::Replace)
-                        .padding([8, 24])
-                        .style(button::danger),
-                    button(text("Back"))
-                        .on_press(Message::Reconsider)
-                        .padding([8, 24])
-                        .style(button::secondary),
+                    press(
+                        button(text("Replace the remembered fingerprint"))
+                            .padding([8, 24])
+                            .style(button::danger),
+                        Message::Replace,
+                    ),
+                    press(
+                        button(text("Back")).padding([8, 24]).style(button::secondary),
+                        Message::Reconsider,
+                    ),
                 ]
                 .spacing(12)
                 .wrap()
@@ -161,11 +165,13 @@ impl Trust {
                         file.display()
                     )),
                     row![
-                        button(text("I confirmed the new fingerprint with the operator: trust it"))
-                            .on_press(Message::Confirmed)
-                            .padding([8, 16])
-                            .style(button::secondary),
-                        button(text("Back")).on_press(Message::Cancel).padding([8, 24]),
+                        press(
+                            button(text("I confirmed the new fingerprint with the operator: trust it"))
+                                .padding([8, 16])
+                                .style(button::secondary),
+                            Message::Confirmed,
+                        ),
+                        press(button(text("Back")).padding([8, 24]), Message::Cancel),
                     ]
                     .spacing(12)
                     .wrap()
@@ -175,7 +181,7 @@ impl Trust {
             other => column![
                 text("Connection refused: the relay's certificate is not trusted").size(26).style(text::danger),
                 text(other.to_string()),
-                button(text("Back")).on_press(Message::Cancel).padding([8, 24]),
+                press(button(text("Back")).padding([8, 24]), Message::Cancel),
             ],
         };
         let body = body

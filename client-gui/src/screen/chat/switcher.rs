@@ -1,7 +1,11 @@
 //! The room switcher (Ctrl+K): type part of a room's or a person's name,
-//! pick with Up/Down, open with Enter.
+//! pick with Up/Down, open with Enter; a name that is none of the user's
+//! rooms is joined.
+
+use common::names;
 
 use super::{view, Chat, Message, Outcome};
+use crate::connection::Command;
 
 /// The switcher while open.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,13 +45,27 @@ impl Chat {
                     .switcher
                     .as_ref()
                     .and_then(|s| self.switcher_matches().get(s.selected).cloned());
-                match picked {
-                    Some(room) => self.select(room),
-                    None => Outcome::default(),
+                match (picked, self.switcher_joins()) {
+                    (Some(room), _) => self.select(room),
+                    // Nothing of the user's by that name: go in, as the
+                    // room box's Join would.
+                    (None, Some(room)) => {
+                        self.switcher = None;
+                        Outcome::command(Command::Join(room))
+                    }
+                    (None, None) => Outcome::default(),
                 }
             }
             _ => Outcome::default(),
         }
+    }
+
+    /// The room Enter joins: what was typed, when no room or DM of the
+    /// user's matches it and it can be a room's name.
+    pub fn switcher_joins(&self) -> Option<String> {
+        let query = self.switcher.as_ref()?.query.trim().trim_start_matches('#');
+        let room = query.to_lowercase();
+        (self.switcher_matches().is_empty() && names::check_room(&room).is_ok()).then_some(room)
     }
 
     /// The rooms and DMs whose shown name holds what was typed, ignoring
@@ -155,9 +173,10 @@ mod tests {
         assert!(out.follow);
         assert!(c.switcher.is_none(), "closed once a room is open");
 
-        // Nothing matches: Enter does nothing and the switcher stays.
+        // Nothing matches and it cannot be a room: Enter does nothing and
+        // the switcher stays.
         c.update(Message::ToggleSwitcher);
-        typed(&mut c, "zzz");
+        typed(&mut c, "no such room!");
         c.update(Message::SwitcherMove(1));
         assert_eq!(c.update(Message::SwitcherOpen), Default::default());
         assert_eq!(c.current, "dev");
@@ -165,5 +184,27 @@ mod tests {
         let out = c.update(Message::Close);
         assert!(c.switcher.is_none());
         assert_eq!(out.focus, Some(view::COMPOSER), "back to typing");
+    }
+
+    #[test]
+    fn a_name_none_of_the_users_rooms_match_is_joined() {
+        let mut c = chat_with(&["dev"]);
+        c.update(Message::ToggleSwitcher);
+        typed(&mut c, "#Ops");
+        assert_eq!(c.switcher_joins().as_deref(), Some("ops"));
+        let out = c.update(Message::SwitcherOpen);
+        assert_eq!(out.commands, [Command::Join("ops".into())]);
+        assert!(c.switcher.is_none());
+        // A match opens, never joins.
+        c.update(Message::ToggleSwitcher);
+        typed(&mut c, "de");
+        assert_eq!(c.switcher_joins(), None);
+        let out = c.update(Message::SwitcherOpen);
+        assert!(
+            !out.commands.iter().any(|c| matches!(c, Command::Join(_))),
+            "{:?}",
+            out.commands
+        );
+        assert_eq!(c.current, "dev");
     }
 }

@@ -21,6 +21,7 @@ pub use browser::FILTER;
 pub use invite::INVITE_USER;
 
 use super::{Chat, Message, Panel};
+use crate::reachable::press;
 
 /// Id of the conversation's scrollable, for following new lines.
 pub const CONVERSATION: &str = "conversation";
@@ -90,9 +91,10 @@ impl Chat {
                 container(
                     row![
                         text(n.clone()).width(Fill),
-                        button(text("Dismiss").size(13))
-                            .on_press(Message::DismissNotice)
-                            .padding([2, 8])
+                        press(
+                            button(text("Dismiss").size(13)).padding([2, 8]),
+                            Message::DismissNotice
+                        )
                     ]
                     .align_y(Center)
                     .spacing(8),
@@ -119,14 +121,18 @@ impl Chat {
                 container(
                     row![
                         text(what).width(Fill),
-                        button(text("Yes, leave").size(13))
-                            .on_press(Message::ConfirmLeave)
-                            .padding([2, 8])
-                            .style(button::danger),
-                        button(text("Stay").size(13))
-                            .on_press(Message::CancelLeave)
-                            .padding([2, 8])
-                            .style(button::secondary),
+                        press(
+                            button(text("Yes, leave").size(13))
+                                .padding([2, 8])
+                                .style(button::danger),
+                            Message::ConfirmLeave
+                        ),
+                        press(
+                            button(text("Stay").size(13))
+                                .padding([2, 8])
+                                .style(button::secondary),
+                            Message::CancelLeave
+                        ),
                     ]
                     .align_y(Center)
                     .spacing(8),
@@ -140,11 +146,10 @@ impl Chat {
         // Over the conversation, not under it: taking room from it would
         // shrink the view and move what is being read.
         let new_below = room.is_some_and(|r| r.new_below).then(|| {
-            container(
-                button(text("New messages below").size(13))
-                    .on_press(Message::JumpToBottom)
-                    .padding([4, 12]),
-            )
+            container(press(
+                button(text("New messages below").size(13)).padding([4, 12]),
+                Message::JumpToBottom,
+            ))
             .center_x(Fill)
             .align_bottom(Fill)
             .padding(padding::bottom(8))
@@ -222,9 +227,7 @@ impl Chat {
                 }
                 text_editor::Binding::from_key_press(press)
             });
-        let send = button(text("Send"))
-            .on_press(Message::Send)
-            .padding([10, 18]);
+        let send = press(button(text("Send")).padding([10, 18]), Message::Send);
         let hint = self
             .hint
             .as_ref()

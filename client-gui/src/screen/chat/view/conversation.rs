@@ -16,6 +16,7 @@ use iced::{Center, Color, Element, Fill, Font, Theme};
 
 use super::measured::Measured;
 use super::{own_line, CONVERSATION};
+use crate::reachable::press;
 use crate::screen::chat::room::{Key, Room};
 use crate::screen::chat::{Chat, Line, Message};
 
@@ -376,14 +377,18 @@ impl Chat {
                     .on_action(Message::SelectionAction)
                     .size(BODY_SIZE)
                     .padding(4),
-                button(text("Copy").size(12))
-                    .on_press(Message::CopySelection)
-                    .padding([2, 8])
-                    .style(button::secondary),
-                button(text("Done").size(12))
-                    .on_press(Message::Deselect)
-                    .padding([2, 8])
-                    .style(button::text),
+                press(
+                    button(text("Copy").size(12))
+                        .padding([2, 8])
+                        .style(button::secondary),
+                    Message::CopySelection
+                ),
+                press(
+                    button(text("Done").size(12))
+                        .padding([2, 8])
+                        .style(button::text),
+                    Message::Deselect
+                ),
             ]
             .spacing(6)
             .align_y(Center)
@@ -463,9 +468,10 @@ impl Chat {
                 text(format!("not sent: {why}"))
                     .size(12)
                     .style(text::danger),
-                button(text("Retry").size(12))
-                    .on_press(Message::Retry(local))
-                    .padding([1, 8]),
+                press(
+                    button(text("Retry").size(12)).padding([1, 8]),
+                    Message::Retry(local)
+                ),
             ]
             .spacing(6)
             .align_y(Center)

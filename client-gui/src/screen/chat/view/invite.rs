@@ -4,6 +4,7 @@ use iced::widget::{button, column, row, text, text_input};
 use iced::{Element, Font};
 
 use super::good;
+use crate::reachable::{press, reachable};
 use crate::screen::chat::{Chat, Message};
 
 /// Id of the form's user name input.
@@ -30,6 +31,7 @@ impl Chat {
                 .on_submit(Message::InviteSend);
             invite = invite.on_press(Message::InviteSend);
         }
+        let invite = reachable(invite, (!form.sending).then_some(Message::InviteSend));
         let result = form.result.as_ref().map(|r| match r {
             Ok(done) => text(done.clone()).size(13).style(good),
             Err(why) => text(why.clone()).size(13).style(text::danger),
@@ -50,10 +52,12 @@ impl Chat {
             input,
             row![
                 invite,
-                button(text("Close"))
-                    .on_press(Message::InviteClose)
-                    .padding([4, 14])
-                    .style(button::secondary),
+                press(
+                    button(text("Close"))
+                        .padding([4, 14])
+                        .style(button::secondary),
+                    Message::InviteClose
+                ),
             ]
             .spacing(8),
         ]

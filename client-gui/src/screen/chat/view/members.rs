@@ -5,6 +5,7 @@ use iced::{Center, Element, Fill};
 
 use super::good;
 use super::{section, section_owned};
+use crate::reachable::press;
 use crate::screen::chat::{Chat, Message, Status};
 
 pub(super) const WIDTH: f32 = 180.0;
@@ -36,21 +37,25 @@ impl Chat {
                 let entry = row![dot.size(12), text(m.user.as_str())]
                     .spacing(6)
                     .align_y(Center);
-                let mut b = button(entry)
+                let b = button(entry)
                     .width(Fill)
                     .padding([4, 6])
                     .style(button::text);
-                if m.user != self.user {
-                    b = b.on_press(Message::OpenDm(m.user.clone()));
-                }
-                list = list.push(b);
+                // One's own name opens nothing, and is not a stop for Tab.
+                list = list.push(if m.user == self.user {
+                    b.into()
+                } else {
+                    press(b, Message::OpenDm(m.user.clone()))
+                });
             }
         }
         list = list.push(self.can_invite().then(|| {
-            button(text("Invite…").size(13))
-                .on_press(Message::InviteOpen)
-                .padding([3, 8])
-                .style(button::secondary)
+            press(
+                button(text("Invite…").size(13))
+                    .padding([3, 8])
+                    .style(button::secondary),
+                Message::InviteOpen,
+            )
         }));
         container(scrollable(list).height(Fill))
             .width(WIDTH)

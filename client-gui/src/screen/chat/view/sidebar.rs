@@ -8,6 +8,7 @@ use iced::widget::{
 use iced::{Center, Element, Fill};
 
 use super::{badge, mention_badge, section};
+use crate::reachable::{press, reachable};
 use crate::screen::chat::{Chat, Message};
 
 pub(super) const WIDTH: f32 = 220.0;
@@ -53,15 +54,17 @@ impl Chat {
                         .style(badge),
                 );
             }
-            let b = button(entry)
-                .width(Fill)
-                .padding([5, 8])
-                .style(if selected {
-                    button::primary
-                } else {
-                    button::text
-                })
-                .on_press(Message::SelectRoom(name.to_owned()));
+            let b = press(
+                button(entry)
+                    .width(Fill)
+                    .padding([5, 8])
+                    .style(if selected {
+                        button::primary
+                    } else {
+                        button::text
+                    }),
+                Message::SelectRoom(name.to_owned()),
+            );
             match Chat::kind(name) {
                 RoomKind::Direct => dms = dms.push(b),
                 _ => channels = channels.push(b),
@@ -78,27 +81,33 @@ impl Chat {
         }
         let join = join.extend([
             row![
-                button(text("Join").size(14))
-                    .on_press(Message::Join)
-                    .padding([4, 10]),
-                button(text("Create").size(14))
-                    .on_press(Message::Create)
-                    .padding([4, 10])
-                    .style(button::secondary),
+                press(
+                    button(text("Join").size(14)).padding([4, 10]),
+                    Message::Join
+                ),
+                press(
+                    button(text("Create").size(14))
+                        .padding([4, 10])
+                        .style(button::secondary),
+                    Message::Create
+                ),
             ]
             .spacing(6)
             .into(),
-            checkbox(self.create_private)
-                .label("private (invite only)")
-                .on_toggle(Message::CreatePrivate)
-                .size(14)
-                .text_size(13)
-                .into(),
-            button(text("Browse rooms").size(14))
-                .on_press(Message::BrowseRooms)
-                .padding([4, 10])
-                .style(button::secondary)
-                .into(),
+            reachable(
+                checkbox(self.create_private)
+                    .label("private (invite only)")
+                    .on_toggle(Message::CreatePrivate)
+                    .size(14)
+                    .text_size(13),
+                Some(Message::CreatePrivate(!self.create_private)),
+            ),
+            press(
+                button(text("Browse rooms").size(14))
+                    .padding([4, 10])
+                    .style(button::secondary),
+                Message::BrowseRooms,
+            ),
         ]);
         let header = column![
             text("confab").size(22),
@@ -106,14 +115,18 @@ impl Chat {
                 .size(12)
                 .style(text::secondary),
             row![
-                button(text("Theme").size(13))
-                    .on_press(Message::ToggleTheme)
-                    .padding([3, 8])
-                    .style(button::secondary),
-                button(text("Log out").size(13))
-                    .on_press(Message::Logout)
-                    .padding([3, 8])
-                    .style(button::secondary),
+                press(
+                    button(text("Theme").size(13))
+                        .padding([3, 8])
+                        .style(button::secondary),
+                    Message::ToggleTheme
+                ),
+                press(
+                    button(text("Log out").size(13))
+                        .padding([3, 8])
+                        .style(button::secondary),
+                    Message::Logout
+                ),
             ]
             .spacing(6),
         ]
@@ -143,15 +156,18 @@ impl Chat {
         }
         let mut list = Column::new().spacing(8);
         for i in &self.invitations {
-            let answer = |label, message: Message| {
-                let b = button(text(label).size(13)).padding([3, 10]);
-                // Pressed once: the relay's answer comes before another.
-                if i.answering {
-                    b
-                } else {
-                    b.on_press(message)
-                }
-            };
+            let answer =
+                |label,
+                 message: Message,
+                 style: fn(&iced::Theme, button::Status) -> button::Style| {
+                    let b = button(text(label).size(13)).padding([3, 10]).style(style);
+                    // Pressed once: the relay's answer comes before another.
+                    if i.answering {
+                        b.into()
+                    } else {
+                        press(b, message)
+                    }
+                };
             let private = if i.kind == RoomKind::Private {
                 " (private)"
             } else {
@@ -163,9 +179,16 @@ impl Chat {
                     .size(12)
                     .style(text::secondary),
                 row![
-                    answer("Accept", Message::AcceptInvitation(i.room.clone())),
-                    answer("Decline", Message::DeclineInvitation(i.room.clone()))
-                        .style(button::secondary),
+                    answer(
+                        "Accept",
+                        Message::AcceptInvitation(i.room.clone()),
+                        button::primary
+                    ),
+                    answer(
+                        "Decline",
+                        Message::DeclineInvitation(i.room.clone()),
+                        button::secondary
+                    ),
                 ]
                 .spacing(6),
             ]

@@ -34,10 +34,11 @@ impl Chat {
             );
         }
         if matches.is_empty() {
-            list = list.push(
-                text(format!("No room or DM matches \"{}\".", switcher.query))
-                    .style(text::secondary),
-            );
+            let said = match self.switcher_joins() {
+                Some(room) => format!("None of your rooms matches. Enter joins #{room}."),
+                None => format!("No room or DM matches \"{}\".", switcher.query),
+            };
+            list = list.push(text(said).style(text::secondary));
         }
         let panel = column![
             text_input("Go to a room or DM", &switcher.query)
@@ -46,7 +47,7 @@ impl Chat {
                 .on_submit(Message::SwitcherOpen)
                 .padding(8),
             list,
-            text("↑ ↓ to pick, Enter to open, Esc to close")
+            text("↑ ↓ to pick, Enter to open (or join), Esc to close")
                 .size(12)
                 .style(text::secondary),
         ]

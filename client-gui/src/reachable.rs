@@ -1,0 +1,224 @@
+//! Makes a button reachable from the keyboard. iced 0.14's buttons and
+//! checkboxes cannot take the focus, so Tab skipped them: a person without
+//! a mouse could fill in the login form but not tick "Create account", and
+//! could not reach a room in the sidebar. Wrapped in [`Reachable`], a
+//! control takes its turn in the Tab order (the focus operations count it
+//! like a text field), shows a ring while it has the focus, and Enter or
+//! Space presses it.
+
+use iced::advanced::layout::{self, Layout};
+use iced::advanced::widget::operation::Focusable;
+use iced::advanced::widget::{tree, Operation, Tree, Widget};
+use iced::advanced::{mouse, overlay, renderer, Clipboard, Shell};
+use iced::keyboard::{self, key::Named, Key};
+use iced::widget::Button;
+use iced::{Border, Color, Element, Event, Length, Rectangle, Size, Theme, Vector};
+
+/// `content` (a button, a checkbox), pressed by Enter or Space with
+/// `on_press` while it has the keyboard's focus. Without `on_press` (a
+/// disabled control) it is left out of the Tab order.
+pub fn reachable<'a, Message: Clone + 'a>(
+    content: impl Into<Element<'a, Message>>,
+    on_press: Option<Message>,
+) -> Element<'a, Message> {
+    match on_press {
+        Some(on_press) => Element::new(Reachable {
+            content: content.into(),
+            on_press,
+        }),
+        None => content.into(),
+    }
+}
+
+/// A button pressed by a click, or by Enter or Space once Tab reached it.
+pub fn press<'a, Message: Clone + 'a>(
+    button: Button<'a, Message>,
+    message: Message,
+) -> Element<'a, Message> {
+    reachable(button.on_press(message.clone()), Some(message))
+}
+
+struct Reachable<'a, Message> {
+    content: Element<'a, Message>,
+    on_press: Message,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    focused: bool,
+}
+
+impl Focusable for State {
+    fn is_focused(&self) -> bool {
+        self.focused
+    }
+
+    fn focus(&mut self) {
+        self.focused = true;
+    }
+
+    fn unfocus(&mut self) {
+        self.focused = false;
+    }
+}
+
+impl<Message: Clone> Widget<Message, Theme, iced::Renderer> for Reachable<'_, Message> {
+    fn size(&self) -> Size<Length> {
+        self.content.as_widget().size()
+    }
+
+    fn size_hint(&self) -> Size<Length> {
+        self.content.as_widget().size_hint()
+    }
+
+    fn layout(
+        &mut self,
+        tree: &mut Tree,
+        renderer: &iced::Renderer,
+        limits: &layout::Limits,
+    ) -> layout::Node {
+        self.content
+            .as_widget_mut()
+            .layout(&mut tree.children[0], renderer, limits)
+    }
+
+    fn draw(
+        &self,
+        tree: &Tree,
+        renderer: &mut iced::Renderer,
+        theme: &Theme,
+        style: &renderer::Style,
+        layout: Layout<'_>,
+        cursor: mouse::Cursor,
+        viewport: &Rectangle,
+    ) {
+        self.content.as_widget().draw(
+            &tree.children[0],
+            renderer,
+            theme,
+            style,
+            layout,
+            cursor,
+            viewport,
+        );
+        if tree.state.downcast_ref::<State>().focused {
+            use iced::advanced::Renderer as _;
+            let ring = theme.extended_palette().primary.strong.color;
+            renderer.fill_quad(
+                renderer::Quad {
+                    bounds: layout.bounds().expand(4.0),
+                    border: Border {
+                        color: ring,
+                        width: 2.0,
+                        radius: 7.0.into(),
+                    },
+                    ..renderer::Quad::default()
+                },
+                Color::TRANSPARENT,
+            );
+        }
+    }
+
+    fn tag(&self) -> tree::Tag {
+        tree::Tag::of::<State>()
+    }
+
+    fn state(&self) -> tree::State {
+        tree::State::new(State::default())
+    }
+
+    fn children(&self) -> Vec<Tree> {
+        vec![Tree::new(&self.content)]
+    }
+
+    fn diff(&self, tree: &mut Tree) {
+        tree.diff_children(std::slice::from_ref(&self.content));
+    }
+
+    fn operate(
+        &mut self,
+        tree: &mut Tree,
+        layout: Layout<'_>,
+        renderer: &iced::Renderer,
+        operation: &mut dyn Operation,
+    ) {
+        operation.focusable(None, layout.bounds(), tree.state.downcast_mut::<State>());
+        self.content
+            .as_widget_mut()
+            .operate(&mut tree.children[0], layout, renderer, operation);
+    }
+
+    fn update(
+        &mut self,
+        tree: &mut Tree,
+        event: &Event,
+        layout: Layout<'_>,
+        cursor: mouse::Cursor,
+        renderer: &iced::Renderer,
+        clipboard: &mut dyn Clipboard,
+        shell: &mut Shell<'_, Message>,
+        viewport: &Rectangle,
+    ) {
+        let state = tree.state.downcast_mut::<State>();
+        match event {
+            Event::Keyboard(keyboard::Event::KeyPressed { key, .. }) if state.focused => {
+                if matches!(key, Key::Named(Named::Enter | Named::Space)) {
+                    shell.publish(self.on_press.clone());
+                    shell.capture_event();
+                    return;
+                }
+            }
+            // The pointer took over, as a text field gives up its focus
+            // to a click elsewhere: the ring is for the keyboard.
+            Event::Mouse(mouse::Event::ButtonPressed(_)) if state.focused => {
+                state.focused = false;
+                shell.request_redraw();
+            }
+            _ => {}
+        }
+        self.content.as_widget_mut().update(
+            &mut tree.children[0],
+            event,
+            layout,
+            cursor,
+            renderer,
+            clipboard,
+            shell,
+            viewport,
+        );
+    }
+
+    fn mouse_interaction(
+        &self,
+        tree: &Tree,
+        layout: Layout<'_>,
+        cursor: mouse::Cursor,
+        viewport: &Rectangle,
+        renderer: &iced::Renderer,
+    ) -> mouse::Interaction {
+        self.content.as_widget().mouse_interaction(
+            &tree.children[0],
+            layout,
+            cursor,
+            viewport,
+            renderer,
+        )
+    }
+
+    fn overlay<'b>(
+        &'b mut self,
+        tree: &'b mut Tree,
+        layout: Layout<'b>,
+        renderer: &iced::Renderer,
+        viewport: &Rectangle,
+        translation: Vector,
+    ) -> Option<overlay::Element<'b, Message, Theme, iced::Renderer>> {
+        self.content.as_widget_mut().overlay(
+            &mut tree.children[0],
+            layout,
+            renderer,
+            viewport,
+            translation,
+        )
+    }
+}
