@@ -234,6 +234,7 @@ impl App {
     /// politely (the relay tells the others at once) and closes: when the
     /// session says it has ended, or after [`GOODBYE`] whatever happens.
     fn close(&mut self) -> Task<Message> {
+        tracing::debug!(closing = self.closing, "the window was asked to close");
         if self.closing {
             // Asked twice: the user means it.
             return iced::exit();

@@ -180,7 +180,6 @@ impl Gui {
     /// Asks the window to close as a window manager's close button does
     /// (a `WM_DELETE_WINDOW` message; there is no window manager here).
     pub fn request_close(&self) {
-        use x11rb::connection::Connection;
         use x11rb::protocol::xproto::{ClientMessageEvent, ConnectionExt, EventMask};
         let (conn, _) = x11rb::connect(Some(&self.display)).expect("connect to the X server");
         let atom = |name: &[u8]| {
@@ -194,8 +193,9 @@ impl Gui {
         let window: u32 = self.window.parse().expect("a window id");
         let event = ClientMessageEvent::new(32, window, protocols, [delete, 0, 0, 0, 0]);
         conn.send_event(false, window, EventMask::NO_EVENT, event)
-            .expect("send the close request");
-        conn.flush().expect("flush");
+            .expect("send the close request")
+            .check()
+            .expect("the X server took the close request");
     }
 
     /// The window process's exit status, once it has ended within `within`.
