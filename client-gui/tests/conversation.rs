@@ -171,3 +171,48 @@ fn leaving_a_room_asks_first() {
         vec![client_gui::connection::Command::Leave("ops".into())]
     );
 }
+
+#[test]
+fn a_word_longer_than_the_line_is_wrapped_not_cut() {
+    let mut w = Window::chatting();
+    let long = "A".repeat(600);
+    w.session(SessionEvent::Message(message("lobby", 1, "bob", &long)));
+    let mut ui = w.ui();
+    let found = ui.find(long.as_str()).expect("the long line");
+    let bounds = found.bounds();
+    assert!(
+        bounds.height > 3.0 * 18.0,
+        "one line of {} px high: cut off at the edge",
+        bounds.height
+    );
+}
+
+#[test]
+fn text_that_would_reach_outside_its_line_is_tamed() {
+    let mut w = Window::chatting();
+    w.session(SessionEvent::Message(message(
+        "lobby",
+        1,
+        "bob",
+        "see https://exa\u{202e}mple.com/gpj.exe",
+    )));
+    let zalgo = format!("Z{}", "\u{0301}\u{0317}\u{0338}".repeat(400));
+    w.session(SessionEvent::Message(message("lobby", 2, "bob", &zalgo)));
+    // A line with a link is rich text, which the selectors do not read:
+    // what it is built from is the line kept.
+    let bodies: Vec<String> = w.chat().rooms["lobby"]
+        .lines
+        .iter()
+        .filter_map(|l| match l {
+            chat::room::Line::Message(m) => Some(m.body.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bodies[0], "see https://exa<U+202E>mple.com/gpj.exe");
+    let texts = w.texts().join("\n");
+    let marks = texts
+        .chars()
+        .filter(|c| ('\u{0300}'..='\u{036f}').contains(c))
+        .count();
+    assert!(marks <= 4, "{marks} combining marks drawn on one letter");
+}

@@ -6,6 +6,7 @@
 mod browse;
 mod navigation;
 pub mod room;
+mod shown;
 mod switcher;
 pub mod view;
 

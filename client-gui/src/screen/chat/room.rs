@@ -185,9 +185,13 @@ impl Room {
 
     /// Inserts a message in sequence order, before pending lines; false if
     /// it was already there.
-    pub(super) fn insert(&mut self, msg: ChatMessage) -> bool {
+    pub(super) fn insert(&mut self, mut msg: ChatMessage) -> bool {
         if self.has_seq(msg.seq) {
             return false;
+        }
+        // Kept as it is drawn: copied text shows the same escapes.
+        if let std::borrow::Cow::Owned(safe) = super::shown::shown(&msg.body) {
+            msg.body = safe;
         }
         let at = self
             .lines

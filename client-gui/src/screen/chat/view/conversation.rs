@@ -8,6 +8,7 @@
 
 use chrono::{DateTime, Local, TimeZone};
 use iced::widget::text::Span;
+use iced::widget::text::Wrapping;
 use iced::widget::{
     button, column, container, mouse_area, rich_text, row, rule, scrollable, space, text,
     text_editor, tooltip, Column,
@@ -398,11 +399,18 @@ impl Chat {
                     rich_text(spans(body))
                         .size(BODY_SIZE)
                         .on_link_click(Message::OpenLink)
+                        .wrapping(Wrapping::WordOrGlyph)
                         .width(Fill)
                         .into()
                 } else {
                     // Plain text where there is no link: cheaper to lay out.
-                    text(body).size(BODY_SIZE).width(Fill).into()
+                    // A word longer than the line (a hash, a log line) is
+                    // broken where it must, never cut off.
+                    text(body)
+                        .size(BODY_SIZE)
+                        .wrapping(Wrapping::WordOrGlyph)
+                        .width(Fill)
+                        .into()
                 };
                 mouse_area(shown)
             }
