@@ -230,6 +230,23 @@ impl App {
         }
     }
 
+    /// The room the chat shows and the lines the relay never confirmed,
+    /// for the next login of its account.
+    fn remember_room(&mut self) {
+        if let Screen::Chat(chat) = &self.screen {
+            let key = Settings::room_key(&chat.user, &chat.server);
+            self.settings
+                .rooms
+                .insert(key.clone(), chat.current.clone());
+            let unsent = chat.unsent();
+            if unsent.is_empty() {
+                self.settings.unsent.remove(&key);
+            } else {
+                self.settings.unsent.insert(key, unsent);
+            }
+        }
+    }
+
     /// Remembers the window's size and room, then ends the session
     /// politely (the relay tells the others at once) and closes: when the
     /// session says it has ended, or after [`GOODBYE`] whatever happens.
@@ -240,12 +257,7 @@ impl App {
             return iced::exit();
         }
         self.settings.window = Some((self.window.width, self.window.height));
-        if let Screen::Chat(chat) = &self.screen {
-            self.settings.rooms.insert(
-                Settings::room_key(&chat.user, &chat.server),
-                chat.current.clone(),
-            );
-        }
+        self.remember_room();
         self.settings.save();
         match &self.handle {
             Some(handle) => {
@@ -417,11 +429,13 @@ impl App {
                     return Task::none();
                 }
                 let mut chat = Chat::new(user, server, relay);
-                chat.restore = self
-                    .settings
-                    .rooms
-                    .get(&Settings::room_key(&chat.user, &chat.server))
-                    .cloned();
+                let key = Settings::room_key(&chat.user, &chat.server);
+                chat.restore = self.settings.rooms.get(&key).cloned();
+                // Kept in the file until this chat saves its own: a crash
+                // meanwhile loses nothing.
+                if let Some(unsent) = self.settings.unsent.get(&key) {
+                    chat.carry(unsent.clone());
+                }
                 for command in chat.opened() {
                     handle.send(command);
                 }
@@ -437,10 +451,7 @@ impl App {
                 tracing::debug!("closing: logged out");
                 iced::exit()
             }
-            connection::Event::LoggedOut => {
-                self.logged_out();
-                Task::none()
-            }
+            connection::Event::LoggedOut => self.logged_out(),
             other => {
                 let Screen::Chat(chat) = &mut self.screen else {
                     return Task::none();
@@ -479,12 +490,17 @@ impl App {
         }
     }
 
-    fn logged_out(&mut self) {
+    /// Back to the form, with the cursor in the password field: the name
+    /// is filled in.
+    fn logged_out(&mut self) -> Task<Message> {
+        self.remember_room();
+        self.settings.save();
         let (server, user) = self.last_identity();
         self.session = None;
         self.handle = None;
         self.chat_behind = None;
         self.screen = Screen::Login(Login::new(server, user));
+        self.boot()
     }
 
     fn apply(&mut self, outcome: chat::Outcome) -> Task<Message> {
@@ -503,8 +519,7 @@ impl App {
         }
         if outcome.logout {
             // The session closes itself when its subscription is dropped.
-            self.logged_out();
-            return Task::none();
+            return self.logged_out();
         }
         if outcome.reconnect {
             self.reconnect();
@@ -580,6 +595,7 @@ impl App {
             subs.push(iced::time::every(Duration::from_millis(100)).map(Message::Tick));
         }
         subs.push(event::listen_with(window_event));
+        subs.push(Subscription::run(stop_signals));
         Subscription::batch(subs)
     }
 
@@ -624,6 +640,37 @@ fn open_link(url: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// SIGTERM (a logout of the desktop, `kill`) and SIGINT (Ctrl+C in the
+/// terminal it was started from) close the window as its close button
+/// does: the relay hears goodbye, the others see the user leave at once.
+fn stop_signals() -> impl iced::futures::Stream<Item = Message> {
+    iced::stream::channel(
+        1,
+        async |mut output: iced::futures::channel::mpsc::Sender<Message>| {
+            use iced::futures::SinkExt;
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::warn!(
+                    "cannot listen for SIGTERM and SIGINT; they end the window without a goodbye"
+                );
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                if output.send(Message::CloseRequested).await.is_err() {
+                    return;
+                }
+            }
+        },
+    )
+}
+
 /// The window's events the app acts on: key presses that can be
 /// shortcuts (captured ones too: a focused text field takes Escape, which
 /// still closes a dialog) and the window's size.
@@ -650,7 +697,11 @@ fn window_event(event: iced::Event, status: event::Status, _: window::Id) -> Opt
         iced::Event::Window(window::Event::Opened { size, .. } | window::Event::Resized(size)) => {
             Some(Message::Resized(size))
         }
-        iced::Event::Window(window::Event::CloseRequested) => Some(Message::CloseRequested),
+        // Closed without asking (destroyed by another program): the
+        // process would stay behind with the user online; go as if asked.
+        iced::Event::Window(window::Event::CloseRequested | window::Event::Closed) => {
+            Some(Message::CloseRequested)
+        }
         _ => None,
     }
 }
@@ -664,7 +715,16 @@ mod tests {
 
     const SERVER: &str = "127.0.0.1:4433";
 
-    /// This process's settings file: no other unit test saves settings.
+    /// The settings file for one test at a time: the tests here save and
+    /// read it back, and no other unit test touches it.
+    fn settings_turn() -> std::sync::MutexGuard<'static, ()> {
+        static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = std::fs::remove_file(settings_file());
+        turn
+    }
+
+    /// This process's settings file.
     fn settings_file() -> PathBuf {
         static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
         let dir = DIR.get_or_init(|| {
@@ -714,7 +774,7 @@ mod tests {
 
     #[test]
     fn closing_says_goodbye_first_and_the_next_window_opens_as_this_one_was() {
-        settings_file();
+        let _turn = settings_turn();
         let (mut app, mut commands) = chatting(Settings::default());
         joined(&mut app, "lobby");
         joined(&mut app, "dev");
@@ -753,6 +813,65 @@ mod tests {
         let _ = busy.update(Message::Chat(chat::Message::SelectRoom("ops".into())));
         joined(&mut busy, "dev");
         assert_eq!(current(&busy), "ops");
+    }
+
+    /// Types `text` in the composer and sends it.
+    fn say(app: &mut App, text: &str) {
+        use iced::widget::text_editor::{Action, Edit};
+        let _ = app.update(Message::Chat(chat::Message::Composer(Action::Edit(
+            Edit::Paste(std::sync::Arc::new(text.into())),
+        ))));
+        let _ = app.update(Message::Chat(chat::Message::Send));
+    }
+
+    fn pending(app: &App, room: &str) -> Vec<(String, bool)> {
+        let Screen::Chat(chat) = &app.screen else {
+            panic!("not on the chat screen");
+        };
+        chat.rooms[room]
+            .lines
+            .iter()
+            .filter_map(|l| match l {
+                chat::room::Line::Pending { body, failed, .. } => {
+                    Some((body.clone(), failed.is_some()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lines_the_relay_never_confirmed_come_back_after_closing_or_logging_out() {
+        let _turn = settings_turn();
+        let (mut app, _commands) = chatting(Settings::default());
+        joined(&mut app, "lobby");
+        joined(&mut app, "dev");
+        say(&mut app, "said in the lobby");
+        let _ = app.update(Message::Chat(chat::Message::SelectRoom("dev".into())));
+        say(&mut app, "said in dev");
+        assert_eq!(pending(&app, "dev"), [("said in dev".to_owned(), false)]);
+
+        // Logging out (after a password change, say) keeps them.
+        let _ = app.update(Message::Chat(chat::Message::Logout));
+        assert!(matches!(app.screen, Screen::Login(_)));
+        let saved = Settings::load();
+        assert_eq!(saved.unsent["alice@127.0.0.1:4433"].len(), 2);
+
+        let (mut next, _commands) = chatting(saved);
+        joined(&mut next, "lobby");
+        assert_eq!(
+            pending(&next, "lobby"),
+            [("said in the lobby".to_owned(), true)],
+            "shown, waiting for Retry"
+        );
+        // Not yet in dev: its line waits, and is still kept at close.
+        let _ = next.update(Message::CloseRequested);
+        let saved = Settings::load();
+        assert_eq!(saved.unsent["alice@127.0.0.1:4433"].len(), 2);
+
+        let (mut last, _commands) = chatting(saved);
+        joined(&mut last, "dev");
+        assert_eq!(pending(&last, "dev"), [("said in dev".to_owned(), true)]);
     }
 
     #[test]

@@ -222,3 +222,223 @@ impl<Message: Clone> Widget<Message, Theme, iced::Renderer> for Reachable<'_, Me
         )
     }
 }
+
+/// `content`, which a dialog may cover: while `covered`, nothing in it can
+/// take the keyboard's focus (Tab stays in the dialog; a field that had
+/// the cursor gives it up) and no key reaches it. Otherwise Tab walked out
+/// of a dialog to the buttons behind its backdrop, and Enter pressed one
+/// of them unseen. Always the same widget, covered or not, so what is
+/// under keeps its state (scroll position, text) when a dialog comes.
+pub fn coverable<'a, Message: 'a>(
+    content: impl Into<Element<'a, Message>>,
+    covered: bool,
+) -> Element<'a, Message> {
+    Element::new(Inert {
+        content: content.into(),
+        covered,
+    })
+}
+
+struct Inert<'a, Message> {
+    content: Element<'a, Message>,
+    covered: bool,
+}
+
+/// Passes an operation on, except that focusable widgets are unfocused
+/// and hidden from it.
+struct Unreachable<'a>(&'a mut dyn Operation);
+
+impl Operation for Unreachable<'_> {
+    fn traverse(&mut self, operate: &mut dyn FnMut(&mut dyn Operation)) {
+        self.0
+            .traverse(&mut |inner| operate(&mut Unreachable(inner)));
+    }
+
+    fn container(&mut self, id: Option<&iced::widget::Id>, bounds: Rectangle) {
+        self.0.container(id, bounds);
+    }
+
+    fn scrollable(
+        &mut self,
+        id: Option<&iced::widget::Id>,
+        bounds: Rectangle,
+        content_bounds: Rectangle,
+        translation: Vector,
+        state: &mut dyn iced::advanced::widget::operation::Scrollable,
+    ) {
+        self.0
+            .scrollable(id, bounds, content_bounds, translation, state);
+    }
+
+    fn focusable(
+        &mut self,
+        _id: Option<&iced::widget::Id>,
+        _bounds: Rectangle,
+        state: &mut dyn Focusable,
+    ) {
+        state.unfocus();
+    }
+
+    fn text_input(
+        &mut self,
+        id: Option<&iced::widget::Id>,
+        bounds: Rectangle,
+        state: &mut dyn iced::advanced::widget::operation::TextInput,
+    ) {
+        self.0.text_input(id, bounds, state);
+    }
+
+    fn text(&mut self, id: Option<&iced::widget::Id>, bounds: Rectangle, text: &str) {
+        self.0.text(id, bounds, text);
+    }
+
+    fn custom(
+        &mut self,
+        id: Option<&iced::widget::Id>,
+        bounds: Rectangle,
+        state: &mut dyn std::any::Any,
+    ) {
+        self.0.custom(id, bounds, state);
+    }
+
+    fn finish(&self) -> iced::advanced::widget::operation::Outcome<()> {
+        self.0.finish()
+    }
+}
+
+impl<Message> Widget<Message, Theme, iced::Renderer> for Inert<'_, Message> {
+    fn size(&self) -> Size<Length> {
+        self.content.as_widget().size()
+    }
+
+    fn size_hint(&self) -> Size<Length> {
+        self.content.as_widget().size_hint()
+    }
+
+    fn layout(
+        &mut self,
+        tree: &mut Tree,
+        renderer: &iced::Renderer,
+        limits: &layout::Limits,
+    ) -> layout::Node {
+        self.content
+            .as_widget_mut()
+            .layout(&mut tree.children[0], renderer, limits)
+    }
+
+    fn draw(
+        &self,
+        tree: &Tree,
+        renderer: &mut iced::Renderer,
+        theme: &Theme,
+        style: &renderer::Style,
+        layout: Layout<'_>,
+        cursor: mouse::Cursor,
+        viewport: &Rectangle,
+    ) {
+        self.content.as_widget().draw(
+            &tree.children[0],
+            renderer,
+            theme,
+            style,
+            layout,
+            cursor,
+            viewport,
+        );
+    }
+
+    fn tag(&self) -> tree::Tag {
+        tree::Tag::stateless()
+    }
+
+    fn children(&self) -> Vec<Tree> {
+        vec![Tree::new(&self.content)]
+    }
+
+    fn diff(&self, tree: &mut Tree) {
+        tree.diff_children(std::slice::from_ref(&self.content));
+    }
+
+    fn operate(
+        &mut self,
+        tree: &mut Tree,
+        layout: Layout<'_>,
+        renderer: &iced::Renderer,
+        operation: &mut dyn Operation,
+    ) {
+        let tree = &mut tree.children[0];
+        if self.covered {
+            let operation = &mut Unreachable(operation);
+            self.content
+                .as_widget_mut()
+                .operate(tree, layout, renderer, operation);
+        } else {
+            self.content
+                .as_widget_mut()
+                .operate(tree, layout, renderer, operation);
+        }
+    }
+
+    fn update(
+        &mut self,
+        tree: &mut Tree,
+        event: &Event,
+        layout: Layout<'_>,
+        cursor: mouse::Cursor,
+        renderer: &iced::Renderer,
+        clipboard: &mut dyn Clipboard,
+        shell: &mut Shell<'_, Message>,
+        viewport: &Rectangle,
+    ) {
+        if self.covered && matches!(event, Event::Keyboard(_)) {
+            return;
+        }
+        self.content.as_widget_mut().update(
+            &mut tree.children[0],
+            event,
+            layout,
+            cursor,
+            renderer,
+            clipboard,
+            shell,
+            viewport,
+        );
+    }
+
+    fn mouse_interaction(
+        &self,
+        tree: &Tree,
+        layout: Layout<'_>,
+        cursor: mouse::Cursor,
+        viewport: &Rectangle,
+        renderer: &iced::Renderer,
+    ) -> mouse::Interaction {
+        self.content.as_widget().mouse_interaction(
+            &tree.children[0],
+            layout,
+            cursor,
+            viewport,
+            renderer,
+        )
+    }
+
+    fn overlay<'b>(
+        &'b mut self,
+        tree: &'b mut Tree,
+        layout: Layout<'b>,
+        renderer: &iced::Renderer,
+        viewport: &Rectangle,
+        translation: Vector,
+    ) -> Option<overlay::Element<'b, Message, Theme, iced::Renderer>> {
+        if self.covered {
+            return None;
+        }
+        self.content.as_widget_mut().overlay(
+            &mut tree.children[0],
+            layout,
+            renderer,
+            viewport,
+            translation,
+        )
+    }
+}

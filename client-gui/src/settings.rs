@@ -1,6 +1,6 @@
 //! What the window remembers between runs: the last server and user, the
-//! theme, the window's size and the room each account had open. Never the
-//! password.
+//! theme, the window's size, the room each account had open and the lines
+//! the relay never confirmed. Never the password.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +34,18 @@ pub struct Settings {
     /// The room shown when the window was closed, by `user@server`.
     #[serde(default)]
     pub rooms: BTreeMap<String, String>,
+    /// Lines the relay had not stored when the window closed or the user
+    /// logged out, by `user@server`: shown again at the next login, to
+    /// send with Retry.
+    #[serde(default)]
+    pub unsent: BTreeMap<String, Vec<Unsent>>,
+}
+
+/// A line typed in `room` that the relay never confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unsent {
+    pub room: String,
+    pub body: String,
 }
 
 /// The size the window opens at the first time.
@@ -85,7 +97,8 @@ impl Settings {
                 std::fs::create_dir_all(dir)?;
             }
             let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-            atomic_file::write(&path, &json, atomic_file::READABLE)
+            // Unsent lines are someone's words: for the user's eyes only.
+            atomic_file::write(&path, &json, atomic_file::PRIVATE)
         };
         if let Err(e) = write() {
             tracing::warn!("cannot save settings to {}: {e}", path.display());

@@ -379,6 +379,11 @@ fn an_empty_conversation_says_whose_it_is() {
         "texts: {:?}",
         w.texts()
     );
+    assert!(
+        !w.shows("This is the beginning of the room."),
+        "said once, not twice: {:?}",
+        w.texts()
+    );
     w.session(SessionEvent::Message(common::frame::Message {
         room: "design".into(),
         seq: 1,

@@ -297,10 +297,13 @@ fn composer_and_request_problems_are_shown_in_the_chat() {
         }),
     });
     assert!(
-        w.shows("not sent: sending too fast; wait a moment"),
+        w.shows("not sent") && w.shows("sending too fast; wait a moment"),
         "texts: {:?}",
         w.texts()
     );
+    // Retry has the room to say its name, and where it is.
+    let retry = w.ui().find("Retry").expect("Retry").bounds();
+    assert!(retry.width > 24.0, "Retry squeezed to {} px", retry.width);
     assert!(w.shows("spam"));
 
     w.net(NetEvent::Refused("no such room".into()));

@@ -198,6 +198,15 @@ impl Gui {
             .expect("the X server took the close request");
     }
 
+    /// Sends a signal (`TERM`, `INT`) to the window's process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self._child.0.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name}");
+    }
+
     /// The window process's exit status, once it has ended within `within`.
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + within;

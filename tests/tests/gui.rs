@@ -192,3 +192,45 @@ async fn closing_the_window_says_goodbye_and_it_opens_next_time_as_it_was() {
         "{settings}"
     );
 }
+
+/// SIGTERM (the desktop session ending, `kill`) closes the window as its
+/// close button does: the others see the user leave at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_closes_the_window_with_a_goodbye() {
+    let relay = Relay::start();
+    add_user(&relay, "alice", ALICE_PASSWORD);
+    let mut bob = relay.register("bob").await;
+    bob.joined("lobby").await;
+    let x = Xvfb::start();
+    let mut gui = Gui::pinned(&x, &relay, "alice");
+    gui.log_in("alice", ALICE_PASSWORD);
+    let presence = |kind: common::frame::PresenceKind| {
+        move |e: &common::client::Event| match e {
+            common::client::Event::Presence(p) if p.user == "alice" && p.kind == kind => Some(()),
+            _ => None,
+        }
+    };
+    bob.wait_for(
+        "alice online",
+        presence(common::frame::PresenceKind::Online),
+    )
+    .await;
+
+    let asked = std::time::Instant::now();
+    gui.signal("TERM");
+    let Some(status) = gui.wait_exit(Duration::from_secs(5)) else {
+        panic!("the window still open 5 s after SIGTERM\n{}", gui.log());
+    };
+    assert!(status.success(), "{status:?}\n{}", gui.log());
+    bob.wait_for(
+        "alice offline",
+        presence(common::frame::PresenceKind::Offline),
+    )
+    .await;
+    let seen = asked.elapsed();
+    eprintln!("bob saw alice leave {seen:?} after SIGTERM");
+    assert!(
+        seen < Duration::from_secs(3),
+        "bob saw alice leave after {seen:?}"
+    );
+}

@@ -145,6 +145,38 @@ async fn a_new_account_is_made_from_the_keyboard_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn tab_stays_in_the_room_switcher_and_enter_there_presses_nothing_behind_it() {
+    let relay = Relay::start();
+    add_user(&relay, "alice");
+    let x = Xvfb::start();
+    let gui = start(&x, &relay, Some("alice"), true);
+    typed(&gui, PASSWORD);
+    key(&gui, "Return");
+    gui.wait_title(|t| t == "confab — alice");
+    std::thread::sleep(Duration::from_millis(500));
+    key(&gui, "ctrl+k");
+    // Behind the switcher are Theme, Log out, Join, Send and the rest: Tab
+    // must reach none of them, and Enter must press none. (Two Tabs from
+    // the switcher's field once reached Theme, and Enter switched it.)
+    for _ in 0..2 {
+        key(&gui, "Tab");
+    }
+    gui.screenshot(&shots().join("keys-switcher-tab.png"));
+    key(&gui, "Return");
+    std::thread::sleep(Duration::from_millis(500));
+    let title = gui.wait_title(|_| true);
+    assert_eq!(
+        title, "confab — alice",
+        "something behind the switcher was pressed"
+    );
+    let settings = gui.settings();
+    assert!(
+        !settings.contains("\"Dark\"") && !settings.contains("\"Light\""),
+        "the theme was switched from behind the switcher: {settings}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn enter_trusts_a_new_relay_and_escape_goes_back() {
     require("compare");
     let relay = Relay::start();

@@ -8,6 +8,7 @@ mod navigation;
 pub mod room;
 mod shown;
 mod switcher;
+mod unsent;
 pub mod view;
 
 pub use browse::{Browser, Invite, PendingInvitation};
@@ -218,6 +219,9 @@ pub struct Chat {
     pub leaving: Option<String>,
     /// Why the name in the join box cannot be a room, until it is edited.
     pub join_hint: Option<String>,
+    /// Lines carried over from the last session of this account, by room,
+    /// until the relay says the user is in that room.
+    pub carried: HashMap<String, Vec<String>>,
     /// The room the window showed when it was last closed: opened again
     /// once the relay says the user is still in it, unless the user has
     /// gone somewhere already.
@@ -265,6 +269,7 @@ impl Chat {
             drafts: HashMap::new(),
             leaving: None,
             join_hint: None,
+            carried: HashMap::new(),
             restore: None,
         }
     }
@@ -872,6 +877,7 @@ impl Chat {
                 for m in recent {
                     r.insert(m);
                 }
+                self.carried_in(&room);
                 if self.restore.as_deref() == Some(room.as_str()) {
                     return self.select(room);
                 }

@@ -87,6 +87,7 @@ impl Chat {
                     && self.browser.take().is_none()
                     && self.invite.take().is_none()
                     && self.panel.take().is_none()
+                    && self.notice.take().is_none()
                 {
                     self.selection = None;
                 }

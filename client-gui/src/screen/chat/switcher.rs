@@ -45,13 +45,13 @@ impl Chat {
                     .switcher
                     .as_ref()
                     .and_then(|s| self.switcher_matches().get(s.selected).cloned());
-                match (picked, self.switcher_joins()) {
+                match (picked, self.switcher_goes()) {
                     (Some(room), _) => self.select(room),
                     // Nothing of the user's by that name: go in, as the
-                    // room box's Join would.
-                    (None, Some(room)) => {
+                    // room box's Join (or a member's name) would.
+                    (None, Some(command)) => {
                         self.switcher = None;
-                        Outcome::command(Command::Join(room))
+                        Outcome::command(command)
                     }
                     (None, None) => Outcome::default(),
                 }
@@ -60,12 +60,22 @@ impl Chat {
         }
     }
 
-    /// The room Enter joins: what was typed, when no room or DM of the
-    /// user's matches it and it can be a room's name.
-    pub fn switcher_joins(&self) -> Option<String> {
-        let query = self.switcher.as_ref()?.query.trim().trim_start_matches('#');
-        let room = query.to_lowercase();
-        (self.switcher_matches().is_empty() && names::check_room(&room).is_ok()).then_some(room)
+    /// Where Enter goes when no room or DM of the user's matches what was
+    /// typed: `@name` opens a conversation with that person, anything
+    /// else that can be a room's name joins that room.
+    pub fn switcher_goes(&self) -> Option<Command> {
+        let query = self.switcher.as_ref()?.query.trim();
+        if !self.switcher_matches().is_empty() {
+            return None;
+        }
+        if let Some(user) = query.strip_prefix('@') {
+            return (names::check_user(user).is_ok() && !user.eq_ignore_ascii_case(&self.user))
+                .then(|| Command::OpenDm(user.to_owned()));
+        }
+        let room = query.trim_start_matches('#').to_lowercase();
+        names::check_room(&room)
+            .is_ok()
+            .then_some(Command::Join(room))
     }
 
     /// The rooms and DMs whose shown name holds what was typed, ignoring
@@ -191,14 +201,23 @@ mod tests {
         let mut c = chat_with(&["dev"]);
         c.update(Message::ToggleSwitcher);
         typed(&mut c, "#Ops");
-        assert_eq!(c.switcher_joins().as_deref(), Some("ops"));
+        assert_eq!(c.switcher_goes(), Some(Command::Join("ops".into())));
         let out = c.update(Message::SwitcherOpen);
         assert_eq!(out.commands, [Command::Join("ops".into())]);
         assert!(c.switcher.is_none());
+        // Someone to talk to, without a DM yet.
+        c.update(Message::ToggleSwitcher);
+        typed(&mut c, "@dave");
+        let out = c.update(Message::SwitcherOpen);
+        assert_eq!(out.commands, [Command::OpenDm("dave".into())]);
+        c.update(Message::ToggleSwitcher);
+        typed(&mut c, "@alice");
+        assert_eq!(c.switcher_goes(), None, "not a conversation with oneself");
+        c.update(Message::Close);
         // A match opens, never joins.
         c.update(Message::ToggleSwitcher);
         typed(&mut c, "de");
-        assert_eq!(c.switcher_joins(), None);
+        assert_eq!(c.switcher_goes(), None);
         let out = c.update(Message::SwitcherOpen);
         assert!(
             !out.commands.iter().any(|c| matches!(c, Command::Join(_))),

@@ -21,7 +21,7 @@ pub use browser::FILTER;
 pub use invite::INVITE_USER;
 
 use super::{Chat, Message, Panel};
-use crate::reachable::press;
+use crate::reachable::{coverable, press};
 
 /// Id of the conversation's scrollable, for following new lines.
 pub const CONVERSATION: &str = "conversation";
@@ -72,17 +72,28 @@ impl Chat {
         } else {
             space().into()
         };
+        let switching = self.switcher.is_some();
         let over = match self.panel {
             Some(Panel::Rooms) if fold.rooms => Some(drawer(self.sidebar(), true)),
             Some(Panel::Members) if fold.members => Some(drawer(self.member_list(), false)),
             _ => None,
         };
-        let center = stack![self.main(fold)]
+        // What is under the switcher or a drawer takes no keys and no
+        // focus: Tab stays with what is on top.
+        let main = coverable(self.main(fold), switching || over.is_some());
+        let over = over.map(|o| coverable(o, switching));
+        let center = stack![main]
             .push(over)
             .push(self.switcher.as_ref().map(|s| self.switcher_view(s)))
             .width(Fill)
             .height(Fill);
-        row![left, center, right].height(Fill).into()
+        row![
+            coverable(left, switching),
+            center,
+            coverable(right, switching)
+        ]
+        .height(Fill)
+        .into()
     }
 
     fn main(&self, fold: Fold) -> Element<'_, Message> {

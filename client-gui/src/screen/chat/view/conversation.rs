@@ -297,7 +297,8 @@ impl Chat {
     fn beginning<'a>(&'a self, room: &'a Room) -> Element<'a, Message> {
         let said = if room.loading_older {
             "Loading older messages…".to_owned()
-        } else if room.more_before {
+        } else if room.more_before || room.lines.is_empty() {
+            // An empty room says so in the middle of the pane instead.
             String::new()
         } else {
             "This is the beginning of the room.".to_owned()
@@ -471,11 +472,18 @@ impl Chat {
         failed: Option<&'a str>,
         header: bool,
     ) -> Element<'a, Message> {
-        let status: Element<'a, Message> = match failed {
-            Some(why) => row![
-                text(format!("not sent: {why}"))
+        // The gutter says the state in a word; why, and Retry, go under
+        // the line, where there is room for them.
+        let state = match failed {
+            Some(_) => text("not sent").size(12).style(text::danger),
+            None => text("sending…").size(12).style(text::secondary),
+        };
+        let why = failed.map(|why| {
+            row![
+                text(why.to_owned())
                     .size(12)
-                    .style(text::danger),
+                    .style(text::danger)
+                    .width(Fill),
                 press(
                     button(text("Retry").size(12)).padding([1, 8]),
                     Message::Retry(local)
@@ -483,9 +491,7 @@ impl Chat {
             ]
             .spacing(6)
             .align_y(Center)
-            .into(),
-            None => text("sending…").size(12).style(text::secondary).into(),
-        };
+        });
         let name: Element<'a, Message> = if header {
             text(self.user.as_str())
                 .font(Font {
@@ -499,14 +505,17 @@ impl Chat {
         };
         container(
             row![
-                container(status).width(90),
+                container(state).width(90),
                 column![
                     name,
                     text(body)
                         .size(BODY_SIZE)
+                        .wrapping(Wrapping::WordOrGlyph)
                         .width(Fill)
                         .style(text::secondary)
                 ]
+                .push(why)
+                .spacing(2)
             ]
             .spacing(6)
             .align_y(Center),

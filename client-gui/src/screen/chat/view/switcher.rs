@@ -6,6 +6,7 @@ use iced::widget::{
 use iced::{padding, Element, Fill};
 
 use super::{raised, veil, SWITCHER};
+use crate::connection::Command;
 use crate::screen::chat::{Chat, Message, Switcher};
 
 /// Enough to pick from; typing narrows the rest down.
@@ -34,9 +35,14 @@ impl Chat {
             );
         }
         if matches.is_empty() {
-            let said = match self.switcher_joins() {
-                Some(room) => format!("None of your rooms matches. Enter joins #{room}."),
-                None => format!("No room or DM matches \"{}\".", switcher.query),
+            let said = match self.switcher_goes() {
+                Some(Command::Join(room)) => {
+                    format!("None of your rooms matches. Enter joins #{room}.")
+                }
+                Some(Command::OpenDm(user)) => {
+                    format!("No conversation with {user} yet. Enter starts one.")
+                }
+                _ => format!("No room or DM matches \"{}\".", switcher.query),
             };
             list = list.push(text(said).style(text::secondary));
         }
