@@ -48,8 +48,8 @@ fn invitations_waiting_at_login_are_in_the_sidebar_with_who_sent_them() {
             .position(|x| x == t)
             .unwrap_or_else(|| panic!("no {t:?} in {texts:?}"))
     };
-    assert!(at("#dev") < at("from carol") && at("from carol") < at("#ops (private)"));
-    assert!(at("#ops (private)") < at("from bob") && at("from bob") < at("ROOMS"));
+    assert!(at("#dev") < at("from carol") && at("from carol") < at("#ops"));
+    assert!(at("#ops") < at("from bob") && at("from bob") < at("ROOMS"));
     assert_eq!(w.count("Accept"), 2);
     assert_eq!(w.count("Decline"), 2);
 }
@@ -93,7 +93,7 @@ fn decline_says_no_and_the_section_goes_with_the_last_one() {
         room: "dev".into(),
         result: Ok(()),
     });
-    assert!(!w.shows("#dev") && w.shows("#ops (private)"));
+    assert!(!w.shows("#dev") && w.shows("#ops"));
 
     w.click("Decline");
     assert_eq!(w.take_commands(), vec![Command::Decline("ops".into())]);
@@ -106,7 +106,7 @@ fn decline_says_no_and_the_section_goes_with_the_last_one() {
         "texts: {:?}",
         w.texts()
     );
-    assert!(w.shows("#ops (private)"), "still waiting for an answer");
+    assert!(w.shows("#ops"), "still waiting for an answer");
     w.click("Decline");
     assert_eq!(w.take_commands(), vec![Command::Decline("ops".into())]);
     w.net(NetEvent::Declined {
@@ -134,16 +134,18 @@ fn an_invitation_arriving_live_goes_on_top_once() {
         RoomKind::Private,
         "eve",
     )));
-    assert_eq!(w.count("#ops (private)"), 1, "texts: {:?}", w.texts());
+    assert_eq!(w.count("#ops"), 1, "texts: {:?}", w.texts());
     assert!(w.shows("from eve") && !w.shows("from bob"));
-    assert_eq!(w.count("Accept"), 3);
+    // The newest two, and the third behind "1 more".
+    assert_eq!(w.count("Accept"), 2);
+    assert!(w.shows("1 more"), "texts: {:?}", w.texts());
     // An invitation to a room the user is in is no news.
     w.session(SessionEvent::Invited(invitation(
         "lobby",
         RoomKind::Public,
         "bob",
     )));
-    assert_eq!(w.count("Accept"), 3);
+    assert_eq!(w.chat().invitations.len(), 3);
 }
 
 #[test]
@@ -177,7 +179,7 @@ fn the_next_login_replaces_the_list_but_keeps_an_answer_under_way() {
         invitation("music", RoomKind::Public, "dave"),
         dev(),
     ]));
-    assert!(w.shows("#music") && !w.shows("#ops (private)"));
+    assert!(w.shows("#music") && !w.shows("#ops"));
     assert_eq!(w.count("Decline"), 2);
     w.click("Decline");
     assert_eq!(
@@ -199,4 +201,34 @@ fn the_room_browser_refreshes_the_invitations_too() {
     })));
     w.click("Close");
     assert!(w.shows("from bob") && !w.shows("from carol"));
+}
+
+#[test]
+fn a_flood_of_invitations_leaves_the_rooms_in_reach_and_can_be_declined_at_once() {
+    let mut w = Window::chatting();
+    let flood: Vec<Invitation> = (0..20)
+        .map(|i| invitation(&format!("spam{i}"), RoomKind::Private, "mallory"))
+        .collect();
+    w.session(SessionEvent::Invitations(flood));
+    assert_eq!(w.count("Accept"), 2, "texts: {:?}", w.texts());
+    assert!(w.shows("18 more"), "texts: {:?}", w.texts());
+    // The rooms are still near the top of the sidebar.
+    let lobby = {
+        let mut ui = w.ui();
+        ui.find("#lobby").expect("#lobby").bounds()
+    };
+    assert!(lobby.y < 450.0, "#lobby pushed down to y = {}", lobby.y);
+
+    w.click("18 more");
+    assert!(w.chat().all_invitations);
+    w.click("Decline all");
+    let declined: Vec<String> = w
+        .take_commands()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::Decline(room) => Some(room),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(declined.len(), 20, "{declined:?}");
 }

@@ -63,6 +63,10 @@ pub enum Message {
     AcceptInvitation(String),
     /// Say no to an invitation in the sidebar.
     DeclineInvitation(String),
+    /// Declines every invitation shown (a flood of them, say).
+    DeclineAllInvitations,
+    /// Shows every invitation, or only the newest few.
+    ShowAllInvitations(bool),
     /// Start the session again after it stopped.
     Reconnect,
     /// Show why the session stopped on the trust screen.
@@ -209,6 +213,8 @@ pub struct Chat {
     pub invite: Option<Invite>,
     /// Invitations to rooms the user is not in, newest first.
     pub invitations: Vec<PendingInvitation>,
+    /// Whether the sidebar lists every invitation or only the newest few.
+    pub all_invitations: bool,
     /// Why the session stopped, when the trust screen can tell more.
     pub trust_failure: Option<TrustFailure>,
     /// A line turned into selectable text.
@@ -264,6 +270,7 @@ impl Chat {
             create_private: false,
             invite: None,
             invitations: Vec::new(),
+            all_invitations: false,
             trust_failure: None,
             selection: None,
             drafts: HashMap::new(),
@@ -456,7 +463,9 @@ impl Chat {
             | Message::InviteSend
             | Message::InviteClose
             | Message::AcceptInvitation(_)
-            | Message::DeclineInvitation(_) => self.browse(message),
+            | Message::DeclineInvitation(_)
+            | Message::DeclineAllInvitations
+            | Message::ShowAllInvitations(_) => self.browse(message),
             Message::ToggleSwitcher
             | Message::SwitcherInput(_)
             | Message::SwitcherMove(_)

@@ -152,6 +152,18 @@ impl Chat {
             }
             Message::AcceptInvitation(room) => self.answer(room, true),
             Message::DeclineInvitation(room) => self.answer(room, false),
+            Message::DeclineAllInvitations => {
+                let rooms: Vec<String> = self.invitations.iter().map(|i| i.room.clone()).collect();
+                let mut out = Outcome::default();
+                for room in rooms {
+                    out.commands.extend(self.answer(room, false).commands);
+                }
+                out
+            }
+            Message::ShowAllInvitations(all) => {
+                self.all_invitations = all;
+                Outcome::default()
+            }
             _ => Outcome::default(),
         }
     }

@@ -3,9 +3,9 @@
 
 use common::frame::RoomKind;
 use iced::widget::{
-    button, checkbox, column, container, row, scrollable, text, text_input, tooltip, Column,
+    button, checkbox, column, container, row, scrollable, space, text, text_input, tooltip, Column,
 };
-use iced::{Center, Element, Fill};
+use iced::{Center, Element, Fill, Length};
 
 use super::{badge, mention_badge, section};
 use crate::reachable::{press, reachable};
@@ -134,33 +134,36 @@ impl Chat {
         let list = column![section("Rooms"), channels, section("Direct messages"), dms]
             .spacing(8)
             .padding([0, 10]);
-        let list = match self.invitations_view() {
-            Some(invitations) => column![invitations, list].spacing(8),
-            None => column![list],
-        };
-        // The join box above the list, so it stays where it is however
-        // many rooms there are; only the list scrolls.
-        let body = column![
-            column![header, join].spacing(12).padding(10),
-            scrollable(list).id(ROOM_LIST).height(Fill)
-        ]
-        .spacing(4);
+        // The join box and the invitations above the list, so they stay
+        // where they are however many rooms there are; only the rooms
+        // scroll, which keeps the scroll to the room opened by keys exact.
+        let body = column![column![header, join].spacing(12).padding(10)]
+            .push(self.invitations_view())
+            .push(scrollable(list).id(ROOM_LIST).height(Fill))
+            .spacing(8);
         container(body).width(WIDTH).height(Fill).into()
     }
 
-    /// Each invitation with who sent it and its answers; nothing when
-    /// there are none.
+    /// The newest invitations with who sent them and their answers, the
+    /// rest behind "N more"; nothing when there are none. Each is one
+    /// line, and the section stays above the rooms without scrolling with
+    /// them, so a flood of invitations cannot push the rooms out of reach.
     fn invitations_view(&self) -> Option<Element<'_, Message>> {
         if self.invitations.is_empty() {
             return None;
         }
-        let mut list = Column::new().spacing(8);
-        for i in &self.invitations {
+        let shown = if self.all_invitations {
+            self.invitations.len()
+        } else {
+            INVITATIONS_SHOWN
+        };
+        let mut list = Column::new().spacing(4);
+        for i in self.invitations.iter().take(shown) {
             let answer =
                 |label,
                  message: Message,
                  style: fn(&iced::Theme, button::Status) -> button::Style| {
-                    let b = button(text(label).size(13)).padding([3, 10]).style(style);
+                    let b = button(text(label).size(12)).padding([2, 6]).style(style);
                     // Pressed once: the relay's answer comes before another.
                     if i.answering {
                         b.into()
@@ -168,41 +171,92 @@ impl Chat {
                         press(b, message)
                     }
                 };
-            let private = if i.kind == RoomKind::Private {
-                " (private)"
-            } else {
-                ""
-            };
-            let entry = column![
-                text(format!("#{}{private}", i.room)),
-                text(format!("from {}", i.by))
-                    .size(12)
-                    .style(text::secondary),
-                row![
-                    answer(
-                        "Accept",
-                        Message::AcceptInvitation(i.room.clone()),
-                        button::primary
-                    ),
-                    answer(
-                        "Decline",
-                        Message::DeclineInvitation(i.room.clone()),
-                        button::secondary
-                    ),
-                ]
-                .spacing(6),
+            let name = format!("#{}", i.room);
+            let mut from = row![text(format!("from {}", i.by))
+                .size(11)
+                .style(text::secondary)];
+            if i.kind == RoomKind::Private {
+                from = from.push(text(" · private").size(11).style(text::secondary));
+            }
+            let who = column![
+                text(cut(&name, 11).unwrap_or(name))
+                    .size(13)
+                    .wrapping(iced::widget::text::Wrapping::None),
+                from,
             ]
-            .spacing(4);
-            list = list.push(container(entry).padding([6, 8]).width(Fill).style(card));
+            .width(Fill);
+            let entry = row![
+                who,
+                answer(
+                    "Accept",
+                    Message::AcceptInvitation(i.room.clone()),
+                    button::primary
+                ),
+                answer(
+                    "Decline",
+                    Message::DeclineInvitation(i.room.clone()),
+                    button::secondary
+                ),
+            ]
+            .spacing(4)
+            .align_y(Center);
+            list = list.push(container(entry).padding([3, 6]).width(Fill).style(card));
         }
+        let more = self.invitations.len().saturating_sub(INVITATIONS_SHOWN);
+        // Above the list, so they stay in sight however long it is.
+        let controls = (more > 0).then(|| {
+            let toggle = if self.all_invitations {
+                press(
+                    button(text("Show fewer").size(12))
+                        .padding([2, 6])
+                        .style(button::text),
+                    Message::ShowAllInvitations(false),
+                )
+            } else {
+                press(
+                    button(text(format!("{more} more")).size(12))
+                        .padding([2, 6])
+                        .style(button::text),
+                    Message::ShowAllInvitations(true),
+                )
+            };
+            row![
+                toggle,
+                space::horizontal().width(Fill),
+                press(
+                    button(text("Decline all").size(12))
+                        .padding([2, 6])
+                        .style(button::secondary),
+                    Message::DeclineAllInvitations,
+                ),
+            ]
+            .align_y(Center)
+        });
+        let list: Element<'_, Message> = if self.all_invitations {
+            // Every one of a long list: it scrolls on its own, in a part
+            // of the sidebar.
+            scrollable(list)
+                .height(Length::Fixed(INVITATIONS_HEIGHT))
+                .into()
+        } else {
+            list.into()
+        };
         Some(
-            column![section("Invitations"), list]
-                .spacing(8)
+            column![section("Invitations")]
+                .push(controls)
+                .push(list)
+                .spacing(6)
                 .padding([0, 10])
                 .into(),
         )
     }
 }
+
+/// Invitations listed before "N more".
+const INVITATIONS_SHOWN: usize = 2;
+
+/// The height the whole list of invitations may take.
+const INVITATIONS_HEIGHT: f32 = 220.0;
 
 /// `name` cut to `max` characters with a mark that it was, if longer.
 fn cut(name: &str, max: usize) -> Option<String> {
