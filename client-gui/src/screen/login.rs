@@ -73,7 +73,15 @@ impl Login {
                 if self.connecting {
                     return None;
                 }
-                let server = self.server.trim().to_owned();
+                // Tidied as it will be shown and remembered: no empty
+                // entries between commas.
+                let server = self
+                    .server
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let user = self.user.trim().to_owned();
                 self.error = if server.is_empty() {
                     Some("Enter the relay's address, e.g. 127.0.0.1:4433.".into())
@@ -237,6 +245,16 @@ mod tests {
         form.update(Message::Password("secret-pass".into()));
         match form.update(Message::Submit) {
             Some(Event::Connect { server, .. }) => assert_eq!(server, "hostA:4433, hostB:4433"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_entries_of_a_list_are_dropped_before_it_is_used_or_shown() {
+        let mut form = Login::new(" , ,127.0.0.1:47433,, ".into(), "alice".into());
+        form.update(Message::Password("secret-pass".into()));
+        match form.update(Message::Submit) {
+            Some(Event::Connect { server, .. }) => assert_eq!(server, "127.0.0.1:47433"),
             other => panic!("{other:?}"),
         }
     }

@@ -33,6 +33,26 @@ pub fn with_port(server: &str) -> String {
     }
 }
 
+/// Refuses a port that is a number but no port (`host:99999`, `host:0`),
+/// which would otherwise be taken for part of the host name and end in
+/// "cannot resolve host:99999:4433".
+fn check_port(entry: &str) -> Result<(), String> {
+    let Some((host, port)) = entry.rsplit_once(':') else {
+        return Ok(());
+    };
+    // An IPv6 address without brackets: its last group is no port.
+    let ipv6 = host.contains(':') && !host.ends_with(']');
+    if ipv6 || port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!(
+            "\"{entry}\": port {port} is not between 1 and 65535"
+        )),
+    }
+}
+
 /// The addresses of a session's relays and where the next round starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayList {
@@ -53,6 +73,7 @@ impl RelayList {
                     "\"{entry}\" is not a relay address: separate addresses with commas"
                 ));
             }
+            check_port(entry)?;
             let addr = with_port(entry);
             if !addrs.contains(&addr) {
                 addrs.push(addr);
@@ -134,6 +155,16 @@ mod tests {
             addrs("hostA,hostA:4433,hostB"),
             ["hostA:4433", "hostB:4433"]
         );
+    }
+
+    #[test]
+    fn a_port_out_of_range_is_refused_by_name() {
+        for bad in ["127.0.0.1:99999", "host:0", "[::1]:70000"] {
+            let e = RelayList::parse(bad).unwrap_err();
+            assert!(e.contains("not between 1 and 65535"), "{bad}: {e}");
+        }
+        assert_eq!(addrs("::1"), ["[::1]:4433"]);
+        assert_eq!(addrs("host:65535"), ["host:65535"]);
     }
 
     #[test]
