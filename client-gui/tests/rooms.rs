@@ -15,6 +15,7 @@ fn info(name: &str, kind: RoomKind, members: u32) -> RoomInfo {
         kind,
         members,
         latest: 0,
+        topic: String::new(),
     }
 }
 

@@ -7,11 +7,13 @@ mod browse;
 mod navigation;
 pub mod room;
 mod switcher;
+mod topic;
 pub mod view;
 
 pub use browse::{Browser, Invite, PendingInvitation};
 pub use room::{Key, Line, Room, Scroll, KEEP};
 pub use switcher::Switcher;
+pub use topic::TopicForm;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -91,6 +93,11 @@ pub enum Message {
     Page(Page),
     /// Escape: close what is open over the conversation.
     Close,
+    /// Open the dialog that sets the current room's topic.
+    TopicOpen,
+    TopicInput(String),
+    TopicSave,
+    TopicClose,
 }
 
 /// A side panel that a narrow window folds into a header button.
@@ -212,6 +219,10 @@ pub struct Chat {
     pub drafts: HashMap<String, String>,
     /// The room whose Leave waits for a confirmation.
     pub leaving: Option<String>,
+    /// Each room's topic, as the relay last said it.
+    pub topics: HashMap<String, String>,
+    /// The dialog setting a room's topic, while open.
+    pub topic_dialog: Option<TopicForm>,
 }
 
 /// A line shown as read-only text that can be selected and copied.
@@ -254,6 +265,8 @@ impl Chat {
             selection: None,
             drafts: HashMap::new(),
             leaving: None,
+            topics: HashMap::new(),
+            topic_dialog: None,
         }
     }
 
@@ -436,6 +449,12 @@ impl Chat {
             | Message::SwitcherInput(_)
             | Message::SwitcherMove(_)
             | Message::SwitcherOpen => self.switch(message),
+            // The dialog is on top of everything else: Escape closes it first.
+            Message::Close if self.topic_dialog.is_some() => self.topic_form(Message::TopicClose),
+            Message::TopicOpen
+            | Message::TopicInput(_)
+            | Message::TopicSave
+            | Message::TopicClose => self.topic_form(message),
             Message::TogglePanel(_) | Message::StepRoom(_) | Message::Page(_) | Message::Close => {
                 self.navigate(message)
             }
@@ -710,6 +729,7 @@ impl Chat {
                 result,
             } => self.sent(local, &room, result),
             NetEvent::Opened(info) => {
+                self.topic_opened(&info);
                 self.joined_listed(&info.name);
                 if self
                     .notice
@@ -737,6 +757,7 @@ impl Chat {
                 self.declined(&room, result);
                 Outcome::default()
             }
+            NetEvent::TopicSet { room, result } => self.topic_set(&room, result),
             NetEvent::Older {
                 room,
                 messages,
@@ -862,6 +883,11 @@ impl Chat {
             }
             SessionEvent::Invitations(list) => {
                 self.invitations_listed(list);
+                Outcome::default()
+            }
+            SessionEvent::Topic { room, topic, by } => self.topic_changed(room, topic, by),
+            SessionEvent::Rooms(rooms) => {
+                self.topics_listed(rooms);
                 Outcome::default()
             }
         }

@@ -345,6 +345,7 @@ mod tests {
             kind: RoomKind::Public,
             members,
             latest: 0,
+            topic: String::new(),
         }
     }
 

@@ -15,9 +15,11 @@ mod measured;
 mod members;
 mod sidebar;
 mod switcher;
+mod topic;
 
 pub use browser::FILTER;
 pub use invite::INVITE_USER;
+pub use topic::TOPIC_INPUT;
 
 use super::{Chat, Message, Panel};
 

@@ -15,9 +15,11 @@ use crate::screen::chat::{Browser, Chat, Message};
 pub const FILTER: &str = "room-filter";
 
 impl Chat {
-    /// The chat with the browser or the invitation form over it, when open.
+    /// The chat with the browser, the invitation form or the topic dialog
+    /// over it, when open.
     pub(super) fn with_dialogs<'a>(&'a self, chat: Element<'a, Message>) -> Element<'a, Message> {
         let (dialog, close) = match (&self.browser, &self.invite) {
+            _ if self.topic_dialog.is_some() => (self.topic_view(), Message::TopicClose),
             (Some(browser), _) => (self.browser_view(browser), Message::CloseBrowser),
             (None, Some(_)) => (self.invite_view(), Message::InviteClose),
             (None, None) => return chat,
@@ -91,8 +93,16 @@ impl Chat {
             } else {
                 text("join").size(12).style(text::primary)
             };
+            // What the room is for, under its name, when it says.
+            let topic = &listed.room.topic;
+            let title = column![text(format!("#{name}"))]
+                .push(
+                    (!topic.is_empty())
+                        .then(|| text(topic.as_str()).size(12).style(text::secondary)),
+                )
+                .width(Fill);
             let entry = row![
-                text(format!("#{name}")).width(Fill),
+                title,
                 text(members).size(12).style(text::secondary),
                 container(state).width(70).align_right(70),
             ]

@@ -36,6 +36,7 @@ pub fn estimate(line: &Line, width: f32) -> f32 {
         Line::Message(m) => estimate_body(&m.body, width),
         Line::Pending { body, .. } => estimate_body(body, width),
         Line::Notice { .. } => LINE_HEIGHT + 8.0,
+        Line::Topic { topic, .. } => estimate_body(topic, width) + 8.0,
     }
 }
 
@@ -66,7 +67,7 @@ fn local(ts: i64) -> Option<DateTime<Local>> {
 fn ts(line: &Line) -> Option<i64> {
     match line {
         Line::Message(m) => Some(m.ts),
-        Line::Notice { ts, .. } => Some(*ts),
+        Line::Notice { ts, .. } | Line::Topic { ts, .. } => Some(*ts),
         Line::Pending { .. } => None,
     }
 }
@@ -77,7 +78,7 @@ fn lead(prev: Option<&Line>, line: &Line, own: &str) -> Lead {
     let from = |l: &Line| match l {
         Line::Message(m) => Some((m.from.clone(), m.ts)),
         Line::Pending { .. } => Some((own.to_owned(), i64::MAX)),
-        Line::Notice { .. } => None,
+        Line::Notice { .. } | Line::Topic { .. } => None,
     };
     let header = match (prev.and_then(from), from(line)) {
         (Some((a, at)), Some((b, bt))) => {
@@ -230,6 +231,15 @@ fn mention_line(theme: &Theme) -> container::Style {
         )
 }
 
+/// "alice set the topic: …", or "alice cleared the topic".
+fn topic_text(by: &str, topic: &str) -> String {
+    if topic.is_empty() {
+        format!("{by} cleared the topic")
+    } else {
+        format!("{by} set the topic: {topic}")
+    }
+}
+
 fn notice_text(joined: &[String], left: &[String]) -> String {
     fn names(list: &[String]) -> String {
         match list {
@@ -245,6 +255,21 @@ fn notice_text(joined: &[String], left: &[String]) -> String {
         (true, false) => format!("{} left", names(left)),
         _ => format!("{} joined · {} left", names(joined), names(left)),
     }
+}
+
+/// Said as the join and leave notices are.
+fn topic_notice<'a>(by: &str, topic: &str) -> Element<'a, Message> {
+    container(
+        text(format!("→ {}", topic_text(by, topic)))
+            .size(13)
+            .style(text::secondary)
+            .font(Font {
+                style: iced::font::Style::Italic,
+                ..Font::DEFAULT
+            }),
+    )
+    .padding([3, 50])
+    .into()
 }
 
 impl Chat {
@@ -319,6 +344,7 @@ impl Chat {
             )
             .padding([3, 50])
             .into(),
+            Line::Topic { by, topic, .. } => topic_notice(by, topic),
         };
         match lead.day {
             Some(day) => column![

@@ -12,15 +12,18 @@ impl Chat {
     /// Buttons keep their width at any window size: the connection state
     /// takes what is left and is cut, never them.
     pub(super) fn header(&self, fold: Fold) -> Element<'_, Message> {
-        // A long name is cut rather than crowd out the buttons.
+        // A long name (or topic) is cut rather than crowd out the buttons.
         let title = container(
-            text(self.display_name(&self.current))
+            row![text(self.display_name(&self.current))
                 .size(20)
                 .font(Font {
                     weight: iced::font::Weight::Bold,
                     ..Font::DEFAULT
                 })
-                .wrapping(text::Wrapping::None),
+                .wrapping(text::Wrapping::None)]
+            .push(self.header_topic())
+            .spacing(8)
+            .align_y(Center),
         )
         .width(Fill)
         .clip(true);
