@@ -13,7 +13,7 @@ pub mod view;
 pub use browse::{Browser, Invite, PendingInvitation};
 pub use room::{Key, Line, Room, Scroll, KEEP};
 pub use switcher::Switcher;
-pub use topic::TopicForm;
+pub use topic::{TopicForm, Topics};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -220,7 +220,7 @@ pub struct Chat {
     /// The room whose Leave waits for a confirmation.
     pub leaving: Option<String>,
     /// Each room's topic, as the relay last said it.
-    pub topics: HashMap<String, String>,
+    pub topics: Topics,
     /// The dialog setting a room's topic, while open.
     pub topic_dialog: Option<TopicForm>,
 }
@@ -265,7 +265,7 @@ impl Chat {
             selection: None,
             drafts: HashMap::new(),
             leaving: None,
-            topics: HashMap::new(),
+            topics: Topics::default(),
             topic_dialog: None,
         }
     }
@@ -746,6 +746,7 @@ impl Chat {
                 Outcome::default()
             }
             NetEvent::Rooms(list) => {
+                self.topics_from_list(&list);
                 self.listed(list);
                 Outcome::default()
             }
@@ -858,12 +859,14 @@ impl Chat {
             }
             SessionEvent::Joined { room, recent, more } => {
                 self.accepted(&room);
+                let commands = self.topic_wanted(&room).into_iter().collect();
                 let r = self.rooms.entry(room.clone()).or_default();
                 r.more_before = more;
                 for m in recent {
                     r.insert(m);
                 }
                 Outcome {
+                    commands,
                     follow: room == self.current,
                     ..Outcome::default()
                 }

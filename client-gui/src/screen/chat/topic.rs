@@ -3,12 +3,25 @@
 //! notice a change leaves in the conversation, and the dialog that sets
 //! it.
 
+use std::collections::HashMap;
+
 use common::frame::RoomInfo;
 use common::limits::check_topic;
 use common::names;
 
 use super::{view, Chat, Message, Outcome};
-use crate::connection::Command;
+use crate::connection::{Command, RoomList};
+
+/// What the window knows of its rooms' topics.
+#[derive(Debug, Clone, Default)]
+pub struct Topics {
+    /// As the relay last said them; empty for none.
+    by_room: HashMap<String, String>,
+    /// The relay listed the user's rooms (at login): a channel joined
+    /// since without a topic known was joined on another device, and the
+    /// room list is asked for it. Before, the list is on its way.
+    listed: bool,
+}
 
 /// The dialog that sets the topic of a room.
 #[derive(Debug, Clone, Default)]
@@ -26,7 +39,7 @@ pub struct TopicForm {
 impl Chat {
     /// The topic of `room`; empty for none, or not known yet.
     pub fn topic(&self, room: &str) -> &str {
-        self.topics.get(room).map_or("", String::as_str)
+        self.topics.by_room.get(room).map_or("", String::as_str)
     }
 
     /// Whether `room` can have a topic: a channel, not a DM.
@@ -77,7 +90,12 @@ impl Chat {
             form.error = Some(format!("{}.", capitalised(&why)));
             return Outcome::default();
         }
-        let unchanged = self.topics.get(&form.room).map_or("", String::as_str) == form.text;
+        let unchanged = self
+            .topics
+            .by_room
+            .get(&form.room)
+            .map_or("", String::as_str)
+            == form.text;
         if unchanged {
             self.topic_dialog = None;
             return Outcome::focus(view::COMPOSER);
@@ -128,19 +146,42 @@ impl Chat {
                 }
             }
         }
-        self.topics.insert(room, topic);
+        self.topics.by_room.insert(room, topic);
         out
     }
 
     /// The relay listed the user's rooms (at login): their topics replace
     /// what was known.
     pub(super) fn topics_listed(&mut self, rooms: Vec<RoomInfo>) {
-        self.topics = rooms.into_iter().map(|r| (r.name, r.topic)).collect();
+        self.topics = Topics {
+            by_room: rooms.into_iter().map(|r| (r.name, r.topic)).collect(),
+            listed: true,
+        };
+    }
+
+    /// A room the window is told it is in, without its topic (joined on
+    /// another device): the relay's room list has it.
+    pub(super) fn topic_wanted(&self, room: &str) -> Option<Command> {
+        let unknown = self.topics.listed && !self.topics.by_room.contains_key(room);
+        (unknown && Chat::has_topic(room)).then_some(Command::ListRooms)
+    }
+
+    /// A room list the relay sent: the topics of rooms not known yet. Known
+    /// ones stay, since a change told live may be newer than the list.
+    pub(super) fn topics_from_list(&mut self, list: &Result<RoomList, String>) {
+        for room in list.iter().flat_map(|l| &l.joined) {
+            self.topics
+                .by_room
+                .entry(room.name.clone())
+                .or_insert_with(|| room.topic.clone());
+        }
     }
 
     /// A room opened (joined, created): its topic as the relay sent it.
     pub(super) fn topic_opened(&mut self, info: &RoomInfo) {
-        self.topics.insert(info.name.clone(), info.topic.clone());
+        self.topics
+            .by_room
+            .insert(info.name.clone(), info.topic.clone());
     }
 }
 

@@ -9,8 +9,8 @@ use super::Fold;
 use crate::screen::chat::{Chat, Message, Panel, Status};
 
 impl Chat {
-    /// Buttons keep their width at any window size: the connection state
-    /// takes what is left and is cut, never them.
+    /// Buttons keep their width at any window size: the room's name and
+    /// topic take what is left and are cut, never them.
     pub(super) fn header(&self, fold: Fold) -> Element<'_, Message> {
         // A long name (or topic) is cut rather than crowd out the buttons.
         let title = container(
@@ -42,9 +42,13 @@ impl Chat {
                 Message::TogglePanel(Panel::Rooms),
             ));
         }
-        top = top
-            .push(title)
-            .push(container(self.status_view()).align_right(Fill).clip(true));
+        // The state is a few words (all of it on hover), so it takes what
+        // it needs up to a cap, and the title (with the topic) the rest.
+        top = top.push(title).push(
+            container(self.status_view())
+                .max_width(STATUS_MAX)
+                .clip(true),
+        );
         // A DM can be left too: that is how one refuses it.
         if self.current != common::names::LOBBY {
             top = top.push(header_button("Leave", Message::Leave(self.current.clone())));
@@ -137,6 +141,10 @@ impl Chat {
         }
     }
 }
+
+/// The widest the connection state gets: with the header's buttons, it
+/// still fits the narrowest conversation (`CONVERSATION_MIN`).
+const STATUS_MAX: f32 = 220.0;
 
 fn header_button(label: &str, on_press: Message) -> Button<'_, Message> {
     button(text(label).size(13).wrapping(text::Wrapping::None))
