@@ -135,3 +135,18 @@ out = "seeds/session_frames"
 os.makedirs(out, exist_ok=True)
 for name, ops in sessions.items():
     open(f"{out}/{name}", "wb").write(b"".join(b"\x01" + o for o in ops))
+
+# `Raw` ops carry a payload, a Vec<u8>: `arbitrary` reads each byte after
+# a byte 01 ("one more") and ends at a 00. SetTopic (ClientFrame 15) is not
+# among the `Req`s, so this is how it reaches the relay: topics of a room
+# she is in (twice the same, then cleared), of two lines, of her own DM,
+# of a room hidden from her.
+def raw(payload): return op(6, b"".join(b"\x01" + bytes([b]) for b in payload) + b"\x00")
+def set_topic(r, topic): return uvar(15) + uvar(1) + string(r) + string(topic)
+sessions_raw = {
+    "topics": [join("dev"), open_dm("alice")] + [raw(set_topic(r, t)) for r, t in [
+        ("dev", "pages, deploys"), ("lobby", "two\nlines"), ("@alice+mallory", "x"),
+        ("vault", "x"), ("dev", "pages, deploys"), ("dev", "")]] + [settle()],
+}
+for name, ops in sessions_raw.items():
+    open(f"{out}/{name}", "wb").write(b"".join(b"\x01" + o for o in ops))

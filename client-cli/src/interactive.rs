@@ -141,7 +141,7 @@ async fn command(
         "topic" if !rest.is_empty() => report(printer, client.set_topic(current, rest).await),
         "topic" => match client.room_list().await {
             Ok(list) => match list.joined.iter().find(|r| r.name == *current) {
-                Some(room) => printer.current_topic(&room.name, &room.topic),
+                Some(room) => printer.current_topic(room),
                 None => {
                     let text = format!("you are not in #{current}; /join {current} first");
                     printer.info("error", &text, &text);

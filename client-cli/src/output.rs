@@ -105,15 +105,20 @@ impl Printer {
     }
 
     /// What `/topic` alone says of the current room.
-    pub fn current_topic(&self, room: &str, topic: &str) {
+    pub fn current_topic(&self, room: &RoomInfo) {
+        let (name, topic) = (&room.name, &room.topic);
         if self.json {
-            self.out(json!({"type": "room_topic", "room": room, "topic": topic}));
+            self.out(json!({"type": "room_topic", "room": name, "topic": topic}));
+        } else if room.kind == RoomKind::Direct {
+            self.out(format_args!(
+                "-- {name} is a direct-message room, which has no topic"
+            ));
         } else if topic.is_empty() {
             self.out(format_args!(
-                "-- #{room} has no topic; /topic TEXT sets one"
+                "-- #{name} has no topic; /topic TEXT sets one"
             ));
         } else {
-            self.out(format_args!("-- topic of #{room}: {}", shown(topic)));
+            self.out(format_args!("-- topic of #{name}: {}", shown(topic)));
         }
     }
 
