@@ -13,7 +13,7 @@ def ivar(n): return uvar(2 * n if n >= 0 else -2 * n - 1)
 def string(s): b = s.encode(); return uvar(len(b)) + b
 def frame(p): return len(p).to_bytes(4, "big") + p
 def message(room, seq, body): return string(room) + uvar(seq) + bytes(range(16)) + ivar(1_700_000_000_000) + string("alice") + string(body)
-def room_info(name, kind, members, latest): return string(name) + uvar(kind) + uvar(members) + uvar(latest)
+def room_info(name, kind, members, latest, topic=""): return string(name) + uvar(kind) + uvar(members) + uvar(latest) + string(topic)
 
 client = {
     "hello": uvar(0) + uvar(1) + string("cli"),
@@ -25,11 +25,12 @@ client = {
     "ping": uvar(12) + uvar(300),
     "bye": uvar(13),
     "resume": uvar(14) + uvar(9) + string("lobby"),
+    "set_topic": uvar(15) + uvar(9) + string("ops") + string("pages, deploys, on-call"),
 }
 server = {
     "welcome": uvar(0) + uvar(1) + string("relay") + b"\x01",
-    "joined": uvar(2) + uvar(5) + room_info("dev", 1, 3, 2**40),
-    "rooms": uvar(5) + uvar(6) + uvar(2) + room_info("lobby", 0, 2, 9) + room_info("@a+b", 2, 2, 0) + uvar(1) + room_info("lobby", 0, 2, 9) + uvar(1) + room_info("ops", 1, 2, 0) + string("bob"),
+    "joined": uvar(2) + uvar(5) + room_info("dev", 1, 3, 2**40, "builds ☕"),
+    "rooms": uvar(5) + uvar(6) + uvar(2) + room_info("lobby", 0, 2, 9, "say hello") + room_info("@a+b", 2, 2, 0) + uvar(1) + room_info("lobby", 0, 2, 9, "say hello") + uvar(1) + room_info("ops", 1, 2, 0) + string("bob"),
     "members": uvar(6) + uvar(7) + string("dev") + uvar(2) + string("alice") + b"\x01" + string("bob") + b"\x00",
     "ack": uvar(7) + uvar(8) + string("lobby") + bytes(16) + uvar(5) + ivar(-1),
     "message": uvar(8) + message("lobby", 5, "hi"),
@@ -40,6 +41,7 @@ server = {
     "error": uvar(13) + uvar(1) + uvar(9) + string("slow down"),
     "shutdown": uvar(14) + string("bye"),
     "invited": uvar(15) + room_info("ops", 1, 2, 0) + string("bob"),
+    "topic": uvar(16) + string("ops") + string("pages, deploys, on-call") + string("bob"),
 }
 out = "seeds/frame_decode"
 os.makedirs(out, exist_ok=True)
@@ -132,4 +134,19 @@ sessions = {
 out = "seeds/session_frames"
 os.makedirs(out, exist_ok=True)
 for name, ops in sessions.items():
+    open(f"{out}/{name}", "wb").write(b"".join(b"\x01" + o for o in ops))
+
+# `Raw` ops carry a payload, a Vec<u8>: `arbitrary` reads each byte after
+# a byte 01 ("one more") and ends at a 00. SetTopic (ClientFrame 15) is not
+# among the `Req`s, so this is how it reaches the relay: topics of a room
+# she is in (twice the same, then cleared), of two lines, of her own DM,
+# of a room hidden from her.
+def raw(payload): return op(6, b"".join(b"\x01" + bytes([b]) for b in payload) + b"\x00")
+def set_topic(r, topic): return uvar(15) + uvar(1) + string(r) + string(topic)
+sessions_raw = {
+    "topics": [join("dev"), open_dm("alice")] + [raw(set_topic(r, t)) for r, t in [
+        ("dev", "pages, deploys"), ("lobby", "two\nlines"), ("@alice+mallory", "x"),
+        ("vault", "x"), ("dev", "pages, deploys"), ("dev", "")]] + [settle()],
+}
+for name, ops in sessions_raw.items():
     open(f"{out}/{name}", "wb").write(b"".join(b"\x01" + o for o in ops))

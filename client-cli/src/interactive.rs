@@ -11,9 +11,13 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::exit;
 use crate::output::Printer;
 
+/// `/topic -` clears the current room's topic (a topic of just `-` cannot
+/// be set from here).
+const CLEAR_TOPIC: &str = "-";
+
 const HELP: &str =
     "commands: /join ROOM  /create ROOM [private]  /leave  /invite USER  /decline ROOM  /rooms  \
-/who  /dm USER TEXT  /history N  /room ROOM  /quit";
+/topic [TEXT|-]  /who  /dm USER TEXT  /history N  /room ROOM  /quit";
 
 pub async fn run(
     client: &Client,
@@ -128,24 +132,21 @@ async fn command(
             }
         }
         "rooms" => match client.room_list().await {
-            Ok(list) => {
-                let joined: Vec<_> = list.joined.iter().map(|r| r.name.as_str()).collect();
-                let public: Vec<_> = list.public.iter().map(|r| r.name.as_str()).collect();
-                let mut text = format!(
-                    "your rooms: {}; public: {}",
-                    joined.join(" "),
-                    public.join(" ")
-                );
-                if !list.invited.is_empty() {
-                    let invited: Vec<_> = list
-                        .invited
-                        .iter()
-                        .map(|i| format!("{} (by {})", i.room.name, i.by))
-                        .collect();
-                    text.push_str(&format!("; invited to: {}", invited.join(" ")));
+            Ok(list) => printer.rooms(&list),
+            Err(e) => report(printer, Err(e)),
+        },
+        // The change itself is printed when the relay tells every member,
+        // this session included.
+        "topic" if rest == CLEAR_TOPIC => report(printer, client.set_topic(current, "").await),
+        "topic" if !rest.is_empty() => report(printer, client.set_topic(current, rest).await),
+        "topic" => match client.room_list().await {
+            Ok(list) => match list.joined.iter().find(|r| r.name == *current) {
+                Some(room) => printer.current_topic(room),
+                None => {
+                    let text = format!("you are not in #{current}; /join {current} first");
+                    printer.info("error", &text, &text);
                 }
-                printer.info("rooms", &text, &text);
-            }
+            },
             Err(e) => report(printer, Err(e)),
         },
         "who" => match client.members(current).await {

@@ -5,8 +5,8 @@ use std::io::{ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{Local, TimeZone};
-use common::client::Event;
-use common::frame::{Invitation, Message, Presence, PresenceKind, RoomKind};
+use common::client::{Event, RoomList};
+use common::frame::{Invitation, Message, Presence, PresenceKind, RoomInfo, RoomKind};
 use serde_json::json;
 
 /// Prints events in the chosen format.
@@ -89,8 +89,96 @@ impl Printer {
         ));
     }
 
+    /// `* alice set the topic of #ops: pages, deploys`, or `* alice
+    /// cleared the topic of #ops`.
+    pub fn topic(&self, room: &str, topic: &str, by: &str) {
+        if self.json {
+            self.out(json!({"type": "topic", "room": room, "topic": topic, "by": by}));
+        } else if topic.is_empty() {
+            self.out(format_args!("* {by} cleared the topic of #{room}"));
+        } else {
+            self.out(format_args!(
+                "* {by} set the topic of #{room}: {}",
+                shown(topic)
+            ));
+        }
+    }
+
+    /// What `/topic` alone says of the current room.
+    pub fn current_topic(&self, room: &RoomInfo) {
+        let (name, topic) = (&room.name, &room.topic);
+        if self.json {
+            self.out(json!({"type": "room_topic", "room": name, "topic": topic}));
+        } else if room.kind == RoomKind::Direct {
+            self.out(format_args!(
+                "-- {name} is a direct-message room, which has no topic"
+            ));
+        } else if topic.is_empty() {
+            self.out(format_args!(
+                "-- #{name} has no topic; /topic TEXT sets one"
+            ));
+        } else {
+            self.out(format_args!("-- topic of #{name}: {}", shown(topic)));
+        }
+    }
+
+    /// `/rooms`: one line naming the user's rooms, the public channels and
+    /// the invitations, then a line for each of those rooms with a topic.
+    /// In JSON, one object with every room's kind, member count and topic.
+    pub fn rooms(&self, list: &RoomList) {
+        let names =
+            |rooms: &[RoomInfo]| -> Vec<String> { rooms.iter().map(|r| r.name.clone()).collect() };
+        let mut text = format!(
+            "your rooms: {}; public: {}",
+            names(&list.joined).join(" "),
+            names(&list.public).join(" ")
+        );
+        if !list.invited.is_empty() {
+            let invited: Vec<_> = list
+                .invited
+                .iter()
+                .map(|i| format!("{} (by {})", i.room.name, i.by))
+                .collect();
+            text.push_str(&format!("; invited to: {}", invited.join(" ")));
+        }
+        if self.json {
+            let rooms = |rooms: &[RoomInfo]| -> Vec<serde_json::Value> {
+                rooms.iter().map(room_json).collect()
+            };
+            let invited: Vec<_> = list.invited.iter().map(invitation_json).collect();
+            self.out(json!({
+                "type": "rooms",
+                "detail": text,
+                "joined": rooms(&list.joined),
+                "public": rooms(&list.public),
+                "invited": invited,
+            }));
+            return;
+        }
+        self.out(format_args!("-- {text}"));
+        let mut topics: Vec<&RoomInfo> = list
+            .joined
+            .iter()
+            .chain(&list.public)
+            .filter(|r| !r.topic.is_empty())
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics.dedup_by(|a, b| a.name == b.name);
+        for room in topics {
+            self.out(format_args!(
+                "-- topic of #{}: {}",
+                room.name,
+                shown(&room.topic)
+            ));
+        }
+    }
+
     pub fn event(&self, e: &Event) {
         match e {
+            Event::Topic { room, topic, by } => self.topic(room, topic, by),
+            // Read with `/topic` and `/rooms` when wanted; every login
+            // lists them, which would be noise here.
+            Event::Rooms(_) => {}
             Event::Message(m) => self.message(m),
             Event::Presence(p) => self.presence(p),
             Event::Invited(i) => self.invitation(i),
@@ -171,12 +259,20 @@ impl Printer {
 
 /// An invitation's fields for JSON output.
 fn invitation_json(i: &Invitation) -> serde_json::Value {
-    let kind = match i.room.kind {
+    json!({"room": i.room.name, "kind": kind_name(i.room.kind), "by": i.by})
+}
+
+/// A listed room's fields for JSON output.
+fn room_json(r: &RoomInfo) -> serde_json::Value {
+    json!({"room": r.name, "kind": kind_name(r.kind), "members": r.members, "topic": r.topic})
+}
+
+fn kind_name(kind: RoomKind) -> &'static str {
+    match kind {
         RoomKind::Public => "public",
         RoomKind::Private => "private",
         RoomKind::Direct => "direct",
-    };
-    json!({"room": i.room.name, "kind": kind, "by": i.by})
+    }
 }
 
 /// `[room] #seq HH:MM:SS user: text`, in local time.
@@ -253,6 +349,14 @@ mod tests {
         ] {
             assert_eq!(shown(body), escaped);
         }
+    }
+
+    #[test]
+    fn a_topic_cannot_forge_a_line_or_reach_the_terminal() {
+        // The relay refuses control characters in topics; a bidi override
+        // is not one, and is escaped all the same.
+        assert_eq!(shown("pages\u{202e}syaled"), "pages\\u{202e}syaled");
+        assert_eq!(shown("a\nb"), "a\\nb", "had a relay let one through");
     }
 
     #[test]

@@ -88,6 +88,11 @@ pub enum Command {
     },
     /// Decline the invitation to `room`.
     Decline(String),
+    /// Set (empty: clear) the topic of `room`.
+    SetTopic {
+        room: String,
+        topic: String,
+    },
     Logout,
 }
 
@@ -146,6 +151,12 @@ pub enum Event {
     },
     /// The invitation to `room` was declined, or why not.
     Declined {
+        room: String,
+        result: Result<(), String>,
+    },
+    /// The relay took a new topic for `room` (every member is told with
+    /// a session event), or why not.
+    TopicSet {
         room: String,
         result: Result<(), String>,
     },
@@ -314,6 +325,13 @@ async fn perform(client: Arc<Client>, command: Command, results: mpsc::Unbounded
                 }),
             };
             Event::Declined { room, result }
+        }
+        Command::SetTopic { room, topic } => {
+            let result = client
+                .set_topic(&room, &topic)
+                .await
+                .map_err(|e| format!("Could not set the topic of #{room}: {}.", words(&e)));
+            Event::TopicSet { room, result }
         }
         Command::Logout => return,
     };

@@ -86,6 +86,7 @@ impl Window {
             kind,
             members: 2,
             latest: 0,
+            topic: String::new(),
         }));
     }
 
@@ -551,6 +552,7 @@ fn every_way_into_a_room_puts_the_cursor_in_the_composer() {
         kind: RoomKind::Direct,
         members: 2,
         latest: 0,
+        topic: String::new(),
     }));
     assert_eq!(opened.focus, composer);
     assert_eq!(c.current, "@alice+bob");

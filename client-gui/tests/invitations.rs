@@ -15,6 +15,7 @@ fn invitation(room: &str, kind: RoomKind, by: &str) -> Invitation {
             kind,
             members: 3,
             latest: 12,
+            topic: String::new(),
         },
         by: by.into(),
     }

@@ -15,6 +15,7 @@ fn info(name: &str, kind: RoomKind, members: u32) -> RoomInfo {
         kind,
         members,
         latest: 0,
+        topic: String::new(),
     }
 }
 
@@ -294,4 +295,26 @@ fn a_name_that_cannot_be_a_room_is_said_by_the_box_until_it_is_edited() {
         let _ = ui.typewrite("x");
     });
     assert!(!w.shows_part("Room names: "), "texts: {:?}", w.texts());
+}
+
+#[test]
+fn enter_in_the_browsers_filter_joins_the_one_room_it_leaves() {
+    let mut w = browsing();
+    let enter = |w: &mut Window, filter: &str| {
+        w.interact(|ui| {
+            ui.click(iced_test::selector::id(FILTER))
+                .expect("the filter");
+            let _ = ui.typewrite(filter);
+            let _ = ui.tap_key(iced::keyboard::Key::Named(
+                iced::keyboard::key::Named::Enter,
+            ));
+        });
+    };
+    enter(&mut w, "de");
+    assert!(
+        w.take_commands().is_empty(),
+        "two rooms left: no choice made"
+    );
+    enter(&mut w, "s");
+    assert_eq!(w.take_commands(), vec![Command::Join("design".into())]);
 }

@@ -208,6 +208,29 @@ impl Client {
         }
     }
 
+    /// Sets the topic of `room`, a channel the user is in; an empty
+    /// topic clears it. Every member's sessions (this one included) are
+    /// told with [`Event::Topic`]; setting the topic it has changes
+    /// nothing. Checked here first, so a topic the relay would refuse is
+    /// refused without a round trip (`BadTopic`).
+    pub async fn set_topic(&self, room: &str, topic: &str) -> Result<(), RequestError> {
+        crate::limits::check_topic(topic).map_err(|message| RequestError::Refused {
+            code: ErrorCode::BadTopic,
+            message,
+        })?;
+        match self
+            .request(ClientFrame::SetTopic {
+                req: 0,
+                room: room.to_owned(),
+                topic: topic.to_owned(),
+            })
+            .await?
+        {
+            ServerFrame::Done { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Declines an invitation to `room`: the relay forgets it, and the
     /// user can join a private room only if invited again. This is a
     /// `Leave`: for a room the user is in, it leaves the room.

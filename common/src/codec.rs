@@ -115,7 +115,7 @@ pub async fn read_frame<T: DeserializeOwned, R: AsyncRead + Unpin>(
 mod tests {
     use super::*;
     use crate::frame::*;
-    use crate::limits::{MAX_BODY, MAX_CONTROL_FRAME, MAX_NAME};
+    use crate::limits::{MAX_BODY, MAX_CONTROL_FRAME, MAX_NAME, MAX_TOPIC};
     use proptest::prelude::*;
 
     fn name() -> impl Strategy<Value = String> {
@@ -157,14 +157,15 @@ mod tests {
         ]
     }
     fn room_info() -> impl Strategy<Value = RoomInfo> {
-        (name(), kind(), any::<u32>(), any::<u64>()).prop_map(|(name, kind, members, latest)| {
-            RoomInfo {
+        (name(), kind(), any::<u32>(), any::<u64>(), text()).prop_map(
+            |(name, kind, members, latest, topic)| RoomInfo {
                 name,
                 kind,
                 members,
                 latest,
-            }
-        })
+                topic,
+            },
+        )
     }
     fn invitation() -> impl Strategy<Value = Invitation> {
         (room_info(), name()).prop_map(|(room, by)| Invitation { room, by })
@@ -201,6 +202,7 @@ mod tests {
             LoginTimeout,
             TooManyConnections,
             BadLimit,
+            BadTopic,
         ])
     }
 
@@ -248,6 +250,11 @@ mod tests {
             any::<u32>().prop_map(|req| Ping { req }),
             Just(Bye),
             (any::<u32>(), name()).prop_map(|(req, room)| Resume { req, room }),
+            (any::<u32>(), name(), text()).prop_map(|(req, room, topic)| SetTopic {
+                req,
+                room,
+                topic
+            }),
         ]
     }
 
@@ -331,6 +338,7 @@ mod tests {
             }),
             text().prop_map(|reason| Shutdown { reason }),
             invitation().prop_map(Invited),
+            (name(), text(), name()).prop_map(|(room, topic, by)| Topic { room, topic, by }),
         ]
     }
 
@@ -390,11 +398,38 @@ mod tests {
         };
         let page = ServerFrame::HistoryPage {
             req: u32::MAX,
-            room: name,
+            room: name.clone(),
             messages: vec![msg; crate::limits::MAX_PAGE as usize],
             more: true,
         };
         assert!(encode(&page).len() - 4 <= MAX_BULK_FRAME);
+
+        let topic = "x".repeat(MAX_TOPIC);
+        let set = ClientFrame::SetTopic {
+            req: u32::MAX,
+            room: name.clone(),
+            topic: topic.clone(),
+        };
+        assert!(encode(&set).len() - 4 <= MAX_CONTROL_FRAME);
+        let room = RoomInfo {
+            name: name.clone(),
+            kind: RoomKind::Private,
+            members: u32::MAX,
+            latest: u64::MAX,
+            topic,
+        };
+        // The relay's defaults: 1000 rooms a user may be in, 1000 public
+        // rooms listed, 100 invitations kept; every one with the longest
+        // name and topic.
+        let rooms = ServerFrame::Rooms {
+            req: u32::MAX,
+            joined: vec![room.clone(); 1000],
+            public: vec![room.clone(); 1000],
+            invited: vec![Invitation { room, by: name }; 100],
+        };
+        // PROTOCOL §9.2 says "at most about 650,000 bytes".
+        let len = encode(&rooms).len() - 4;
+        assert!((640_000..=650_000).contains(&len), "{len} bytes");
     }
 
     #[tokio::test]

@@ -114,6 +114,14 @@ pub enum ClientFrame {
     /// 14. After `Lagged`: resumes live delivery of a room to this session
     ///     (it never changes membership). Answered with `Done`.
     Resume { req: RequestId, room: String },
+    /// 15. Sets (or, empty, clears) the topic of a channel the sender is a
+    ///     member of. Answered with `Done`; every member's sessions get
+    ///     `Topic`.
+    SetTopic {
+        req: RequestId,
+        room: String,
+        topic: String,
+    },
 }
 
 /// Which part of a room's history a `History` request wants.
@@ -144,7 +152,8 @@ pub enum ServerFrame {
     Joined { req: RequestId, room: RoomInfo },
     /// 3. Reply to `Leave`.
     Left { req: RequestId, room: String },
-    /// 4. Reply to requests with nothing to return (`Invite`, `Resume`).
+    /// 4. Reply to requests with nothing to return (`Invite`, `Resume`,
+    ///    `SetTopic`).
     Done { req: RequestId },
     /// 5. Reply to `ListRooms`.
     Rooms {
@@ -195,6 +204,14 @@ pub enum ServerFrame {
     /// 15. Someone invited the session's user to a room: `Join` accepts,
     ///     `Leave` declines.
     Invited(Invitation),
+    /// 16. A member set (or, empty, cleared) the topic of one of the
+    ///     session's rooms.
+    Topic {
+        room: String,
+        topic: String,
+        /// Who set it, as registered.
+        by: String,
+    },
 }
 
 /// One stored message.
@@ -228,6 +245,9 @@ pub struct RoomInfo {
     pub members: u32,
     /// Sequence of the newest message, 0 if none.
     pub latest: Seq,
+    /// What the room is for, as its members set it; empty for none (and
+    /// always for a DM room).
+    pub topic: String,
 }
 
 /// An invitation to a room the user is not a member of.
@@ -313,6 +333,8 @@ pub enum ErrorCode {
     TooManyConnections,
     /// 20. History `limit` out of range.
     BadLimit,
+    /// 21. `SetTopic`: the topic is too long or holds control characters.
+    BadTopic,
 }
 
 impl ClientFrame {
@@ -332,7 +354,8 @@ impl ClientFrame {
             | Send { req, .. }
             | History { req, .. }
             | Ping { req }
-            | Resume { req, .. } => *req,
+            | Resume { req, .. }
+            | SetTopic { req, .. } => *req,
             Hello { .. } | Bye => 0,
         }
     }
@@ -353,7 +376,8 @@ impl ClientFrame {
             | Send { req, .. }
             | History { req, .. }
             | Ping { req }
-            | Resume { req, .. } => *req = new,
+            | Resume { req, .. }
+            | SetTopic { req, .. } => *req = new,
             Hello { .. } | Bye => {}
         }
     }
@@ -379,7 +403,8 @@ impl ServerFrame {
             | Presence(_)
             | Lagged { .. }
             | Shutdown { .. }
-            | Invited(_) => 0,
+            | Invited(_)
+            | Topic { .. } => 0,
         }
     }
 }
@@ -416,13 +441,14 @@ mod tests {
                 kind: RoomKind::Private,
                 members: 2,
                 latest: 0,
+                topic: String::new(),
             },
             by: "bob".into(),
         };
         let told = ServerFrame::Invited(ops.clone());
         assert_eq!(
             &encode(&told)[..],
-            &[0, 0, 0, 12, 0x0f, 3, b'o', b'p', b's', 1, 2, 0, 3, b'b', b'o', b'b']
+            &[0, 0, 0, 13, 0x0f, 3, b'o', b'p', b's', 1, 2, 0, 0, 3, b'b', b'o', b'b']
         );
         let rooms = ServerFrame::Rooms {
             req: 7,
@@ -432,7 +458,53 @@ mod tests {
         };
         assert_eq!(
             &encode(&rooms)[..],
-            &[0, 0, 0, 16, 5, 7, 0, 0, 1, 3, b'o', b'p', b's', 1, 2, 0, 3, b'b', b'o', b'b']
+            &[0, 0, 0, 17, 5, 7, 0, 0, 1, 3, b'o', b'p', b's', 1, 2, 0, 0, 3, b'b', b'o', b'b']
         );
+    }
+
+    /// Pinned: PROTOCOL.md §15 shows these bytes to implementers.
+    #[test]
+    fn topics_encode_as_documented() {
+        let set = ClientFrame::SetTopic {
+            req: 9,
+            room: "ops".into(),
+            topic: "pages".into(),
+        };
+        assert_eq!(
+            &encode(&set)[..],
+            &[0, 0, 0, 12, 0x0f, 9, 3, b'o', b'p', b's', 5, b'p', b'a', b'g', b'e', b's']
+        );
+        let told = ServerFrame::Topic {
+            room: "ops".into(),
+            topic: "pages".into(),
+            by: "bob".into(),
+        };
+        assert_eq!(
+            &encode(&told)[..],
+            &[
+                0, 0, 0, 15, 0x10, 3, b'o', b'p', b's', 5, b'p', b'a', b'g', b'e', b's', 3, b'b',
+                b'o', b'b'
+            ]
+        );
+        let joined = ServerFrame::Joined {
+            req: 3,
+            room: RoomInfo {
+                name: "ops".into(),
+                kind: RoomKind::Public,
+                members: 2,
+                latest: 0,
+                topic: "pages".into(),
+            },
+        };
+        assert_eq!(
+            &encode(&joined)[..],
+            &[0, 0, 0, 15, 2, 3, 3, b'o', b'p', b's', 0, 2, 0, 5, b'p', b'a', b'g', b'e', b's']
+        );
+        let refused = ServerFrame::Error {
+            req: 9,
+            code: ErrorCode::BadTopic,
+            message: String::new(),
+        };
+        assert_eq!(&encode(&refused)[..], &[0, 0, 0, 4, 0x0d, 9, 21, 0]);
     }
 }

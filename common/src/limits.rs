@@ -16,6 +16,10 @@ pub const MAX_BULK_FRAME: usize = 1024 * 1024;
 /// Longest message body, in bytes of UTF-8.
 pub const MAX_BODY: usize = 4096;
 
+/// Longest room topic, in bytes of UTF-8: a line that says what a room
+/// is for fits many times over, and a room's stored topic stays small.
+pub const MAX_TOPIC: usize = 256;
+
 /// Longest user or room name, in bytes. Names are ASCII, so also characters.
 pub const MAX_NAME: usize = 32;
 
@@ -59,4 +63,55 @@ pub fn check_body(body: &str) -> Result<(), String> {
         return Err("message is empty".into());
     }
     Ok(())
+}
+
+/// Checks a room topic: at most [`MAX_TOPIC`] bytes, and no control
+/// characters (Unicode category Cc, newline and tab included), so a topic
+/// is one line wherever it is shown. Empty is allowed: it clears the
+/// topic. The error says what is wrong, for people.
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.len() > MAX_TOPIC {
+        return Err(format!(
+            "the topic is {} bytes; the limit is {MAX_TOPIC}",
+            topic.len()
+        ));
+    }
+    if let Some(c) = topic.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "the topic holds the control character U+{:04X}; a topic is one line of text",
+            u32::from(c)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_is_one_line_of_at_most_256_bytes() {
+        for ok in [
+            "",
+            "pages, deploys, on-call",
+            "naïve ☕ 日本語",
+            &"x".repeat(MAX_TOPIC),
+        ] {
+            assert_eq!(check_topic(ok), Ok(()), "{ok:?}");
+        }
+        // 85 three-byte characters and one more byte: over in bytes, not
+        // in characters.
+        let wide = format!("{}xx", "語".repeat(85));
+        assert!(check_topic(&wide).unwrap_err().contains("257 bytes"));
+        for bad in [
+            "two\nlines",
+            "tab\there",
+            "bell\u{7}",
+            "esc\u{1b}[2J",
+            "c1\u{9b}",
+        ] {
+            let why = check_topic(bad).unwrap_err();
+            assert!(why.contains("control character"), "{bad:?}: {why}");
+        }
+    }
 }

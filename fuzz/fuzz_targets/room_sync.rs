@@ -385,6 +385,7 @@ impl Model {
                         kind: RoomKind::Public,
                         members: 1,
                         latest: self.store[r].last().map_or(0, |m| m.seq),
+                        topic: String::new(),
                     })
                     .collect();
                 conn.bulk.push(Bulk::Rooms(joined));

@@ -95,6 +95,10 @@
 //! - only mallory invites, so only alice is told of invitations (`Invited`),
 //!   each from mallory, never to a DM nor to a room mallory can never be
 //!   in, and mallory's room lists hold no invitation;
+//! - only mallory sets topics (`SetTopic`, from `Raw` payloads), so every
+//!   `Topic` is hers, of a room the device is in, never a DM's nor one she
+//!   can never be in, and one line within the limit; `Done` only for a
+//!   topic that passes and a room she was in;
 //! - refusals are the documented ones (PROTOCOL §5.1, §9, §10) and fit
 //!   what is known: no `NotMember` for a room the user was in throughout,
 //!   no `NoSuchRoom` for a room known to exist, `NotMember` for a `Join`
@@ -148,7 +152,9 @@ use common::frame::{
     close, ClientFrame, ErrorCode, Message, MsgId, Page, Presence, PresenceKind, RequestId,
     RoomInfo, RoomKind, ServerFrame, PROTOCOL_VERSION,
 };
-use common::limits::{check_body, MAX_BODY, MAX_BULK_FRAME, MAX_CONTROL_FRAME, MAX_PAGE};
+use common::limits::{
+    check_body, check_topic, MAX_BODY, MAX_BULK_FRAME, MAX_CONTROL_FRAME, MAX_PAGE,
+};
 use common::names::{self, LOBBY};
 use libfuzzer_sys::fuzz_target;
 use relay::accounts::lock;
@@ -506,6 +512,10 @@ enum Want {
     Resume {
         room: String,
     },
+    SetTopic {
+        room: String,
+        topic_ok: bool,
+    },
     /// `Register` or `Login` after login.
     Again,
 }
@@ -520,7 +530,8 @@ impl Want {
             | Want::Members { room }
             | Want::Send { room, .. }
             | Want::History { room, .. }
-            | Want::Resume { room } => Some(room),
+            | Want::Resume { room }
+            | Want::SetTopic { room, .. } => Some(room),
             Want::ListRooms | Want::OpenDm { .. } | Want::Ping | Want::Again => None,
         }
     }
@@ -540,6 +551,7 @@ impl Want {
             Want::History { .. } => "History",
             Want::Ping => "Ping",
             Want::Resume { .. } => "Resume",
+            Want::SetTopic { .. } => "SetTopic",
             Want::Again => "Again",
         }
     }
@@ -554,6 +566,7 @@ impl Want {
                 | Want::Leave { .. }
                 | Want::Invite { .. }
                 | Want::OpenDm { .. }
+                | Want::SetTopic { .. }
                 | Want::Send { body_ok: true, .. }
         )
     }
@@ -671,9 +684,8 @@ impl Known {
         use ErrorCode::*;
         match code {
             NoSuchRoom => {}
-            RateLimited | BadBody | BadLimit | InvalidName | RoomExists | Unavailable => {
-                return Ok(())
-            }
+            RateLimited | BadBody | BadLimit | BadTopic | InvalidName | RoomExists
+            | Unavailable => return Ok(()),
             _ => {
                 return Err(format!(
                     "{room} cannot exist or is hidden: NoSuchRoom is due"
@@ -734,7 +746,8 @@ fn room_of(frame: &ClientFrame) -> Option<&String> {
         | ClientFrame::Members { room, .. }
         | ClientFrame::Send { room, .. }
         | ClientFrame::History { room, .. }
-        | ClientFrame::Resume { room, .. } => Some(room),
+        | ClientFrame::Resume { room, .. }
+        | ClientFrame::SetTopic { room, .. } => Some(room),
         _ => None,
     }
 }
@@ -748,7 +761,8 @@ fn room_of_mut(frame: &mut ClientFrame) -> Option<&mut String> {
         | ClientFrame::Members { room, .. }
         | ClientFrame::Send { room, .. }
         | ClientFrame::History { room, .. }
-        | ClientFrame::Resume { room, .. } => Some(room),
+        | ClientFrame::Resume { room, .. }
+        | ClientFrame::SetTopic { room, .. } => Some(room),
         _ => None,
     }
 }
@@ -1430,6 +1444,15 @@ impl Store for Turns {
         gated(self.0.is_invited(room, user)).await
     }
 
+    async fn set_topic(
+        &self,
+        room: &str,
+        by: &str,
+        topic: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        gated(self.0.set_topic(room, by, topic)).await
+    }
+
     fn append(
         &self,
         msg: NewMessage,
@@ -1507,6 +1530,10 @@ impl Peer {
             },
             ClientFrame::Ping { .. } => Want::Ping,
             ClientFrame::Resume { room, .. } => Want::Resume { room: room.clone() },
+            ClientFrame::SetTopic { room, topic, .. } => Want::SetTopic {
+                room: room.clone(),
+                topic_ok: check_topic(topic).is_ok(),
+            },
         };
         let mut account = lock(&self.account);
         let joins_at = match &want {
@@ -1668,6 +1695,20 @@ impl Peer {
                     || i.room.kind == RoomKind::Direct
                 {
                     self.fail(format!("invited: {i:?}"));
+                }
+            }
+            // Only mallory sets topics, and only of channels she is in.
+            ServerFrame::Topic { room, topic, by } => {
+                if !self.rooms.contains(&room)
+                    || by != FUZZED
+                    || check_topic(&topic).is_err()
+                    || MALLORY_NEVER.contains(&room.as_str())
+                    || known.kind(&room) == Some(RoomKind::Direct)
+                {
+                    self.fail(format!(
+                        "topic of {room} by {by}: {topic:?}; rooms {:?}",
+                        self.rooms
+                    ));
                 }
             }
             ServerFrame::Lagged { room, .. } => {
@@ -1837,6 +1878,17 @@ impl Peer {
             (Want::Resume { room }, ServerFrame::Done { .. }) => {
                 if !self.rooms.at_some_point(&p, room) {
                     self.fail(format!("Resume {room} done (rooms {:?})", self.rooms));
+                }
+            }
+            (Want::SetTopic { room, topic_ok }, ServerFrame::Done { .. }) => {
+                if !topic_ok
+                    || !self.rooms.at_some_point(&p, room)
+                    || known.kind(room) == Some(RoomKind::Direct)
+                {
+                    self.fail(format!(
+                        "SetTopic of {room} (topic ok: {topic_ok}) done (rooms {:?})",
+                        self.rooms
+                    ));
                 }
             }
             (
@@ -2035,6 +2087,12 @@ fn refusal_ok(p: &Pending, code: ErrorCode, known: &Known, throughout: bool) -> 
             }
         }
         Want::Resume { .. } => matches!(code, NoSuchRoom | NotMember),
+        Want::SetTopic { topic_ok, .. } => match code {
+            BadTopic => !topic_ok,
+            NoSuchRoom | NotMember => *topic_ok,
+            Forbidden => *topic_ok && kind == Some(RoomKind::Direct),
+            _ => false,
+        },
         Want::Ping => false,
         Want::Again => code == Unexpected,
     };

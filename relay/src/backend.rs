@@ -171,6 +171,15 @@ impl Store for AnyStore {
         each!(self, s => s.invitations(user).await)
     }
 
+    async fn set_topic(
+        &self,
+        room: &str,
+        by: &str,
+        topic: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        each!(self, s => s.set_topic(room, by, topic).await)
+    }
+
     async fn is_invited(&self, room: &str, user: &str) -> Result<bool, StoreError> {
         each!(self, s => s.is_invited(room, user).await)
     }

@@ -54,6 +54,15 @@ pub enum HubEvent {
         user: String,
         invitation: Invitation,
     },
+    /// A member set a room's topic: the room's sessions on every relay are
+    /// told. `order` is the store's (see `Store::set_topic`), so a change
+    /// that arrives after a newer one is not told.
+    Topic {
+        room: String,
+        topic: String,
+        by: String,
+        order: u64,
+    },
 }
 
 /// Online sessions and their room subscriptions.
@@ -77,6 +86,10 @@ struct State {
     epochs: HashMap<String, u64>,
     /// Users online on other relays, with on how many.
     remote: HashMap<String, usize>,
+    /// The store's order of the newest topic told per room: one entry per
+    /// room whose topic changed since the relay started, so as many as
+    /// there are rooms at most.
+    topics: HashMap<String, u64>,
 }
 
 impl State {
@@ -287,6 +300,47 @@ impl Hub {
             HubEvent::Online { user, rooms } => self.remote_presence(&user, &rooms, true),
             HubEvent::Offline { user, rooms } => self.remote_presence(&user, &rooms, false),
             HubEvent::Invited { user, invitation } => self.tell_invited(&user, &invitation),
+            HubEvent::Topic {
+                room,
+                topic,
+                by,
+                order,
+            } => self.tell_topic(&room, &topic, &by, order),
+        }
+    }
+
+    /// `by` set `room`'s topic, the store's change number `order`: tells
+    /// the room's sessions here and, through the cluster link, on the
+    /// other relays.
+    pub fn topic(&self, room: &str, topic: &str, by: &str, order: u64) {
+        self.tell_topic(room, topic, by, order);
+        self.emit(HubEvent::Topic {
+            room: room.to_owned(),
+            topic: topic.to_owned(),
+            by: by.to_owned(),
+            order,
+        });
+    }
+
+    /// Best effort, as presence: a session with a full queue misses it,
+    /// and finds the topic in its next room list. Two changes of one room
+    /// may reach the hub in either order (two sessions, two relays); the
+    /// store's order says which is newer, and an older one is dropped, so
+    /// every session ends with the topic the store kept.
+    fn tell_topic(&self, room: &str, topic: &str, by: &str, order: u64) {
+        let mut st = self.state.lock().expect("hub lock");
+        let newest = st.topics.entry(room.to_owned()).or_default();
+        if order <= *newest {
+            return;
+        }
+        *newest = order;
+        let frame = codec::encode(&ServerFrame::Topic {
+            room: room.to_owned(),
+            topic: topic.to_owned(),
+            by: by.to_owned(),
+        });
+        for s in st.room_sessions(room) {
+            s.offer(&frame);
         }
     }
 

@@ -198,6 +198,7 @@ impl<S: Store> Session<S> {
             ClientFrame::Invite { req, room, user } => self.invite(req, &room, &user).await,
             ClientFrame::OpenDm { req, user } => self.open_dm(req, &user, now).await,
             ClientFrame::Resume { req, room } => self.resume(req, &room).await,
+            ClientFrame::SetTopic { req, room, topic } => self.set_topic(req, &room, &topic).await,
             ClientFrame::Hello { .. }
             | ClientFrame::Register { .. }
             | ClientFrame::Login { .. } => {
@@ -512,6 +513,39 @@ impl<S: Store> Session<S> {
         Ok(ServerFrame::Done { req })
     }
 
+    /// Any member of a channel may set its topic (rooms have no roles).
+    /// Refusals come in the order PROTOCOL §5.1 lists them: the rate (in
+    /// `handle`), the topic, the room, its kind, the membership.
+    async fn set_topic(&mut self, req: RequestId, room: &str, topic: &str) -> Reply {
+        if let Err(msg) = common::limits::check_topic(topic) {
+            return Err(Refusal::new(ErrorCode::BadTopic, msg));
+        }
+        let row = self.room_or_refuse(room).await?;
+        if row.kind == RoomKind::Direct {
+            // Another pair's DM is as if it did not exist.
+            if !in_dm(room, self.user()) {
+                return Err(no_such_room(room));
+            }
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "a direct-message room has no topic",
+            ));
+        }
+        // Membership is checked by the store where it writes the topic: a
+        // subscription may be moments older than a leave on another device.
+        match self.relay.store.set_topic(room, self.user(), topic).await {
+            Ok(Some(order)) => self.relay.hub.topic(room, topic, self.user(), order),
+            Ok(None) => {}
+            Err(StoreError::NotMember) => {
+                let msg = format!("only members of {room} can set its topic; join it first");
+                return Err(self.outsider(room, msg).await);
+            }
+            Err(StoreError::NoSuchRoom) => return Err(no_such_room(room)),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(ServerFrame::Done { req })
+    }
+
     /// Live delivery of a room again after `Lagged`. Never changes
     /// membership: a room left on another device stays left.
     async fn resume(&mut self, req: RequestId, room: &str) -> Reply {
@@ -598,9 +632,9 @@ impl<S: Store> Session<S> {
     }
 }
 
-/// Whether a request changes rooms or memberships. These write to the
-/// store and fan out presence, so they have a rate limit of their own,
-/// like sends (`Config::request_rate`).
+/// Whether a request changes rooms or memberships (or a room's topic).
+/// These write to the store and fan out to others, so they have a rate
+/// limit of their own, like sends (`Config::request_rate`).
 pub fn is_room_change(frame: &ClientFrame) -> bool {
     matches!(
         frame,
@@ -609,6 +643,7 @@ pub fn is_room_change(frame: &ClientFrame) -> bool {
             | ClientFrame::Leave { .. }
             | ClientFrame::Invite { .. }
             | ClientFrame::OpenDm { .. }
+            | ClientFrame::SetTopic { .. }
     )
 }
 
@@ -784,6 +819,7 @@ fn info(row: &RoomRow) -> RoomInfo {
         kind: row.kind,
         members: row.members,
         latest: row.latest,
+        topic: row.topic.clone(),
     }
 }
 

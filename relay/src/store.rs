@@ -1,4 +1,5 @@
-//! Durable state: accounts, rooms, memberships, invites and messages.
+//! Durable state: accounts, rooms (with their topics), memberships,
+//! invites and messages.
 //!
 //! One trait, [`Store`], so the relay can run on the embedded SQLite file
 //! (the default, [`sqlite::SqliteStore`]) or on a NATS JetStream cluster
@@ -44,6 +45,8 @@ pub struct RoomRow {
     /// Sequence of the newest message, 0 if none.
     pub latest: Seq,
     pub members: u32,
+    /// What the room is for; empty for none.
+    pub topic: String,
 }
 
 /// An invitation as stored, with its room as listed.
@@ -193,6 +196,20 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user: &str,
     ) -> impl Future<Output = Result<Vec<Invited>, StoreError>> + Send;
+    /// Sets `room`'s topic (empty clears it) for `by`, who must be a
+    /// member when it is written: `NotMember` otherwise, checked where it
+    /// is written as for [`Store::append`], so a topic can never outlive a
+    /// leave; `NoSuchRoom` for a room that does not exist. `Ok(None)`,
+    /// writing nothing, when the room has that topic already; otherwise
+    /// `Ok(Some(order))`, where `order` grows with every topic this store
+    /// writes (on NATS, whichever relay writes it), so that fan-out can
+    /// tell the newer of two changes however they reach it.
+    fn set_topic(
+        &self,
+        room: &str,
+        by: &str,
+        topic: &str,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
     /// Whether `user` has an open invite to `room`.
     fn is_invited(
         &self,

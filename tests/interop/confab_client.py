@@ -38,6 +38,7 @@ ALPN = "confab/1"
 MAX_CONTROL_FRAME = 65_536
 MAX_BULK_FRAME = 1_048_576
 MAX_BODY = 4096
+MAX_TOPIC = 256
 MAX_NAME = 32
 MAX_CLIENT_NAME = 64
 DEFAULT_PAGE = 50
@@ -157,7 +158,7 @@ STRUCTS: dict[str, list[tuple[str, str]]] = {
     "Message": [("room", "str"), ("seq", "u64"), ("id", "id"), ("ts", "i64"),
                 ("from", "str"), ("body", "str")],
     "RoomInfo": [("name", "str"), ("kind", "RoomKind"), ("members", "u32"),
-                 ("latest", "u64")],
+                 ("latest", "u64"), ("topic", "str")],
     "Member": [("user", "str"), ("online", "bool")],
     "Presence": [("room", "opt:str"), ("user", "str"), ("kind", "PresenceKind")],
     "Invitation": [("room", "RoomInfo"), ("by", "str")],
@@ -181,6 +182,8 @@ ENUMS: dict[str, list[tuple[str, Any]]] = {
                      ("limit", "u16")]),
         ("Ping", [("req", "u32")]),
         ("Bye", UNIT),
+        ("Resume", [("req", "u32"), ("room", "str")]),
+        ("SetTopic", [("req", "u32"), ("room", "str"), ("topic", "str")]),
     ],
     "ServerFrame": [
         ("Welcome", [("version", "u16"), ("server", "str"),
@@ -203,6 +206,7 @@ ENUMS: dict[str, list[tuple[str, Any]]] = {
         ("Error", [("req", "u32"), ("code", "ErrorCode"), ("message", "str")]),
         ("Shutdown", [("reason", "str")]),
         ("Invited", (NEWTYPE, "Invitation")),
+        ("Topic", [("room", "str"), ("topic", "str"), ("by", "str")]),
     ],
     "Page": [
         ("Latest", UNIT),
@@ -217,7 +221,7 @@ ENUMS: dict[str, list[tuple[str, Any]]] = {
         "BadCredentials", "NameTaken", "InvalidName", "RegistrationClosed",
         "Throttled", "RateLimited", "NoSuchRoom", "NoSuchUser", "NotMember",
         "Forbidden", "RoomExists", "BadBody", "BadPassword", "Unavailable",
-        "LoginTimeout", "TooManyConnections", "BadLimit")],
+        "LoginTimeout", "TooManyConnections", "BadLimit", "BadTopic")],
 }
 
 # enums whose variants are all unit: represented as plain strings
@@ -405,13 +409,26 @@ def self_test() -> int:
                                                  "kind": "Offline"}),
          "00 00 00 07 | 0a 00 03 62 6f 62 03", "ServerFrame"),
         ("Invited", server_frame("Invited", v={
-            "room": {"name": "ops", "kind": "Private", "members": 2, "latest": 0},
+            "room": {"name": "ops", "kind": "Private", "members": 2, "latest": 0,
+                     "topic": ""},
             "by": "bob"}),
-         "00 00 00 0c | 0f 03 6f 70 73 01 02 00 03 62 6f 62", "ServerFrame"),
+         "00 00 00 0d | 0f 03 6f 70 73 01 02 00 00 03 62 6f 62", "ServerFrame"),
         ("Rooms", server_frame("Rooms", req=7, joined=[], public=[], invited=[{
-            "room": {"name": "ops", "kind": "Private", "members": 2, "latest": 0},
+            "room": {"name": "ops", "kind": "Private", "members": 2, "latest": 0,
+                     "topic": ""},
             "by": "bob"}]),
-         "00 00 00 10 | 05 07 00 00 01 03 6f 70 73 01 02 00 03 62 6f 62", "ServerFrame"),
+         "00 00 00 11 | 05 07 00 00 01 03 6f 70 73 01 02 00 00 03 62 6f 62",
+         "ServerFrame"),
+        ("SetTopic", client_frame("SetTopic", req=9, room="ops", topic="pages"),
+         "00 00 00 0c | 0f 09 03 6f 70 73 05 70 61 67 65 73", "ClientFrame"),
+        ("Topic", server_frame("Topic", room="ops", topic="pages", by="bob"),
+         "00 00 00 0f | 10 03 6f 70 73 05 70 61 67 65 73 03 62 6f 62", "ServerFrame"),
+        ("Joined", server_frame("Joined", req=3, room={
+            "name": "ops", "kind": "Public", "members": 2, "latest": 0,
+            "topic": "pages"}),
+         "00 00 00 0f | 02 03 03 6f 70 73 00 02 00 05 70 61 67 65 73", "ServerFrame"),
+        ("Error", server_frame("Error", req=9, code="BadTopic", message=""),
+         "00 00 00 04 | 0d 09 15 00", "ServerFrame"),
         ("Error", server_frame("Error", req=0, code="FrameTooLarge", message=""),
          "00 00 00 04 | 0d 00 01 00", "ServerFrame"),
         ("Bye", client_frame("Bye"), "00 00 00 01 | 0d", "ClientFrame"),
@@ -430,7 +447,10 @@ def self_test() -> int:
 
     # extra: every frame type round-trips
     msg = {"room": "lobby", "seq": 7, "id": ids, "ts": -5, "from": "Zed", "body": "x"}
-    ri = {"name": "@Zed+amy", "kind": "Direct", "members": 2, "latest": 70000}
+    ri = {"name": "@Zed+amy", "kind": "Direct", "members": 2, "latest": 70000,
+          "topic": ""}
+    ops = {"name": "ops", "kind": "Private", "members": 3, "latest": 9,
+           "topic": "pages, déploys ☕"}
     samples = {
         "ClientFrame": [
             {"t": "Register", "req": 1, "user": "u", "password": "p" * 8},
@@ -445,6 +465,9 @@ def self_test() -> int:
             {"t": "History", "req": 10, "room": "r", "page": {"t": "Latest"}, "limit": 200},
             {"t": "History", "req": 11, "room": "r", "page": {"t": "After", "v": 1 << 40},
              "limit": 1},
+            {"t": "Resume", "req": 12, "room": "r"},
+            {"t": "SetTopic", "req": 13, "room": "r", "topic": "t" * MAX_TOPIC},
+            {"t": "SetTopic", "req": 14, "room": "r", "topic": ""},
         ],
         "ServerFrame": [
             {"t": "Welcome", "version": 1, "server": "s", "registration_open": False},
@@ -452,7 +475,7 @@ def self_test() -> int:
             {"t": "Joined", "req": 2, "room": ri},
             {"t": "Left", "req": 3, "room": "r"},
             {"t": "Done", "req": 4},
-            {"t": "Rooms", "req": 5, "joined": [ri, ri], "public": [],
+            {"t": "Rooms", "req": 5, "joined": [ri, ops], "public": [ops],
              "invited": [{"room": ri, "by": "Zed"}]},
             {"t": "Members", "req": 6, "room": "r",
              "members": [{"user": "a", "online": True}]},
@@ -463,6 +486,8 @@ def self_test() -> int:
             {"t": "Pong", "req": 8},
             {"t": "Shutdown", "reason": "bye"},
             {"t": "Invited", "v": {"room": ri, "by": "u"}},
+            {"t": "Topic", "room": "ops", "topic": "pages, déploys ☕", "by": "u"},
+            {"t": "Error", "req": 9, "code": "BadTopic", "message": "too long"},
         ],
     }
     for ty, vals in samples.items():
@@ -475,8 +500,9 @@ def self_test() -> int:
 
     # decoder must reject (§3, §4)
     check_raises("reject trailing bytes", "ClientFrame", h("0c 05 00"))
-    check_raises("reject bad variant index", "ClientFrame", h("0e"))
-    check_raises("reject bad ServerFrame index", "ServerFrame", h("10"))
+    check_raises("reject bad variant index", "ClientFrame", h("10"))
+    check_raises("reject bad ServerFrame index", "ServerFrame", h("11"))
+    check_raises("reject bad ErrorCode index", "ServerFrame", h("0d 09 16 00"))
     check_raises("reject 0xFF marker", "ClientFrame", h("0c ff"))
     check_raises("reject 0xFC in u16", "ClientFrame", h("00 fc 01 00 00 00 00"))
     check_raises("reject 0xFD in u32", "ClientFrame", h("0c fd 01 00 00 00 00 00 00 00"))
@@ -988,7 +1014,8 @@ class Scenario:
         c.send("CreateRoom", req=r, room=name, private=False)
         f = await c.reply(r, "Joined")
         ri = f["room"]
-        if (ri["name"], ri["kind"], ri["members"], ri["latest"]) != (name, "Public", 1, 0):
+        if (ri["name"], ri["kind"], ri["members"], ri["latest"], ri["topic"]) != (
+                name, "Public", 1, 0, ""):
             raise StepFail(f"Joined.room = {ri}")
         await c.expect(lambda f: f["t"] == "Presence" and f["v"] == {
             "room": name, "user": self.me, "kind": "Joined"},
@@ -1113,9 +1140,62 @@ class Scenario:
         n = sum(1 for rec in p.log if rec.frame["t"] == "Invited")
         if n != 2:
             raise StepFail(f"{n} Invited frames (expected 2: none for a member)")
+        return "invited again, Joined, nothing listed; a member is not invited"
+
+    # ---- topics (§9.5): alice and the peer are both in the private room
+    async def _told_topic(self, client: Client, room: str, topic: str) -> None:
+        rec = await client.expect(
+            lambda f: f["t"] == "Topic" and f["room"] == room and f["topic"] == topic,
+            f"Topic {topic!r} of {room}")
+        if rec.frame["by"] != self.me or rec.stream_id != client.control_id:
+            raise StepFail(f"Topic = {rec.frame} on stream {rec.stream_id}")
+
+    async def s_topic(self) -> str:
+        c, p, room = self.c, self.peer, self.state["private"]
+        topic = "pages, déploys ☕"
+        r = c.req()
+        c.send("SetTopic", req=r, room=room, topic=topic)
+        await c.reply(r, "Done")
+        # Told to every member's sessions, the setter's own included.
+        await self._told_topic(c, room, topic)
+        await self._told_topic(p, room, topic)
+        f = await self._peer_rooms()
+        listed = {ri["name"]: ri["topic"] for ri in f["joined"]}
+        if listed.get(room) != topic:
+            raise StepFail(f"Rooms.joined topics = {listed}")
+        # The same again: Done, and nothing sent.
+        r = c.req()
+        c.send("SetTopic", req=r, room=room, topic=topic)
+        await c.reply(r, "Done")
+        await c.roundtrip()
+        await p.roundtrip()
+        await asyncio.sleep(0.3)
+        n = sum(1 for rec in p.log if rec.frame["t"] == "Topic")
+        if n != 1:
+            raise StepFail(f"{n} Topic frames after setting the same topic again")
+        # Refused, in the documented order: the topic before the room.
+        nowhere = "no-such-room-" + secrets.token_hex(3)
+        refusals = [(room, "x" * (MAX_TOPIC + 1), "BadTopic"),
+                    (room, "two\nlines", "BadTopic"),
+                    (nowhere, "a\tb", "BadTopic"),
+                    (nowhere, "x", "NoSuchRoom")]
+        if "dm" in self.state:
+            refusals.append((self.state["dm"], "x", "Forbidden"))
+        for target, text, code in refusals:
+            r = c.req()
+            c.send("SetTopic", req=r, room=target, topic=text)
+            await c.error(r, code)
+        # Cleared by the peer: an empty topic, told to alice.
+        r = p.req()
+        p.send("SetTopic", req=r, room=room, topic="")
+        await p.reply(r, "Done")
+        rec = await c.expect(lambda f: f["t"] == "Topic" and f["room"] == room
+                             and f["topic"] == "", "Topic cleared")
+        if rec.frame["by"] != self.peer_name:
+            raise StepFail(f"cleared by {rec.frame['by']!r}, expected {self.peer_name!r}")
         p.send("Bye")
         await p.wait_closed()
-        return "invited again, Joined, nothing listed; a member is not invited"
+        return f"set {topic!r}, told to both, listed, cleared by {self.peer_name}"
 
     async def s_list_rooms_after(self) -> str:
         c = self.c
@@ -1231,7 +1311,8 @@ class Scenario:
                     if await self.step("invite", self.s_invite):
                         await self.step("invitation_listed", self.s_invitation_listed)
                         await self.step("decline_by_leave", self.s_decline)
-                        await self.step("accept_by_join", self.s_accept)
+                        if await self.step("accept_by_join", self.s_accept):
+                            await self.step("topic", self.s_topic)
             await self.step("list_rooms_after", self.s_list_rooms_after)
             await self.step("bad_body", self.s_bad_body)
             await self.step("no_such_room", self.s_no_such_room)

@@ -1052,3 +1052,133 @@ fn invitations_in_json_name_the_room_its_kind_and_who_invited_live_and_at_login(
         ])
     );
 }
+
+// ----------------------------------------------------------------- topics
+
+#[test]
+fn a_topic_is_set_shown_listed_escaped_and_cleared_from_the_terminal() {
+    let relay = Relay::start();
+    let home = temp();
+    for user in ["alice", "bob"] {
+        run(pinned(&relay, user, home.path()).args(["--register", "--send", "hi"])).expect_code(0);
+    }
+    let alice = |commands: &str| {
+        run_with(
+            pinned(&relay, "alice", home.path()).arg("--interactive"),
+            Some(commands.as_bytes()),
+            LIMIT,
+        )
+    };
+    alice("/create ops\n").expect_code(0);
+    let mut child = pinned(&relay, "bob", home.path())
+        .arg("--interactive")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start client-cli");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let _bob = KillOnDrop(child);
+    let mut seen = Vec::new();
+    let expect = |seen: &mut Vec<String>, what: &str, want: &dyn Fn(&str) -> bool| {
+        assert!(
+            wait_line(&out, seen, LIMIT, want).is_some(),
+            "bob's client never printed {what}: {seen:?}"
+        );
+    };
+    expect(&mut seen, "the lobby", &|l| {
+        l.starts_with("-- you are in lobby")
+    });
+    stdin.write_all(b"/join ops\n/topic\n").unwrap();
+    expect(&mut seen, "that ops has none", &|l| {
+        l == "-- #ops has no topic; /topic TEXT sets one"
+    });
+
+    // Set by alice, in a client of her own: told at once.
+    alice("/room ops\n/topic pages, deploys, on-call\n")
+        .expect_code(0)
+        .expect_stdout("* alice set the topic of #ops: pages, deploys, on-call");
+    expect(&mut seen, "the new topic", &|l| {
+        l == "* alice set the topic of #ops: pages, deploys, on-call"
+    });
+    stdin.write_all(b"/topic\n/rooms\n").unwrap();
+    expect(&mut seen, "the topic asked for", &|l| {
+        l == "-- topic of #ops: pages, deploys, on-call"
+    });
+    expect(&mut seen, "the rooms", &|l| l.starts_with("-- your rooms:"));
+    expect(&mut seen, "the topic under the rooms", &|l| {
+        l == "-- topic of #ops: pages, deploys, on-call"
+    });
+
+    // A control character is refused before it leaves; a bidi override is
+    // taken, and escaped on the terminal as in a message.
+    alice("/room ops\n/topic a\tb\n")
+        .expect_code(0)
+        .expect_stdout("error: the topic holds the control character U+0009");
+    alice("/room ops\n/topic abc\u{202e}fed\n").expect_code(0);
+    expect(&mut seen, "the escaped topic", &|l| {
+        l == "* alice set the topic of #ops: abc\\u{202e}fed"
+    });
+
+    // `/topic -` clears it, told to the one who cleared it too.
+    stdin.write_all(b"/topic -\n").unwrap();
+    expect(&mut seen, "the clearing", &|l| {
+        l == "* bob cleared the topic of #ops"
+    });
+}
+
+#[test]
+fn topics_in_json_are_events_of_their_own_and_part_of_the_room_list() {
+    let relay = Relay::start();
+    let home = temp();
+    for user in ["alice", "bob"] {
+        run(pinned(&relay, user, home.path()).args(["--register", "--send", "hi"])).expect_code(0);
+    }
+    run_with(
+        pinned(&relay, "alice", home.path()).arg("--interactive"),
+        Some(b"/create ops\n"),
+        LIMIT,
+    )
+    .expect_code(0);
+    let mut child = pinned(&relay, "bob", home.path())
+        .args(["--interactive", "--json", "--room", "ops"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start client-cli");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let _bob = KillOnDrop(child);
+    let mut seen = Vec::new();
+    let json_line = |seen: &mut Vec<String>, kind: &str| {
+        let line = wait_line(&out, seen, LIMIT, |l| {
+            l.contains(&format!("\"type\":\"{kind}\""))
+        })
+        .unwrap_or_else(|| panic!("no {kind} line: {seen:?}"));
+        serde_json::from_str::<serde_json::Value>(&line).expect("a JSON line")
+    };
+    json_line(&mut seen, "joined");
+    stdin.write_all(b"/join ops\n/topic builds\n").unwrap();
+    let v = json_line(&mut seen, "topic");
+    assert_eq!(
+        v,
+        serde_json::json!({"type": "topic", "room": "ops", "topic": "builds", "by": "bob"})
+    );
+    stdin.write_all(b"/topic\n/rooms\n").unwrap();
+    let v = json_line(&mut seen, "room_topic");
+    assert_eq!(
+        v,
+        serde_json::json!({"type": "room_topic", "room": "ops", "topic": "builds"})
+    );
+    let v = json_line(&mut seen, "rooms");
+    let ops = serde_json::json!({"room": "ops", "kind": "public", "members": 2, "topic": "builds"});
+    assert!(
+        v["joined"].as_array().unwrap().contains(&ops),
+        "joined: {}",
+        v["joined"]
+    );
+    assert!(v["public"].as_array().unwrap().contains(&ops));
+    assert!(v["detail"].as_str().unwrap().starts_with("your rooms:"));
+}

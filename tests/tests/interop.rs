@@ -83,6 +83,7 @@ fn a_python_client_written_from_the_protocol_document_works() {
         "invitation_listed",
         "decline_by_leave",
         "accept_by_join",
+        "topic",
     ] {
         assert!(
             out.contains(&format!("ok {step} (")),

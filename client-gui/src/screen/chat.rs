@@ -8,12 +8,14 @@ mod navigation;
 pub mod room;
 mod shown;
 mod switcher;
+mod topic;
 mod unsent;
 pub mod view;
 
 pub use browse::{Browser, Invite, PendingInvitation};
 pub use room::{Key, Line, Room, Scroll, KEEP};
 pub use switcher::Switcher;
+pub use topic::{TopicForm, Topics};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -50,6 +52,8 @@ pub enum Message {
     CloseBrowser,
     RefreshRooms,
     BrowserFilter(String),
+    /// Enter in the browser's filter: the room it leaves, if only one.
+    BrowserSubmit,
     /// Open a room listed in the browser, joining it first if need be.
     JoinListed(String),
     /// Whether Create makes a private (invite-only) room.
@@ -97,6 +101,11 @@ pub enum Message {
     Page(Page),
     /// Escape: close what is open over the conversation.
     Close,
+    /// Open the dialog that sets the current room's topic.
+    TopicOpen,
+    TopicInput(String),
+    TopicSave,
+    TopicClose,
 }
 
 /// A side panel that a narrow window folds into a header button.
@@ -232,6 +241,10 @@ pub struct Chat {
     /// once the relay says the user is still in it, unless the user has
     /// gone somewhere already.
     pub restore: Option<String>,
+    /// Each room's topic, as the relay last said it.
+    pub topics: Topics,
+    /// The dialog setting a room's topic, while open.
+    pub topic_dialog: Option<TopicForm>,
 }
 
 /// A line shown as read-only text that can be selected and copied.
@@ -278,6 +291,8 @@ impl Chat {
             join_hint: None,
             carried: HashMap::new(),
             restore: None,
+            topics: Topics::default(),
+            topic_dialog: None,
         }
     }
 
@@ -457,6 +472,7 @@ impl Chat {
             | Message::CloseBrowser
             | Message::RefreshRooms
             | Message::BrowserFilter(_)
+            | Message::BrowserSubmit
             | Message::JoinListed(_)
             | Message::InviteOpen
             | Message::InviteUser(_)
@@ -470,6 +486,12 @@ impl Chat {
             | Message::SwitcherInput(_)
             | Message::SwitcherMove(_)
             | Message::SwitcherOpen => self.switch(message),
+            // The dialog is on top of everything else: Escape closes it first.
+            Message::Close if self.topic_dialog.is_some() => self.topic_form(Message::TopicClose),
+            Message::TopicOpen
+            | Message::TopicInput(_)
+            | Message::TopicSave
+            | Message::TopicClose => self.topic_form(message),
             Message::TogglePanel(_) | Message::StepRoom(_) | Message::Page(_) | Message::Close => {
                 self.navigate(message)
             }
@@ -751,6 +773,7 @@ impl Chat {
                 result,
             } => self.sent(local, &room, result),
             NetEvent::Opened(info) => {
+                self.topic_opened(&info);
                 self.joined_listed(&info.name);
                 if self
                     .notice
@@ -767,6 +790,7 @@ impl Chat {
                 Outcome::default()
             }
             NetEvent::Rooms(list) => {
+                self.topics_from_list(&list);
                 self.listed(list);
                 Outcome::default()
             }
@@ -778,6 +802,7 @@ impl Chat {
                 self.declined(&room, result);
                 Outcome::default()
             }
+            NetEvent::TopicSet { room, result } => self.topic_set(&room, result),
             NetEvent::Older {
                 room,
                 messages,
@@ -881,6 +906,7 @@ impl Chat {
             }
             SessionEvent::Joined { room, recent, more } => {
                 self.accepted(&room);
+                let commands = self.topic_wanted(&room).into_iter().collect();
                 let r = self.rooms.entry(room.clone()).or_default();
                 r.more_before = more;
                 for m in recent {
@@ -888,9 +914,12 @@ impl Chat {
                 }
                 self.carried_in(&room);
                 if self.restore.as_deref() == Some(room.as_str()) {
-                    return self.select(room);
+                    let mut out = self.select(room);
+                    out.commands.extend(commands);
+                    return out;
                 }
                 Outcome {
+                    commands,
                     follow: room == self.current,
                     ..Outcome::default()
                 }
@@ -910,6 +939,11 @@ impl Chat {
             }
             SessionEvent::Invitations(list) => {
                 self.invitations_listed(list);
+                Outcome::default()
+            }
+            SessionEvent::Topic { room, topic, by } => self.topic_changed(room, topic, by),
+            SessionEvent::Rooms(rooms) => {
+                self.topics_listed(rooms);
                 Outcome::default()
             }
         }

@@ -78,10 +78,11 @@ impl Login {
                 let server = self
                     .server
                     .split(',')
-                    .map(str::trim)
-                    .filter(|e| !e.is_empty())
+                    .filter(|e| !e.trim().is_empty())
                     .collect::<Vec<_>>()
-                    .join(", ");
+                    .join(",")
+                    .trim()
+                    .to_owned();
                 let user = self.user.trim().to_owned();
                 self.error = if server.is_empty() {
                     Some("Enter the relay's address, e.g. 127.0.0.1:4433.".into())

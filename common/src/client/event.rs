@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::error::ConnectError;
-use crate::frame::{Invitation, Message, Presence};
+use crate::frame::{Invitation, Message, Presence, RoomInfo};
 
 /// What happened, in order.
 #[derive(Debug, Clone)]
@@ -33,6 +33,19 @@ pub enum Event {
     /// declined on another device gone. It replaces any list before it;
     /// [`Event::Invited`] adds to it.
     Invitations(Vec<Invitation>),
+    /// The rooms the user is in, as the relay listed them after each login
+    /// (kinds, member counts, topics); a topic set after the list was read
+    /// is in it already. Rooms joined later come with
+    /// [`Event::Joined`]; topics changed later with [`Event::Topic`].
+    Rooms(Vec<RoomInfo>),
+    /// A member (`by`, as registered) set the topic of one of the user's
+    /// rooms, just now; empty when they cleared it. The user's own changes
+    /// come too, from every device.
+    Topic {
+        room: String,
+        topic: String,
+        by: String,
+    },
     /// The connection dropped, or the last round of attempts failed;
     /// retrying after `delay`.
     Reconnecting {

@@ -101,6 +101,10 @@ pub(crate) struct Session {
     /// connection was asked for; `None` once it came. The list may have
     /// been read before them, so they are added to it.
     told: Option<Vec<Invitation>>,
+    /// Topics told live since the room list of this connection was asked
+    /// for, by room; `None` once it came. The list may have been read
+    /// before they were set, so they win over it.
+    topics: Option<HashMap<String, String>>,
 }
 
 impl Session {
@@ -122,6 +126,7 @@ impl Session {
             events: VecDeque::new(),
             hangup: None,
             told: None,
+            topics: None,
         }
     }
 
@@ -173,6 +178,7 @@ impl Session {
         });
         self.sync.logged_in();
         self.told = Some(Vec::new());
+        self.topics = Some(HashMap::new());
         let req = self.req();
         self.waiting.insert(req, Waiting::Rooms);
         self.transmit.push_back(ClientFrame::ListRooms { req });
@@ -402,6 +408,14 @@ impl Session {
             } => match self.waiting.remove(&req) {
                 Some(Waiting::Rooms) => {
                     let steps = self.sync.room_list(&joined);
+                    let told = self.topics.take().unwrap_or_default();
+                    let mut rooms = joined;
+                    for room in &mut rooms {
+                        if let Some(topic) = told.get(&room.name) {
+                            room.topic.clone_from(topic);
+                        }
+                    }
+                    self.events.push_back(Event::Rooms(rooms));
                     self.apply(steps);
                     let told = self.told.take().unwrap_or_default();
                     let mut all: Vec<Invitation> = told.into_iter().rev().collect();
@@ -428,6 +442,12 @@ impl Session {
                     told.push(invitation.clone());
                 }
                 self.events.push_back(Event::Invited(invitation));
+            }
+            ServerFrame::Topic { room, topic, by } => {
+                if let Some(told) = &mut self.topics {
+                    told.insert(room.clone(), topic.clone());
+                }
+                self.events.push_back(Event::Topic { room, topic, by });
             }
             ServerFrame::Presence(p) => {
                 if p.user == self.user {

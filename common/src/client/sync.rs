@@ -310,6 +310,7 @@ mod tests {
             kind: RoomKind::Public,
             members: 1,
             latest: 0,
+            topic: String::new(),
         }
     }
     fn delivered(steps: &[Step]) -> Vec<Seq> {

@@ -275,6 +275,7 @@ fn an_invitation_reaches_the_invitees_sessions_here_and_goes_to_the_other_relays
             kind: RoomKind::Private,
             members: 2,
             latest: 9,
+            topic: String::new(),
         },
         by: "bob".into(),
     };
@@ -305,4 +306,79 @@ fn an_invitation_reaches_the_invitees_sessions_here_and_goes_to_the_other_relays
         invitation,
     });
     assert_eq!(drain(&mut rb), [], "nobody here to tell");
+}
+
+#[test]
+fn a_topic_reaches_the_rooms_sessions_here_and_elsewhere_newest_last() {
+    use super::HubEvent;
+
+    let hub = Hub::default();
+    let (events, mut sent) = mpsc::unbounded_channel();
+    hub.set_events(events);
+    let (a, mut ra) = Outbox::new(1, "alice".into(), 16);
+    let (a2, mut ra2) = Outbox::new(2, "alice".into(), 16);
+    let (b, mut rb) = Outbox::new(3, "bob".into(), 16);
+    let (c, mut rc) = Outbox::new(4, "carol".into(), 16);
+    attach(&hub, a, &["lobby", "ops"]);
+    attach(&hub, a2, &["lobby", "ops"]);
+    attach(&hub, b, &["lobby", "ops"]);
+    attach(&hub, c, &["lobby"]);
+    for rx in [&mut ra, &mut ra2, &mut rb, &mut rc] {
+        drain(rx);
+    }
+    while sent.try_recv().is_ok() {}
+    let told = |topic: &str, by: &str| ServerFrame::Topic {
+        room: "ops".into(),
+        topic: topic.into(),
+        by: by.into(),
+    };
+
+    hub.topic("ops", "pages", "alice", 5);
+    let pages = told("pages", "alice");
+    for rx in [&mut ra, &mut ra2, &mut rb] {
+        assert_eq!(
+            drain(rx),
+            std::slice::from_ref(&pages),
+            "every session in ops"
+        );
+    }
+    assert_eq!(drain(&mut rc), [], "not a session outside the room");
+    let event = HubEvent::Topic {
+        room: "ops".into(),
+        topic: "pages".into(),
+        by: "alice".into(),
+        order: 5,
+    };
+    assert_eq!(sent.try_recv().ok(), Some(event), "for the other relays");
+
+    // Another relay's change, newer: told here, not sent back out.
+    hub.apply_remote(HubEvent::Topic {
+        room: "ops".into(),
+        topic: "deploys".into(),
+        by: "bob".into(),
+        order: 9,
+    });
+    assert_eq!(drain(&mut rb), [told("deploys", "bob")]);
+    assert!(sent.try_recv().is_err());
+    drain(&mut ra);
+    drain(&mut ra2);
+    // Older than what was told, from here or elsewhere: dropped, so no
+    // session is left with a topic the store overwrote.
+    hub.topic("ops", "stale", "alice", 7);
+    hub.apply_remote(HubEvent::Topic {
+        room: "ops".into(),
+        topic: "staler".into(),
+        by: "bob".into(),
+        order: 9,
+    });
+    for rx in [&mut ra, &mut ra2, &mut rb] {
+        assert_eq!(drain(rx), []);
+    }
+    assert!(
+        matches!(sent.try_recv(), Ok(HubEvent::Topic { order: 7, .. })),
+        "the other relays decide for themselves"
+    );
+    // Another room has an order of its own.
+    hub.topic("lobby", "hello", "carol", 1);
+    assert_eq!(drain(&mut rc).len(), 1);
 }

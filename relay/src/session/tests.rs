@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use common::frame::{
     ClientFrame, ErrorCode, Invitation, Page, Presence, PresenceKind, RoomKind, ServerFrame,
 };
-use common::limits::{MAX_BODY, MAX_PAGE};
+use common::limits::{MAX_BODY, MAX_PAGE, MAX_TOPIC};
 use common::names::{dm_room, LOBBY};
 
 use super::*;
@@ -122,6 +122,14 @@ fn s(x: &str) -> String {
     x.to_owned()
 }
 
+fn set_topic(room: &str, topic: &str) -> ClientFrame {
+    ClientFrame::SetTopic {
+        req: 7,
+        room: room.into(),
+        topic: topic.into(),
+    }
+}
+
 #[tokio::test]
 async fn every_request_kind_gets_its_answer_or_refusal() {
     use ClientFrame as C;
@@ -163,6 +171,19 @@ async fn every_request_kind_gets_its_answer_or_refusal() {
         ("resume not joined", C::Resume { req: 7, room: s("dev") }, Got::Refused(E::NotMember)),
         ("resume no room", C::Resume { req: 7, room: s("nowhere") }, Got::Refused(E::NoSuchRoom)),
         ("resume a private room not invited to", C::Resume { req: 7, room: s("ops") }, Got::Refused(E::NoSuchRoom)),
+        ("set the lobby's topic", set_topic(LOBBY, "say hello"), Got::Done),
+        ("set it again", set_topic(LOBBY, "say hello"), Got::Done),
+        ("clear it", set_topic(LOBBY, ""), Got::Done),
+        ("topic at the limit", set_topic(LOBBY, &"x".repeat(MAX_TOPIC)), Got::Done),
+        ("topic over the limit", set_topic(LOBBY, &"x".repeat(MAX_TOPIC + 1)), Got::Refused(E::BadTopic)),
+        ("topic of two lines", set_topic(LOBBY, "one\ntwo"), Got::Refused(E::BadTopic)),
+        ("topic with an escape", set_topic(LOBBY, "\u{1b}[2J"), Got::Refused(E::BadTopic)),
+        ("bad topic of no room", set_topic("nowhere", "a\tb"), Got::Refused(E::BadTopic)),
+        ("topic of no room", set_topic("nowhere", "x"), Got::Refused(E::NoSuchRoom)),
+        ("topic of a public room not joined", set_topic("mine2", "x"), Got::Refused(E::NotMember)),
+        ("topic of a private room not invited to", set_topic("ops", "x"), Got::Refused(E::NoSuchRoom)),
+        ("topic of a private room invited to", set_topic("club", "x"), Got::Refused(E::NotMember)),
+        ("topic of a DM of others", set_topic(&bob_carol, "x"), Got::Refused(E::NoSuchRoom)),
         ("create", C::CreateRoom { req: 7, room: s("mine"), private: false }, Got::Joined(s("mine"))),
         ("create taken", C::CreateRoom { req: 7, room: s("dev"), private: false }, Got::Refused(E::RoomExists)),
         ("create bad name", C::CreateRoom { req: 7, room: s("no spaces"), private: true }, Got::Refused(E::InvalidName)),
@@ -188,9 +209,11 @@ async fn every_request_kind_gets_its_answer_or_refusal() {
         ("open a DM", C::OpenDm { req: 7, user: s("Bob") }, Got::Joined(alice_bob.clone())),
         ("open a DM with nobody", C::OpenDm { req: 7, user: s("nobody") }, Got::Refused(E::NoSuchUser)),
         ("invite to a DM", C::Invite { req: 7, room: alice_bob.clone(), user: s("carol") }, Got::Refused(E::Forbidden)),
+        ("topic of one's DM", set_topic(&alice_bob, "x"), Got::Refused(E::Forbidden)),
         ("leave a DM", C::Leave { req: 7, room: alice_bob.clone() }, Got::Left(alice_bob.clone())),
         ("leave a DM left", C::Leave { req: 7, room: alice_bob.clone() }, Got::Refused(E::NotMember)),
         ("history of a DM left", history(&alice_bob, 5), Got::Refused(E::NotMember)),
+        ("topic of one's DM left", set_topic(&alice_bob, "x"), Got::Refused(E::Forbidden)),
         ("join a DM left", C::Join { req: 7, room: alice_bob.clone() }, Got::Joined(alice_bob.clone())),
         ("leave it again", C::Leave { req: 7, room: alice_bob.clone() }, Got::Left(alice_bob.clone())),
         ("open a DM left", C::OpenDm { req: 7, user: s("bob") }, Got::Joined(alice_bob.clone())),
@@ -1159,5 +1182,159 @@ async fn a_user_keeps_the_newest_invitations_up_to_the_cap() {
     assert_eq!(
         got(&alice.handle(join("p2"), now).await),
         Got::Joined(s("p2"))
+    );
+}
+
+/// The topics of `session`'s rooms as its room list has them.
+async fn topics_of(session: &mut Session<SqliteStore>) -> Vec<(String, String)> {
+    let Answer::Bulk { work, .. } = session
+        .handle(ClientFrame::ListRooms { req: 9 }, Instant::now())
+        .await
+    else {
+        panic!("a bulk reply");
+    };
+    let Ok(ServerFrame::Rooms { joined, .. }) = work.await else {
+        panic!("a room list");
+    };
+    joined.into_iter().map(|r| (r.name, r.topic)).collect()
+}
+
+#[tokio::test]
+async fn a_topic_reaches_every_session_in_the_room_and_stays_with_it() {
+    let t = world(Config::default()).await;
+    let now = Instant::now();
+    let (mut bob, mut b) = login(&t, "bob", now).await;
+    let (mut phone, mut p) = login(&t, "alice", now).await;
+    let (_laptop, mut l) = login(&t, "alice", now).await;
+    let (_carol, mut c) = login(&t, "carol", now).await;
+    assert_eq!(
+        got(&phone.handle(join("dev"), now).await),
+        Got::Joined(s("dev"))
+    );
+    for rx in [&mut b, &mut p, &mut l, &mut c] {
+        drain(rx);
+    }
+
+    let frame = set_topic("dev", "builds, reviews");
+    assert_eq!(got(&phone.handle(frame, now).await), Got::Done);
+    let told = ServerFrame::Topic {
+        room: s("dev"),
+        topic: s("builds, reviews"),
+        by: s("alice"),
+    };
+    assert_eq!(
+        drain(&mut p),
+        std::slice::from_ref(&told),
+        "the setter's session"
+    );
+    assert_eq!(
+        drain(&mut l),
+        std::slice::from_ref(&told),
+        "its other sessions"
+    );
+    assert_eq!(
+        drain(&mut b),
+        std::slice::from_ref(&told),
+        "the other members"
+    );
+    assert_eq!(drain(&mut c), [], "not someone outside the room");
+
+    // The same again: done, nothing sent.
+    assert_eq!(
+        got(&bob.handle(set_topic("dev", "builds, reviews"), now).await),
+        Got::Done
+    );
+    assert_eq!(drain(&mut p), []);
+    // Kept by the room: in the room list, and in the reply to a join.
+    let dev = (s("dev"), s("builds, reviews"));
+    assert!(topics_of(&mut phone).await.contains(&dev));
+    assert!(topics_of(&mut bob).await.contains(&dev));
+    let Answer::Reply(ServerFrame::Joined { room, .. }) = phone.handle(join("dev"), now).await
+    else {
+        panic!("joined");
+    };
+    assert_eq!(room.topic, "builds, reviews");
+    assert_eq!(
+        t.relay.store.room("dev").await.unwrap().unwrap().topic,
+        "builds, reviews"
+    );
+
+    // Cleared by anyone in the room (there are no roles).
+    assert_eq!(got(&bob.handle(set_topic("dev", ""), now).await), Got::Done);
+    let cleared = ServerFrame::Topic {
+        room: s("dev"),
+        topic: String::new(),
+        by: s("bob"),
+    };
+    assert_eq!(drain(&mut l), [cleared]);
+    assert!(topics_of(&mut phone)
+        .await
+        .contains(&(s("dev"), String::new())));
+}
+
+#[tokio::test]
+async fn a_topic_is_written_only_by_a_member_as_the_store_says_when_it_writes() {
+    let t = world(Config::default()).await;
+    let now = Instant::now();
+    let (mut alice, mut a) = login(&t, "alice", now).await;
+    let (_bob, mut b) = login(&t, "bob", now).await;
+    assert_eq!(
+        got(&alice.handle(join("dev"), now).await),
+        Got::Joined(s("dev"))
+    );
+    drain(&mut a);
+    drain(&mut b);
+    // Left on another relay: this session has not heard yet, the store has.
+    assert!(t.relay.store.remove_member("dev", "alice").await.unwrap());
+    assert!(t.relay.hub.is_subscribed(alice.outbox().id, "dev"));
+    assert_eq!(
+        got(&alice.handle(set_topic("dev", "mine now"), now).await),
+        Got::Refused(ErrorCode::NotMember)
+    );
+    assert_eq!(t.relay.store.room("dev").await.unwrap().unwrap().topic, "");
+    assert_eq!(drain(&mut b), [], "nobody is told");
+}
+
+#[tokio::test]
+async fn topics_take_from_the_room_change_budget() {
+    let cfg = Config {
+        request_rate: 2,
+        ..Config::default()
+    };
+    let t = world(cfg).await;
+    let t0 = Instant::now();
+    let (mut alice, _a) = login(&t, "alice", t0).await;
+    let (mut phone, _p) = login(&t, "alice", t0).await;
+    // A burst of twice the rate, topics and joins together, from both of
+    // the account's sessions.
+    assert_eq!(
+        got(&alice.handle(join("dev"), t0).await),
+        Got::Joined(s("dev"))
+    );
+    for n in 0..3 {
+        let session = if n == 1 { &mut phone } else { &mut alice };
+        let frame = set_topic("dev", &format!("topic {n}"));
+        assert_eq!(got(&session.handle(frame, t0).await), Got::Done, "{n}");
+    }
+    for frame in [set_topic("dev", "one too many"), join("club")] {
+        assert_eq!(
+            got(&phone.handle(frame, t0).await),
+            Got::Refused(ErrorCode::RateLimited)
+        );
+    }
+    assert_eq!(
+        t.relay.store.room("dev").await.unwrap().unwrap().topic,
+        "topic 2"
+    );
+    // Refused for the rate before anything else is looked at.
+    let bad = set_topic("nowhere", &"x".repeat(MAX_TOPIC + 1));
+    assert_eq!(
+        got(&alice.handle(bad, t0).await),
+        Got::Refused(ErrorCode::RateLimited)
+    );
+    let later = t0 + Duration::from_secs(1);
+    assert_eq!(
+        got(&alice.handle(set_topic("dev", "one too many"), later).await),
+        Got::Done
     );
 }

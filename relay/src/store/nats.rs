@@ -107,6 +107,7 @@ impl NatsStore {
             created_by: record.created_by,
             latest,
             members,
+            topic: record.topic,
         })
     }
 
@@ -175,6 +176,7 @@ impl Store for NatsStore {
             created_by: creator,
             latest: 0,
             members: 1,
+            topic: String::new(),
         })
     }
 
@@ -260,6 +262,18 @@ impl Store for NatsStore {
             });
         }
         Ok(out)
+    }
+
+    async fn set_topic(
+        &self,
+        room: &str,
+        by: &str,
+        topic: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let done = self.directory.set_topic(room, by, topic).await;
+        // After the change: a listing read meanwhile is read again.
+        self.changed();
+        done
     }
 
     async fn is_invited(&self, room: &str, user: &str) -> Result<bool, StoreError> {

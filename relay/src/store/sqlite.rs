@@ -284,6 +284,20 @@ impl Store for SqliteStore {
             .collect())
     }
 
+    async fn set_topic(
+        &self,
+        room: &str,
+        by: &str,
+        topic: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let op = Op::SetTopic {
+            room: room.into(),
+            by: by.into(),
+            topic: topic.into(),
+        };
+        self.write(op).await?.topic()
+    }
+
     async fn is_invited(&self, room: &str, user: &str) -> Result<bool, StoreError> {
         let (room, user) = (room.to_owned(), user.to_owned());
         self.reads

@@ -114,6 +114,18 @@ impl Chat {
                 }
                 Outcome::default()
             }
+            Message::BrowserSubmit => {
+                let only = self.browser.as_ref().and_then(|b| {
+                    match &b.shown(|room| self.rooms.contains_key(room))[..] {
+                        [one] => Some(one.room.name.clone()),
+                        _ => None,
+                    }
+                });
+                match only {
+                    Some(room) => self.browse(Message::JoinListed(room)),
+                    None => Outcome::default(),
+                }
+            }
             Message::JoinListed(room) => {
                 if self.rooms.contains_key(&room) {
                     self.browser = None;
@@ -357,6 +369,7 @@ mod tests {
             kind: RoomKind::Public,
             members,
             latest: 0,
+            topic: String::new(),
         }
     }
 

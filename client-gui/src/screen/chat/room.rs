@@ -36,6 +36,14 @@ pub enum Line {
         /// Joined and left again within the notice.
         passed: Vec<String>,
     },
+    /// `by` set the room's topic (cleared it, when empty); at the local
+    /// time it was told.
+    Topic {
+        id: u64,
+        ts: i64,
+        by: String,
+        topic: String,
+    },
 }
 
 /// What identifies a line for as long as it is shown.
@@ -51,7 +59,8 @@ impl Line {
         match self {
             Line::Message(m) => Key::Seq(m.seq),
             Line::Pending { local, .. } => Key::Pending(*local),
-            Line::Notice { id, .. } => Key::Notice(*id),
+            // Numbered with the join and leave notices: one kind of key.
+            Line::Notice { id, .. } | Line::Topic { id, .. } => Key::Notice(*id),
         }
     }
 
@@ -198,7 +207,7 @@ impl Room {
             .iter()
             .rposition(|l| match l {
                 Line::Message(m) => m.seq < msg.seq,
-                Line::Notice { .. } => true,
+                Line::Notice { .. } | Line::Topic { .. } => true,
                 Line::Pending { .. } => false,
             })
             .map_or(0, |i| i + 1);
@@ -264,6 +273,27 @@ impl Room {
                 joined,
                 left,
                 passed: Vec::new(),
+            },
+        );
+    }
+
+    /// Someone set the topic: said after the last line (before lines
+    /// being sent), never folded with another.
+    pub(super) fn topic_notice(&mut self, ts: i64, by: &str, topic: &str) {
+        let at = self
+            .lines
+            .iter()
+            .position(|l| matches!(l, Line::Pending { .. }))
+            .unwrap_or(self.lines.len());
+        let id = self.next_notice;
+        self.next_notice += 1;
+        self.lines.insert(
+            at,
+            Line::Topic {
+                id,
+                ts,
+                by: by.to_owned(),
+                topic: topic.to_owned(),
             },
         );
     }

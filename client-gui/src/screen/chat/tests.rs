@@ -433,6 +433,7 @@ fn joining_validates_names_and_leaving_returns_to_lobby() {
         kind: common::frame::RoomKind::Public,
         members: 2,
         latest: 0,
+        topic: String::new(),
     }));
     assert_eq!(c.current, "dev");
     c.on_event(NetEvent::Session(SessionEvent::Left { room: "dev".into() }));

@@ -16,9 +16,11 @@ mod members;
 mod sidebar;
 pub use sidebar::ROOM_LIST;
 mod switcher;
+mod topic;
 
 pub use browser::FILTER;
 pub use invite::INVITE_USER;
+pub use topic::TOPIC_INPUT;
 
 use super::{Chat, Message, Panel};
 use crate::reachable::{coverable, press};

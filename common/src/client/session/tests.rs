@@ -170,6 +170,7 @@ fn info(name: &str) -> RoomInfo {
         kind: RoomKind::Public,
         members: 2,
         latest: 0,
+        topic: String::new(),
     }
 }
 
@@ -584,7 +585,8 @@ fn the_room_list_catches_rooms_up_and_live_messages_follow_once() {
         public: vec![],
         invited: vec![],
     });
-    assert!(matches!(&t.events()[..], [Event::Invitations(none)] if none.is_empty()));
+    assert!(matches!(&t.events()[..],
+        [Event::Rooms(rooms), Event::Invitations(none)] if *rooms == [info("lobby")] && none.is_empty()));
     let [ClientFrame::History {
         req,
         page: Page::Latest,
@@ -689,6 +691,87 @@ fn each_login_lists_the_invitations_made_meanwhile_with_those_told_since() {
         invited: vec![],
     });
     assert!(matches!(t.events().last(), Some(Event::Invitations(l)) if l.is_empty()));
+}
+
+fn topic(room: &str, topic: &str, by: &str) -> ServerFrame {
+    ServerFrame::Topic {
+        room: room.into(),
+        topic: topic.into(),
+        by: by.into(),
+    }
+}
+
+#[test]
+fn a_topic_set_is_told_to_the_application_and_changes_nothing_else() {
+    let mut t = Test::new("a");
+    t.reply(topic("lobby", "say hello", "bob"));
+    assert!(
+        matches!(&t.events()[..], [Event::Topic { room, topic, by }]
+            if room == "lobby" && topic == "say hello" && by == "bob"),
+        "an event of its own"
+    );
+    assert!(t.frames().is_empty(), "nothing fetched or asked");
+
+    let mut set = t.request(ClientFrame::SetTopic {
+        req: 0,
+        room: "lobby".into(),
+        topic: String::new(),
+    });
+    let [ClientFrame::SetTopic { req, .. }] = t.frames()[..] else {
+        panic!()
+    };
+    t.reply(ServerFrame::Done { req });
+    assert_eq!(set.try_recv(), Ok(Ok(ServerFrame::Done { req })));
+}
+
+#[test]
+fn each_login_lists_the_rooms_with_the_topics_told_since_the_list_was_asked() {
+    let mut t = Test::new("a");
+    t.lose("gone");
+    let [ClientFrame::ListRooms { req }] = t.reconnect_at(0)[..] else {
+        panic!()
+    };
+    t.events();
+    // Set after the list was read, told before it arrived: the newer wins.
+    t.reply(topic("dev", "builds", "bob"));
+    t.reply(topic("dev", "builds and releases", "carol"));
+    assert_eq!(t.events().len(), 2, "each told as it came");
+    let listed = |name: &str, topic: &str| RoomInfo {
+        topic: topic.into(),
+        ..info(name)
+    };
+    t.reply(ServerFrame::Rooms {
+        req,
+        joined: vec![listed("dev", "builds"), listed("lobby", "say hello")],
+        public: vec![],
+        invited: vec![],
+    });
+    let events = t.events();
+    let Some(Event::Rooms(rooms)) = events.first() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        *rooms,
+        [
+            listed("dev", "builds and releases"),
+            listed("lobby", "say hello")
+        ]
+    );
+
+    // The next login's list is the relay's, as it comes.
+    t.reply(topic("dev", "older news", "bob"));
+    t.lose("gone");
+    let [ClientFrame::ListRooms { req }] = t.reconnect_at(0)[..] else {
+        panic!()
+    };
+    t.events();
+    t.reply(ServerFrame::Rooms {
+        req,
+        joined: vec![listed("dev", "")],
+        public: vec![],
+        invited: vec![],
+    });
+    assert!(matches!(&t.events()[0], Event::Rooms(r) if *r == [listed("dev", "")]));
 }
 
 #[test]

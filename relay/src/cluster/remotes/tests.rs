@@ -215,6 +215,7 @@ fn an_invitation_made_on_another_relay_reaches_the_invitee_here() {
             kind: RoomKind::Private,
             members: 1,
             latest: 0,
+            topic: String::new(),
         },
         by: "bob".into(),
     };
@@ -228,6 +229,29 @@ fn an_invitation_made_on_another_relay_reaches_the_invitee_here() {
     assert_eq!(
         codec::decode::<ServerFrame>(&frame[4..]).unwrap(),
         ServerFrame::Invited(invitation)
+    );
+}
+
+#[test]
+fn a_topic_set_on_another_relay_reaches_the_rooms_sessions_here() {
+    let (hub, mut rx) = hub_with_carol();
+    let mut remotes = Remotes::new(ME);
+    let topic = Wire::Event(HubEvent::Topic {
+        room: "lobby".into(),
+        topic: "say hello".into(),
+        by: "bob".into(),
+        order: 3,
+    });
+    while rx.try_recv().is_ok() {}
+    receive(&hub, &mut remotes, &said(2, topic), Instant::now());
+    let frame = rx.try_recv().expect("carol is told");
+    assert_eq!(
+        codec::decode::<ServerFrame>(&frame[4..]).unwrap(),
+        ServerFrame::Topic {
+            room: "lobby".into(),
+            topic: "say hello".into(),
+            by: "bob".into()
+        }
     );
 }
 

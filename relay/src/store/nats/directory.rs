@@ -42,12 +42,47 @@ struct InviteRecord {
 }
 
 /// A room as the bucket holds it.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RoomRecord {
     pub name: String,
     pub kind: RoomKind,
     pub created_by: String,
     created: i64,
+    /// Empty for none. Appended: records written before rooms had topics
+    /// end before it (see [`RoomRecord::decode`]).
+    pub topic: String,
+}
+
+/// A room as the bucket held it before rooms had topics.
+#[derive(Serialize, Deserialize)]
+struct RoomRecordWithoutTopic {
+    name: String,
+    kind: RoomKind,
+    created_by: String,
+    created: i64,
+}
+
+impl RoomRecord {
+    /// A record from the bucket, of either shape. Records are bincode,
+    /// which has no field names: one written before the topic was
+    /// appended simply ends early. `#[serde(default)]` would not mend that
+    /// (bincode reports the early end rather than asking for the default;
+    /// tried), so such a record is read in its old shape, with no topic.
+    pub fn decode(bytes: &[u8]) -> Result<RoomRecord, StoreError> {
+        match decode::<RoomRecord>(bytes) {
+            Ok(record) => Ok(record),
+            Err(e) => match decode::<RoomRecordWithoutTopic>(bytes) {
+                Ok(old) => Ok(RoomRecord {
+                    name: old.name,
+                    kind: old.kind,
+                    created_by: old.created_by,
+                    created: old.created,
+                    topic: String::new(),
+                }),
+                Err(_) => Err(e),
+            },
+        }
+    }
 }
 
 /// The bucket, and the rooms known to exist in it.
@@ -102,6 +137,7 @@ impl Directory {
             kind,
             created_by: created_by.to_owned(),
             created: now_ms() / 1000,
+            topic: String::new(),
         };
         match self.kv.create(keys::room_key(name), encode(&record)).await {
             Ok(_) => {
@@ -143,7 +179,7 @@ impl Directory {
     /// A room by exact name.
     pub async fn room(&self, name: &str) -> Result<Option<RoomRecord>, StoreError> {
         match self.kv.get(keys::room_key(name)).await.map_err(db)? {
-            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            Some(bytes) => Ok(Some(RoomRecord::decode(&bytes)?)),
             None => Ok(None),
         }
     }
@@ -458,7 +494,7 @@ impl Directory {
     pub async fn public_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
         let mut records = Vec::new();
         for (_, value) in self.scan("r.*").await? {
-            let record: RoomRecord = decode(&value)?;
+            let record = RoomRecord::decode(&value)?;
             if record.kind == RoomKind::Public {
                 records.push(record);
             }
@@ -543,6 +579,44 @@ impl Directory {
         self.purge_if_present(&keys::invite_key(room, user)).await
     }
 
+    /// See [`Store::set_topic`](crate::store::Store::set_topic): the order
+    /// is the room record's revision in the bucket, which every relay
+    /// sharing it sees grow with each write.
+    pub async fn set_topic(
+        &self,
+        room: &str,
+        by: &str,
+        topic: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let key = keys::room_key(room);
+        loop {
+            let entry = self.kv.entry(key.as_str()).await.map_err(db)?;
+            let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+                return Err(StoreError::NoSuchRoom);
+            };
+            let mut record = RoomRecord::decode(&entry.value)?;
+            // Read when the topic is written, as an append's: a leave or an
+            // account deletion made before it wins.
+            if !self.is_member(room, by).await? {
+                return Err(StoreError::NotMember);
+            }
+            if record.topic == topic {
+                return Ok(None);
+            }
+            record.topic = topic.to_owned();
+            match self
+                .kv
+                .update(key.as_str(), encode(&record), entry.revision)
+                .await
+            {
+                Ok(revision) => return Ok(Some(revision)),
+                // Changed meanwhile (another topic): read it again.
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(db(e)),
+            }
+        }
+    }
+
     /// See [`Store::is_invited`](crate::store::Store::is_invited).
     pub async fn is_invited(&self, room: &str, user: &str) -> Result<bool, StoreError> {
         Ok(self
@@ -587,5 +661,37 @@ async fn open_bucket(js: &Context, replicas: usize) -> anyhow::Result<kv::Store>
                 keys::BUCKET
             )
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_room_record_from_before_topics_reads_as_a_room_without_one() {
+        let old = encode(&RoomRecordWithoutTopic {
+            name: "ops".into(),
+            kind: RoomKind::Private,
+            created_by: "bob".into(),
+            created: 1_700_000_000,
+        });
+        let read = RoomRecord::decode(&old).expect("an old record");
+        assert_eq!(
+            (read.name.as_str(), read.kind, read.created_by.as_str()),
+            ("ops", RoomKind::Private, "bob")
+        );
+        assert_eq!((read.created, read.topic.as_str()), (1_700_000_000, ""));
+
+        let new = RoomRecord {
+            topic: "pages, deploys".into(),
+            ..read
+        };
+        let again = RoomRecord::decode(&encode(&new)).expect("a new record");
+        assert_eq!(again.topic, "pages, deploys");
+        assert!(
+            RoomRecord::decode(&[0xff, 1]).is_err(),
+            "garbage is an error"
+        );
     }
 }

@@ -92,7 +92,8 @@ macro_rules! room_query {
             "SELECT r.name, r.kind, r.created_by,
                 COALESCE((SELECT m.seq FROM messages m WHERE m.room = r.name
                           ORDER BY m.seq DESC LIMIT 1), 0),
-                (SELECT COUNT(*) FROM members x WHERE x.room = r.name)
+                (SELECT COUNT(*) FROM members x WHERE x.room = r.name),
+                r.topic
              FROM rooms r ",
             $rest
         )
@@ -107,6 +108,7 @@ fn to_room(row: &Row<'_>) -> rusqlite::Result<RoomRow> {
         created_by: row.get(2)?,
         latest: row.get(3)?,
         members: row.get(4)?,
+        topic: row.get(5)?,
     })
 }
 

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use crate::store::StoreError;
 
 /// Schema version, kept in `PRAGMA user_version`: 0 is a new, empty file.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for another's lock before giving up. Admin
 /// commands (`relay user add`) write the same file from another process
@@ -90,6 +90,12 @@ ALTER TABLE invites_v3 RENAME TO invites;
 CREATE INDEX invites_by_user ON invites (user, id);
 ";
 
+/// Version 4: a room says what it is for, in one line its members set;
+/// rooms made before have no topic.
+const TOPICS: &str = "
+ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT '';
+";
+
 /// How long a row of `account_changes` is kept: any relay running reads
 /// it within a second; a day leaves room for a stalled one.
 const ACCOUNT_CHANGES_KEPT_S: i64 = 86_400;
@@ -139,15 +145,22 @@ fn migrate(conn: &mut Connection, now_ms: i64) -> Result<(), StoreError> {
             tx.execute_batch(SCHEMA).map_err(db)?;
             tx.execute_batch(ACCOUNT_CHANGES).map_err(db)?;
             tx.execute_batch(INVITERS).map_err(db)?;
+            tx.execute_batch(TOPICS).map_err(db)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
         }
         1 => {
             tx.execute_batch(ACCOUNT_CHANGES).map_err(db)?;
             tx.execute_batch(INVITERS).map_err(db)?;
+            tx.execute_batch(TOPICS).map_err(db)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
         }
         2 => {
             tx.execute_batch(INVITERS).map_err(db)?;
+            tx.execute_batch(TOPICS).map_err(db)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
+        }
+        3 => {
+            tx.execute_batch(TOPICS).map_err(db)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
         }
         SCHEMA_VERSION => {}

@@ -63,6 +63,11 @@ pub(super) enum Op {
         room: String,
         user: String,
     },
+    SetTopic {
+        room: String,
+        by: String,
+        topic: String,
+    },
     Append(NewMessage),
 }
 
@@ -73,6 +78,8 @@ pub(super) enum Outcome {
     Changed(bool),
     Room(RoomRow),
     Appended(Appended),
+    /// A topic written, with its order; `None` if the room had it already.
+    Topic(Option<u64>),
 }
 
 impl Outcome {
@@ -93,6 +100,13 @@ impl Outcome {
     pub(super) fn room(self) -> Result<RoomRow, StoreError> {
         match self {
             Outcome::Room(room) => Ok(room),
+            other => Err(mismatch(other)),
+        }
+    }
+
+    pub(super) fn topic(self) -> Result<Option<u64>, StoreError> {
+        match self {
+            Outcome::Topic(order) => Ok(order),
             other => Err(mismatch(other)),
         }
     }
@@ -129,6 +143,9 @@ pub(super) struct Writer {
     abort_after: Option<String>,
     /// Requests in the queue; the store refuses writes when it is full.
     queued: Arc<AtomicUsize>,
+    /// Topics written since open, which orders them (`Store::set_topic`):
+    /// only this writer writes them, one after the other.
+    topics: u64,
     #[cfg(test)]
     pub(super) commits: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -157,6 +174,7 @@ impl Writer {
             committed,
             abort_after,
             queued,
+            topics: 0,
             #[cfg(test)]
             commits: Arc::default(),
         }
@@ -231,7 +249,7 @@ impl Writer {
                 committed: &mut self.last_seq,
                 batch: &applied.seqs,
             };
-            match apply_op(&sp, &mut seqs, op, now_ms) {
+            match apply_op(&sp, &mut seqs, &mut self.topics, op, now_ms) {
                 Ok((outcome, stored)) => {
                     sp.commit()?;
                     if let Some(message) = stored {
@@ -319,6 +337,7 @@ impl Seqs<'_> {
 fn apply_op(
     conn: &Connection,
     seqs: &mut Seqs<'_>,
+    topics: &mut u64,
     op: Op,
     now_ms: i64,
 ) -> Result<(Outcome, Option<Message>), Fail> {
@@ -432,6 +451,31 @@ fn apply_op(
                 .prepare_cached("DELETE FROM invites WHERE room = ?1 AND user = ?2")?
                 .execute([&room, &user])?;
             Outcome::Changed(declined > 0)
+        }
+        Op::SetTopic { room, by, topic } => {
+            let Some(current) = conn
+                .prepare_cached("SELECT topic FROM rooms WHERE name = ?1")?
+                .query_row([&room], |row| row.get::<_, String>(0))
+                .optional()?
+            else {
+                return Err(Fail::Refused(StoreError::NoSuchRoom));
+            };
+            // Checked in the transaction that writes the topic, as for a
+            // message: a leave or an account deletion committed before it
+            // always wins.
+            let member = conn
+                .prepare_cached("SELECT 1 FROM members WHERE room = ?1 AND user = ?2")?
+                .exists([&room, &by])?;
+            if !member {
+                return Err(Fail::Refused(StoreError::NotMember));
+            }
+            if current == topic {
+                return Ok((Outcome::Topic(None), None));
+            }
+            conn.prepare_cached("UPDATE rooms SET topic = ?2 WHERE name = ?1")?
+                .execute([&room, &topic])?;
+            *topics += 1;
+            Outcome::Topic(Some(*topics))
         }
     };
     Ok((outcome, None))

@@ -9,15 +9,18 @@ use iced::widget::{
 use iced::{Center, Color, Element, Fill, Font, Shrink};
 
 use super::good;
+use crate::reachable::{coverable, press, reachable};
 use crate::screen::chat::{Browser, Chat, Message};
 
 /// Id of the browser's filter input.
 pub const FILTER: &str = "room-filter";
 
 impl Chat {
-    /// The chat with the browser or the invitation form over it, when open.
+    /// The chat with the browser, the invitation form or the topic dialog
+    /// over it, when open.
     pub(super) fn with_dialogs<'a>(&'a self, chat: Element<'a, Message>) -> Element<'a, Message> {
         let (dialog, close) = match (&self.browser, &self.invite) {
+            _ if self.topic_dialog.is_some() => (self.topic_view(), Message::TopicClose),
             (Some(browser), _) => (self.browser_view(browser), Message::CloseBrowser),
             (None, Some(_)) => (self.invite_view(), Message::InviteClose),
             (None, None) => return chat,
@@ -35,20 +38,21 @@ impl Chat {
             })
         }))
         .on_press(close);
-        stack![chat, opaque(backdrop)].into()
+        stack![coverable(chat, true), opaque(backdrop)].into()
     }
 
     fn browser_view<'a>(&'a self, browser: &'a Browser) -> Element<'a, Message> {
-        let small = |label: &'static str, message: Message| {
-            button(text(label).size(13))
-                .on_press(message)
+        let small = |label: &'static str, message: Option<Message>| {
+            let b = button(text(label).size(13))
+                .on_press_maybe(message.clone())
                 .padding([3, 8])
-                .style(button::secondary)
+                .style(button::secondary);
+            reachable(b, message)
         };
-        let mut refresh = small("Refresh", Message::RefreshRooms);
-        if browser.loading {
-            refresh = refresh.on_press_maybe(None);
-        }
+        let refresh = small(
+            "Refresh",
+            (!browser.loading).then_some(Message::RefreshRooms),
+        );
         let title = row![
             text("Public rooms").size(20).font(Font {
                 weight: iced::font::Weight::Bold,
@@ -56,13 +60,14 @@ impl Chat {
             }),
             space::horizontal().width(Fill),
             refresh,
-            small("Close", Message::CloseBrowser),
+            small("Close", Some(Message::CloseBrowser)),
         ]
         .spacing(6)
         .align_y(Center);
         let filter = text_input("filter by name", &browser.filter)
             .id(FILTER)
             .on_input(Message::BrowserFilter)
+            .on_submit(Message::BrowserSubmit)
             .padding(6)
             .size(14);
         let mut page = column![title, filter].spacing(10);
@@ -91,21 +96,30 @@ impl Chat {
             } else {
                 text("join").size(12).style(text::primary)
             };
+            // What the room is for, under its name, when it says.
+            let topic = crate::screen::chat::shown::shown(&listed.room.topic);
+            let title = column![text(format!("#{name}"))]
+                .push(
+                    (!topic.is_empty())
+                        .then(|| text(topic.into_owned()).size(12).style(text::secondary)),
+                )
+                .width(Fill);
             let entry = row![
-                text(format!("#{name}")).width(Fill),
+                title,
                 text(members).size(12).style(text::secondary),
                 container(state).width(70).align_right(70),
             ]
             .spacing(10)
             .align_y(Center);
-            let mut b = button(entry)
+            let b = button(entry)
                 .width(Fill)
                 .padding([5, 8])
                 .style(button::text);
-            if browser.joining.is_none() {
-                b = b.on_press(Message::JoinListed(name.clone()));
-            }
-            list = list.push(b);
+            list = list.push(if browser.joining.is_none() {
+                press(b, Message::JoinListed(name.clone()))
+            } else {
+                b.into()
+            });
         }
         let empty = match &browser.list {
             Some(list) if list.public.is_empty() => {

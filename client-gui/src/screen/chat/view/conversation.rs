@@ -38,6 +38,7 @@ pub fn estimate(line: &Line, width: f32) -> f32 {
         Line::Message(m) => estimate_body(&m.body, width),
         Line::Pending { body, .. } => estimate_body(body, width),
         Line::Notice { .. } => LINE_HEIGHT + 8.0,
+        Line::Topic { topic, .. } => estimate_body(topic, width) + 8.0,
     }
 }
 
@@ -68,7 +69,7 @@ fn local(ts: i64) -> Option<DateTime<Local>> {
 fn ts(line: &Line) -> Option<i64> {
     match line {
         Line::Message(m) => Some(m.ts),
-        Line::Notice { ts, .. } => Some(*ts),
+        Line::Notice { ts, .. } | Line::Topic { ts, .. } => Some(*ts),
         Line::Pending { .. } => None,
     }
 }
@@ -79,7 +80,7 @@ fn lead(prev: Option<&Line>, line: &Line, own: &str) -> Lead {
     let from = |l: &Line| match l {
         Line::Message(m) => Some((m.from.clone(), m.ts)),
         Line::Pending { .. } => Some((own.to_owned(), i64::MAX)),
-        Line::Notice { .. } => None,
+        Line::Notice { .. } | Line::Topic { .. } => None,
     };
     let header = match (prev.and_then(from), from(line)) {
         (Some((a, at)), Some((b, bt))) => {
@@ -232,6 +233,15 @@ fn mention_line(theme: &Theme) -> container::Style {
         )
 }
 
+/// "alice set the topic: …", or "alice cleared the topic".
+fn topic_text(by: &str, topic: &str) -> String {
+    if topic.is_empty() {
+        format!("{by} cleared the topic")
+    } else {
+        format!("{by} set the topic: {topic}")
+    }
+}
+
 fn notice_text(joined: &[String], left: &[String], passed: &[String]) -> String {
     fn names(list: &[String]) -> String {
         match list {
@@ -253,6 +263,21 @@ fn notice_text(joined: &[String], left: &[String], passed: &[String]) -> String 
         .map(|(list, what)| format!("{} {what}", names(list)))
         .collect::<Vec<_>>()
         .join(" · ")
+}
+
+/// Said as the join and leave notices are.
+fn topic_notice<'a>(by: &str, topic: &str) -> Element<'a, Message> {
+    container(
+        text(format!("→ {}", topic_text(by, topic)))
+            .size(13)
+            .style(text::secondary)
+            .font(Font {
+                style: iced::font::Style::Italic,
+                ..Font::DEFAULT
+            }),
+    )
+    .padding([3, 50])
+    .into()
 }
 
 impl Chat {
@@ -333,6 +358,7 @@ impl Chat {
             )
             .padding([3, 50])
             .into(),
+            Line::Topic { by, topic, .. } => topic_notice(by, topic),
         };
         match lead.day {
             Some(day) => column![

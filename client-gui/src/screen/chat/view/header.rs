@@ -1,26 +1,30 @@
 //! The header above the conversation: the room's name, the connection
 //! state and the room's buttons.
 
-use iced::widget::{button, container, row, text, tooltip, Button};
+use iced::widget::{button, container, row, text, tooltip};
 use iced::{Center, Element, Fill, Font};
 
 use super::good;
 use super::Fold;
+use crate::reachable::press;
 use crate::screen::chat::{Chat, Message, Panel, Status};
 
 impl Chat {
-    /// Buttons keep their width at any window size: the connection state
-    /// takes what is left and is cut, never them.
+    /// Buttons keep their width at any window size: the room's name and
+    /// topic take what is left and are cut, never them.
     pub(super) fn header(&self, fold: Fold) -> Element<'_, Message> {
-        // A long name is cut rather than crowd out the buttons.
+        // A long name (or topic) is cut rather than crowd out the buttons.
         let title = container(
-            text(self.display_name(&self.current))
+            row![text(self.display_name(&self.current))
                 .size(20)
                 .font(Font {
                     weight: iced::font::Weight::Bold,
                     ..Font::DEFAULT
                 })
-                .wrapping(text::Wrapping::None),
+                .wrapping(text::Wrapping::None)]
+            .push(self.header_topic())
+            .spacing(8)
+            .align_y(Center),
         )
         .width(Fill)
         .clip(true);
@@ -39,9 +43,13 @@ impl Chat {
                 Message::TogglePanel(Panel::Rooms),
             ));
         }
-        top = top
-            .push(title)
-            .push(container(self.status_view()).align_right(Fill).clip(true));
+        // The state is a few words (all of it on hover), so it takes what
+        // it needs up to a cap, and the title (with the topic) the rest.
+        top = top.push(title).push(
+            container(self.status_view())
+                .max_width(STATUS_MAX)
+                .clip(true),
+        );
         // A DM can be left too: that is how one refuses it.
         if self.current != common::names::LOBBY {
             top = top.push(header_button("Leave", Message::Leave(self.current.clone())));
@@ -69,10 +77,12 @@ impl Chat {
             // Short, with the reason on hover (the notice says it in full).
             Status::Offline(why) => {
                 let small = |label, message| {
-                    button(text(label).size(13))
-                        .on_press(message)
-                        .padding([3, 8])
-                        .style(button::secondary)
+                    press(
+                        button(text(label).size(13))
+                            .padding([3, 8])
+                            .style(button::secondary),
+                        message,
+                    )
                 };
                 let why = container(text(why.clone()).size(13))
                     .padding(8)
@@ -135,11 +145,17 @@ impl Chat {
     }
 }
 
-fn header_button(label: &str, on_press: Message) -> Button<'_, Message> {
-    button(text(label).size(13).wrapping(text::Wrapping::None))
-        .on_press(on_press)
-        .padding([3, 8])
-        .style(button::secondary)
+/// The widest the connection state gets: with the header's buttons, it
+/// still fits the narrowest conversation (`CONVERSATION_MIN`).
+const STATUS_MAX: f32 = 220.0;
+
+fn header_button(label: &str, on_press: Message) -> Element<'_, Message> {
+    press(
+        button(text(label).size(13).wrapping(text::Wrapping::None))
+            .padding([3, 8])
+            .style(button::secondary),
+        on_press,
+    )
 }
 
 /// The state in a few words, all of it when the pointer rests on them.
@@ -155,9 +171,11 @@ fn hover(short: iced::widget::Text<'_>, full: String) -> Element<'_, Message> {
     .into()
 }
 
-fn header_button_owned<'a>(label: String, on_press: Message) -> Button<'a, Message> {
-    button(text(label).size(13).wrapping(text::Wrapping::None))
-        .on_press(on_press)
-        .padding([3, 8])
-        .style(button::secondary)
+fn header_button_owned<'a>(label: String, on_press: Message) -> Element<'a, Message> {
+    press(
+        button(text(label).size(13).wrapping(text::Wrapping::None))
+            .padding([3, 8])
+            .style(button::secondary),
+        on_press,
+    )
 }

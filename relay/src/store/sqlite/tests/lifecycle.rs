@@ -199,8 +199,12 @@ async fn a_version_1_file_gains_account_changes_and_they_are_followed() {
     drop(open(&dir));
     {
         let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
-        conn.execute_batch("DROP TABLE account_changes; PRAGMA user_version = 1;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TABLE account_changes;
+             ALTER TABLE rooms DROP COLUMN topic;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
     }
     let store = open(&dir);
     store.create_user("alice", "phc").await.unwrap();
@@ -229,6 +233,7 @@ async fn a_version_2_file_keeps_its_invitations_in_order_with_no_inviter() {
         let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
         conn.execute_batch(
             "DROP TABLE invites;
+             ALTER TABLE rooms DROP COLUMN topic;
              CREATE TABLE invites (
                  room    TEXT NOT NULL REFERENCES rooms (name),
                  user    TEXT NOT NULL COLLATE NOCASE REFERENCES users (name),
@@ -269,4 +274,99 @@ async fn a_version_2_file_keeps_its_invitations_in_order_with_no_inviter() {
         "newer"
     );
     assert!(store.add_member("old", "alice").await.unwrap());
+}
+
+/// A version 3 file as the relay before topics made it, written here by
+/// hand so that the test keeps that shape whatever the schema code becomes.
+const VERSION_3: &str = "
+CREATE TABLE users (
+    name    TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,
+    phc     TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE rooms (
+    name       TEXT NOT NULL PRIMARY KEY,
+    kind       INTEGER NOT NULL CHECK (kind IN (0, 1, 2)),
+    created_by TEXT NOT NULL,
+    created    INTEGER NOT NULL
+);
+CREATE TABLE members (
+    room   TEXT NOT NULL REFERENCES rooms (name),
+    user   TEXT NOT NULL COLLATE NOCASE REFERENCES users (name),
+    joined INTEGER NOT NULL,
+    PRIMARY KEY (room, user)
+) WITHOUT ROWID;
+CREATE INDEX members_by_user ON members (user);
+CREATE TABLE messages (
+    room   TEXT NOT NULL REFERENCES rooms (name),
+    seq    INTEGER NOT NULL,
+    id     BLOB NOT NULL CHECK (length(id) = 16),
+    sender TEXT NOT NULL,
+    ts     INTEGER NOT NULL,
+    body   TEXT NOT NULL,
+    PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX messages_by_id ON messages (room, id);
+CREATE TABLE account_changes (
+    id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    at   INTEGER NOT NULL
+);
+CREATE TABLE invites (
+    id      INTEGER PRIMARY KEY,
+    room    TEXT NOT NULL REFERENCES rooms (name),
+    user    TEXT NOT NULL COLLATE NOCASE REFERENCES users (name),
+    inviter TEXT NOT NULL,
+    invited INTEGER NOT NULL,
+    UNIQUE (room, user)
+);
+CREATE INDEX invites_by_user ON invites (user, id);
+INSERT INTO users VALUES ('alice', 'phc', 0), ('bob', 'phc', 0);
+INSERT INTO rooms VALUES ('lobby', 0, '', 0), ('dev', 0, 'alice', 0),
+    ('ops', 1, 'bob', 0), ('@alice+bob', 2, 'alice', 0);
+INSERT INTO members VALUES ('lobby', 'alice', 0), ('lobby', 'bob', 0),
+    ('dev', 'alice', 0), ('ops', 'bob', 0),
+    ('@alice+bob', 'alice', 0), ('@alice+bob', 'bob', 0);
+INSERT INTO messages VALUES ('dev', 1, x'00000000000000000000000000000001', 'alice', 5, 'hello');
+INSERT INTO invites (room, user, inviter, invited) VALUES ('ops', 'alice', 'bob', 0);
+PRAGMA user_version = 3;
+";
+
+#[tokio::test]
+async fn a_version_3_file_keeps_every_room_which_has_no_topic_until_one_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(VERSION_3).unwrap();
+    }
+    let store = open(&dir);
+    let rooms = |rows: Vec<crate::store::RoomRow>| {
+        rows.into_iter()
+            .map(|r| (r.name, r.kind, r.members, r.latest, r.topic))
+            .collect::<Vec<_>>()
+    };
+    let none = String::new;
+    assert_eq!(
+        rooms(store.rooms_of("alice").await.unwrap()),
+        [
+            ("@alice+bob".to_owned(), RoomKind::Direct, 2, 0, none()),
+            ("dev".to_owned(), RoomKind::Public, 1, 1, none()),
+            ("lobby".to_owned(), RoomKind::Public, 2, 0, none()),
+        ]
+    );
+    assert_eq!(rooms(store.rooms_of("bob").await.unwrap()).len(), 3);
+    let invited = store.invitations("alice").await.unwrap();
+    assert_eq!(
+        (invited[0].room.name.as_str(), invited[0].by.as_str()),
+        ("ops", "bob")
+    );
+    let (page, _) = store.history("dev", Page::Latest, 10).await.unwrap();
+    assert_eq!(page[0].body, "hello");
+
+    // The room takes a topic now, which stays across a reopen.
+    assert_eq!(store.set_topic("dev", "alice", "builds").await, Ok(Some(1)));
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(store.room("dev").await.unwrap().unwrap().topic, "builds");
+    assert_eq!(store.room("ops").await.unwrap().unwrap().topic, "");
 }
