@@ -34,6 +34,10 @@ async fn a_person_logs_in_in_the_window_and_chats_with_a_terminal_user() {
     let mut bob = relay.register("bob").await;
     bob.joined("lobby").await;
     bob.client
+        .set_topic("lobby", "everyone's room: say hello, ask anything")
+        .await
+        .unwrap();
+    bob.client
         .send("lobby", "morning! anyone around?")
         .await
         .unwrap();
