@@ -82,6 +82,8 @@ pub struct App {
     window: Size,
     /// Closing: waiting for the session to say goodbye.
     closing: bool,
+    /// The chat's count of unconfirmed-line changes last saved.
+    unsent_saved: u64,
 }
 
 impl App {
@@ -110,6 +112,7 @@ impl App {
             window: Size::new(width, height),
             chat_behind: None,
             closing: false,
+            unsent_saved: 0,
         }
     }
 
@@ -146,6 +149,12 @@ impl App {
     }
 
     pub fn update(&mut self, message: Message) -> Task<Message> {
+        let task = self.handle(message);
+        self.save_unsent();
+        task
+    }
+
+    fn handle(&mut self, message: Message) -> Task<Message> {
         match message {
             Message::Login(m) => {
                 let Screen::Login(form) = &mut self.screen else {
@@ -235,14 +244,26 @@ impl App {
     fn remember_room(&mut self) {
         if let Screen::Chat(chat) = &self.screen {
             let key = Settings::room_key(&chat.user, &chat.server);
-            self.settings
-                .rooms
-                .insert(key.clone(), chat.current.clone());
-            let unsent = chat.unsent();
-            if unsent.is_empty() {
-                self.settings.unsent.remove(&key);
-            } else {
-                self.settings.unsent.insert(key, unsent);
+            let (room, unsent) = (chat.current.clone(), chat.unsent());
+            self.unsent_saved = chat.unsent_changes;
+            self.settings.change(|s| {
+                s.rooms.insert(key.clone(), room.clone());
+                if unsent.is_empty() {
+                    s.unsent.remove(&key);
+                } else {
+                    s.unsent.insert(key.clone(), unsent.clone());
+                }
+            });
+        }
+    }
+
+    /// Saves the unconfirmed lines whenever they change, not only at the
+    /// end: a window that crashes or is killed loses none, and one the
+    /// relay confirmed is not offered again.
+    fn save_unsent(&mut self) {
+        if let Screen::Chat(chat) = &self.screen {
+            if chat.unsent_changes != self.unsent_saved {
+                self.remember_room();
             }
         }
     }
@@ -256,9 +277,9 @@ impl App {
             // Asked twice: the user means it.
             return iced::exit();
         }
-        self.settings.window = Some((self.window.width, self.window.height));
+        let window = Some((self.window.width, self.window.height));
+        self.settings.change(|s| s.window = window);
         self.remember_room();
-        self.settings.save();
         match &self.handle {
             Some(handle) => {
                 tracing::debug!("closing: logging out first");
@@ -348,11 +369,7 @@ impl App {
             captured,
         } = press;
         if key == Key::Named(Named::Tab) && !captured && !modifiers.control() && !modifiers.alt() {
-            return if modifiers.shift() {
-                operation::focus_previous()
-            } else {
-                operation::focus_next()
-            };
+            return crate::reachable::focus_step(!modifiers.shift());
         }
         let message = match &self.screen {
             // Enter anywhere on the form connects, not only in a text field
@@ -414,9 +431,10 @@ impl App {
                     .map(|p| p.server.clone())
                     .unwrap_or_default();
                 // Remembered once it worked, so a mistyped name is not.
-                self.settings.server = server.clone();
-                self.settings.user = user.clone();
-                self.settings.save();
+                self.settings.change(|s| {
+                    s.server = server.clone();
+                    s.user = user.clone();
+                });
                 if let Screen::Chat(chat) = &mut self.screen {
                     // Reconnected from the offline state: the chat carries on.
                     tracing::debug!(%relay, "back online");
@@ -494,7 +512,6 @@ impl App {
     /// is filled in.
     fn logged_out(&mut self) -> Task<Message> {
         self.remember_room();
-        self.settings.save();
         let (server, user) = self.last_identity();
         self.session = None;
         self.handle = None;
@@ -510,12 +527,12 @@ impl App {
             }
         }
         if outcome.toggle_theme {
-            self.settings.theme = match self.settings.theme {
+            let theme = match self.settings.theme {
                 ThemeChoice::System => ThemeChoice::Dark,
                 ThemeChoice::Dark => ThemeChoice::Light,
                 ThemeChoice::Light => ThemeChoice::System,
             };
-            self.settings.save();
+            self.settings.change(|s| s.theme = theme);
         }
         if outcome.logout {
             // The session closes itself when its subscription is dropped.
@@ -872,6 +889,54 @@ mod tests {
         let (mut last, _commands) = chatting(saved);
         joined(&mut last, "dev");
         assert_eq!(pending(&last, "dev"), [("said in dev".to_owned(), true)]);
+    }
+
+    #[test]
+    fn unconfirmed_lines_are_saved_as_they_change_and_two_windows_keep_each_others() {
+        let _turn = settings_turn();
+        let (mut alice, mut commands) = chatting(Settings::default());
+        joined(&mut alice, "lobby");
+        say(&mut alice, "typed, then the window was killed");
+        // On disk at once: nothing waits for a clean close.
+        let key = "alice@127.0.0.1:4433";
+        assert_eq!(Settings::load().unsent[key].len(), 1);
+
+        // Another window on the same file, for another account, closes.
+        let options = Options {
+            ca: None,
+            known_relays: settings_file().with_file_name("known_relays"),
+            server: Some(SERVER.into()),
+            user: Some("bob".into()),
+        };
+        let mut bob = App::new(options, Settings::load());
+        let _ = bob.update(Message::Login(login::Message::Password("pw".into())));
+        let _ = bob.update(Message::Login(login::Message::Submit));
+        let (handle, _bob_commands) = Handle::pair();
+        let _ = bob.update(Message::Net(connection::Event::Connected {
+            user: "bob".into(),
+            relay: SERVER.into(),
+            handle,
+        }));
+        let _ = bob.update(Message::CloseRequested);
+        assert_eq!(
+            Settings::load().unsent[key].len(),
+            1,
+            "bob's window kept alice's line"
+        );
+
+        // The relay confirms it: gone from the file, never offered again.
+        let local = std::iter::from_fn(|| commands.try_recv().ok())
+            .find_map(|c| match c {
+                Command::Send { local, .. } => Some(local),
+                _ => None,
+            })
+            .expect("a send");
+        let _ = alice.update(Message::Net(connection::Event::Sent {
+            local,
+            room: "lobby".into(),
+            result: Ok(common::client::Acked { seq: 7, ts: 0 }),
+        }));
+        assert!(!Settings::load().unsent.contains_key(key));
     }
 
     #[test]

@@ -442,3 +442,78 @@ impl<Message> Widget<Message, Theme, iced::Renderer> for Inert<'_, Message> {
         )
     }
 }
+
+/// Moves the keyboard's focus to the next (or previous) focusable widget,
+/// going round from the last to the first. iced's own step leaves nothing
+/// focused after the last widget, an invisible stop in every lap of Tab
+/// where Enter and Space did nothing.
+pub fn focus_step<Message: Send + 'static>(forward: bool) -> iced::Task<Message> {
+    use iced::advanced::widget::operation::{focusable::count, then};
+    let task = if forward {
+        iced::advanced::widget::operate(then(count(), next_of))
+    } else {
+        iced::advanced::widget::operate(then(count(), previous_of))
+    };
+    task.discard()
+}
+
+/// Focuses the focusable widget at `target` in tree order, and no other.
+struct FocusAt {
+    target: usize,
+    current: usize,
+}
+
+impl Operation for FocusAt {
+    fn focusable(
+        &mut self,
+        _id: Option<&iced::widget::Id>,
+        _bounds: Rectangle,
+        state: &mut dyn Focusable,
+    ) {
+        if self.current == self.target {
+            state.focus();
+        } else {
+            state.unfocus();
+        }
+        self.current += 1;
+    }
+
+    fn traverse(&mut self, operate: &mut dyn FnMut(&mut dyn Operation)) {
+        operate(self);
+    }
+}
+
+fn next_of(count: iced::advanced::widget::operation::focusable::Count) -> FocusAt {
+    let target = match count.focused {
+        Some(at) if count.total > 0 => (at + 1) % count.total,
+        _ => 0,
+    };
+    FocusAt { target, current: 0 }
+}
+
+fn previous_of(count: iced::advanced::widget::operation::focusable::Count) -> FocusAt {
+    let target = match count.focused {
+        Some(at) if at > 0 => at - 1,
+        _ => count.total.saturating_sub(1),
+    };
+    FocusAt { target, current: 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced::advanced::widget::operation::focusable::Count;
+
+    #[test]
+    fn tab_goes_round_from_the_last_to_the_first_and_back() {
+        let count = |focused, total| Count { focused, total };
+        assert_eq!(next_of(count(Some(2), 3)).target, 0);
+        assert_eq!(next_of(count(Some(0), 3)).target, 1);
+        assert_eq!(next_of(count(None, 3)).target, 0);
+        assert_eq!(previous_of(count(Some(0), 3)).target, 2);
+        assert_eq!(previous_of(count(None, 3)).target, 2);
+        assert_eq!(previous_of(count(Some(2), 3)).target, 1);
+        // One field alone keeps the focus.
+        assert_eq!(next_of(count(Some(0), 1)).target, 0);
+    }
+}

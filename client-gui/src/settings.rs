@@ -88,6 +88,17 @@ impl Settings {
             .unwrap_or_default()
     }
 
+    /// Changes these settings and the file, and nothing else in the file:
+    /// two windows sharing it (two accounts, say) each keep what the
+    /// other wrote, instead of the last to save writing over the other's
+    /// unsent lines.
+    pub fn change(&mut self, change: impl Fn(&mut Settings)) {
+        change(self);
+        let mut on_disk = Self::load();
+        change(&mut on_disk);
+        on_disk.save();
+    }
+
     /// Saves, logging (not failing) when the folder is not writable: losing
     /// the remembered server is no reason to stop the user chatting.
     pub fn save(&self) {

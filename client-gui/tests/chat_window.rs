@@ -583,3 +583,19 @@ fn page_keys_scroll_the_conversation_unless_a_widget_took_them() {
         Some(chat::Page::Up)
     );
 }
+
+#[test]
+fn a_login_the_relay_no_longer_accepts_offers_to_log_in_again_not_to_reconnect() {
+    let mut w = Window::chatting();
+    w.session(SessionEvent::Failed(common::client::ConnectError::Auth {
+        code: common::frame::ErrorCode::BadCredentials,
+        message: "bad credentials".into(),
+    }));
+    assert!(w.shows("Log in again"), "texts: {:?}", w.texts());
+    assert!(!w.shows("Reconnect"), "it would be refused again");
+    w.click("Log in again");
+    assert!(
+        matches!(w.app.screen, app::Screen::Login(_)),
+        "back on the form"
+    );
+}

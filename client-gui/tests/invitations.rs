@@ -223,6 +223,13 @@ fn a_flood_of_invitations_leaves_the_rooms_in_reach_and_can_be_declined_at_once(
     w.click("18 more");
     assert!(w.chat().all_invitations);
     w.click("Decline all");
+    // Final (a private room hides again): asked first.
+    assert!(w.take_commands().is_empty());
+    assert!(w.shows("Decline all 20?"), "texts: {:?}", w.texts());
+    w.click("Keep");
+    assert!(!w.shows("Decline all 20?"));
+    w.click("Decline all");
+    w.click("Decline all");
     let declined: Vec<String> = w
         .take_commands()
         .into_iter()
@@ -232,4 +239,25 @@ fn a_flood_of_invitations_leaves_the_rooms_in_reach_and_can_be_declined_at_once(
         })
         .collect();
     assert_eq!(declined.len(), 20, "{declined:?}");
+    // The relay refuses some (it paces room changes): one notice says how
+    // many are left, once every answer is in.
+    for (i, room) in declined.iter().enumerate() {
+        w.net(NetEvent::Declined {
+            room: room.clone(),
+            result: if i < 15 {
+                Ok(())
+            } else {
+                Err("the relay is limiting your requests just now.".into())
+            },
+        });
+    }
+    assert_eq!(w.chat().invitations.len(), 5);
+    assert!(
+        w.chat()
+            .notice
+            .as_deref()
+            .is_some_and(|n| n.starts_with("5 of the invitations")),
+        "{:?}",
+        w.chat().notice
+    );
 }

@@ -12,7 +12,7 @@ mod topic;
 mod unsent;
 pub mod view;
 
-pub use browse::{Browser, Invite, PendingInvitation};
+pub use browse::{Browser, DeclineAll, Invite, PendingInvitation};
 pub use room::{Key, Line, Room, Scroll, KEEP};
 pub use switcher::Switcher;
 pub use topic::{TopicForm, Topics};
@@ -67,8 +67,10 @@ pub enum Message {
     AcceptInvitation(String),
     /// Say no to an invitation in the sidebar.
     DeclineInvitation(String),
-    /// Declines every invitation shown (a flood of them, say).
+    /// Asks whether to decline every invitation (a flood of them, say).
     DeclineAllInvitations,
+    /// The answer to that question: decline them all, or keep them.
+    ConfirmDeclineAll(bool),
     /// Shows every invitation, or only the newest few.
     ShowAllInvitations(bool),
     /// Start the session again after it stopped.
@@ -224,8 +226,13 @@ pub struct Chat {
     pub invitations: Vec<PendingInvitation>,
     /// Whether the sidebar lists every invitation or only the newest few.
     pub all_invitations: bool,
+    /// "Decline all": asked, and the declines it sent still unanswered.
+    pub decline_all: DeclineAll,
     /// Why the session stopped, when the trust screen can tell more.
     pub trust_failure: Option<TrustFailure>,
+    /// The session stopped because the relay refused the login (password
+    /// changed, account removed): Reconnect would only be refused again.
+    pub login_refused: bool,
     /// A line turned into selectable text.
     pub selection: Option<Selection>,
     /// What was typed in the composer of rooms not shown.
@@ -237,6 +244,10 @@ pub struct Chat {
     /// Lines carried over from the last session of this account, by room,
     /// until the relay says the user is in that room.
     pub carried: HashMap<String, Vec<String>>,
+    /// Counts changes to the set of unconfirmed lines, so the app saves
+    /// them as they change: a crash then loses none, and a line the relay
+    /// confirmed never comes back to be sent twice.
+    pub unsent_changes: u64,
     /// The room the window showed when it was last closed: opened again
     /// once the relay says the user is still in it, unless the user has
     /// gone somewhere already.
@@ -284,12 +295,15 @@ impl Chat {
             invite: None,
             invitations: Vec::new(),
             all_invitations: false,
+            decline_all: DeclineAll::default(),
             trust_failure: None,
+            login_refused: false,
             selection: None,
             drafts: HashMap::new(),
             leaving: None,
             join_hint: None,
             carried: HashMap::new(),
+            unsent_changes: 0,
             restore: None,
             topics: Topics::default(),
             topic_dialog: None,
@@ -481,6 +495,7 @@ impl Chat {
             | Message::AcceptInvitation(_)
             | Message::DeclineInvitation(_)
             | Message::DeclineAllInvitations
+            | Message::ConfirmDeclineAll(_)
             | Message::ShowAllInvitations(_) => self.browse(message),
             Message::ToggleSwitcher
             | Message::SwitcherInput(_)
@@ -530,6 +545,7 @@ impl Chat {
             next: self.relay.clone(),
         };
         self.trust_failure = None;
+        self.login_refused = false;
         self.notice = None;
     }
 
@@ -558,6 +574,7 @@ impl Chat {
                 }
             }
         }
+        self.login_refused = matches!(e, ConnectError::Auth { .. });
         self.trust_failure = match e {
             ConnectError::Trust(
                 failure @ (TrustFailure::Unknown { .. } | TrustFailure::Changed { .. }),
@@ -583,6 +600,7 @@ impl Chat {
         self.next_local += 1;
         let body = body.to_owned();
         let room = self.current.clone();
+        let hint = self.offline_hint();
         let r = self.rooms.entry(room.clone()).or_default();
         let mut commands = Vec::new();
         if r.more_after {
@@ -595,10 +613,11 @@ impl Chat {
             });
         }
         let offline = matches!(self.status, Status::Offline(_));
+        self.unsent_changes += 1;
         r.lines.push(Line::Pending {
             local,
             body: body.clone(),
-            failed: offline.then(|| "offline; Reconnect, then Retry".to_owned()),
+            failed: offline.then_some(hint),
         });
         r.at_bottom = true;
         self.composer = text_editor::Content::new();
@@ -613,7 +632,17 @@ impl Chat {
         }
     }
 
+    /// What a line typed while offline waits for.
+    fn offline_hint(&self) -> String {
+        if self.login_refused {
+            "offline; log in again, then Retry".into()
+        } else {
+            "offline; Reconnect, then Retry".into()
+        }
+    }
+
     fn retry(&mut self, local: u64) -> Outcome {
+        let hint = self.offline_hint();
         let room = self.current.clone();
         let Some(r) = self.rooms.get_mut(&room) else {
             return Outcome::default();
@@ -629,7 +658,7 @@ impl Chat {
             return Outcome::default();
         };
         if matches!(self.status, Status::Offline(_)) {
-            *failed = Some("offline; Reconnect, then Retry".to_owned());
+            *failed = Some(hint);
             return Outcome::default();
         }
         *failed = None;
@@ -926,6 +955,7 @@ impl Chat {
             }
             SessionEvent::Left { room } => {
                 self.rooms.remove(&room);
+                self.unsent_changes += 1;
                 if self.current == room {
                     return self.select(LOBBY.to_owned());
                 }
@@ -1061,6 +1091,7 @@ impl Chat {
                 let Line::Pending { body, .. } = r.lines.remove(at) else {
                     unreachable!()
                 };
+                self.unsent_changes += 1;
                 // The echo of the message may come before or after its ack:
                 // whichever is first puts it in place, the other is a no-op.
                 r.insert(ChatMessage {

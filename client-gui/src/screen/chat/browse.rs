@@ -52,6 +52,18 @@ impl Browser {
     }
 }
 
+/// Where "Decline all" is.
+#[derive(Debug, Clone, Default)]
+pub struct DeclineAll {
+    /// The question is shown.
+    pub asked: bool,
+    /// Declines sent and not answered yet.
+    pub outstanding: usize,
+    /// Of those answered, how many were refused, and the last reason.
+    pub failed: usize,
+    pub why: Option<String>,
+}
+
 /// The form that invites someone to a room.
 #[derive(Debug, Clone, Default)]
 pub struct Invite {
@@ -165,11 +177,24 @@ impl Chat {
             Message::AcceptInvitation(room) => self.answer(room, true),
             Message::DeclineInvitation(room) => self.answer(room, false),
             Message::DeclineAllInvitations => {
+                self.decline_all.asked = true;
+                Outcome::default()
+            }
+            Message::ConfirmDeclineAll(false) => {
+                self.decline_all.asked = false;
+                Outcome::default()
+            }
+            Message::ConfirmDeclineAll(true) => {
                 let rooms: Vec<String> = self.invitations.iter().map(|i| i.room.clone()).collect();
                 let mut out = Outcome::default();
                 for room in rooms {
                     out.commands.extend(self.answer(room, false).commands);
                 }
+                self.decline_all = DeclineAll {
+                    asked: false,
+                    outstanding: out.commands.len(),
+                    ..DeclineAll::default()
+                };
                 out
             }
             Message::ShowAllInvitations(all) => {
@@ -245,14 +270,33 @@ impl Chat {
 
     /// The relay answered a decline.
     pub(super) fn declined(&mut self, room: &str, result: Result<(), String>) {
+        let of_all = self.decline_all.outstanding > 0;
+        if of_all {
+            self.decline_all.outstanding -= 1;
+        }
         match result {
             Ok(()) => self.forget_invitation(room),
             Err(why) => {
                 if let Some(i) = self.invitations.iter_mut().find(|i| i.room == room) {
                     i.answering = false;
                 }
-                self.notice = Some(why);
+                if !of_all {
+                    self.notice = Some(why);
+                } else {
+                    self.decline_all.failed += 1;
+                    self.decline_all.why = Some(why);
+                }
             }
+        }
+        // One notice for the lot, once every answer is in, naming how
+        // many are left (the relay paces room changes: 20 at once).
+        if of_all && self.decline_all.outstanding == 0 && self.decline_all.failed > 0 {
+            let failed = self.decline_all.failed;
+            let why = self.decline_all.why.take().unwrap_or_default();
+            self.notice = Some(format!(
+                "{failed} of the invitations are still there. The last refusal: {why} Press Decline all again in a moment."
+            ));
+            self.decline_all.failed = 0;
         }
     }
 

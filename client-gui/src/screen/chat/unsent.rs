@@ -47,6 +47,7 @@ impl Chat {
         let Some(bodies) = self.carried.remove(room) else {
             return;
         };
+        self.unsent_changes += 1;
         for body in bodies {
             let local = self.next_local;
             self.next_local += 1;

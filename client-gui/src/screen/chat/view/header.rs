@@ -94,7 +94,13 @@ impl Chat {
                         why,
                         tooltip::Position::Bottom
                     ),
-                    small("Reconnect", Message::Reconnect),
+                    // A refused login is refused again: the password
+                    // is asked for on the form.
+                    if self.login_refused {
+                        small("Log in again", Message::Logout)
+                    } else {
+                        small("Reconnect", Message::Reconnect)
+                    },
                 ]
                 .push(
                     self.trust_failure

@@ -232,10 +232,36 @@ impl Chat {
             ]
             .align_y(Center)
         });
+        // Declining is final (a private room hides again): asked first.
+        let controls = if self.decline_all.asked {
+            Some(
+                row![
+                    text(format!("Decline all {}?", self.invitations.len()))
+                        .size(12)
+                        .width(Fill),
+                    press(
+                        button(text("Decline all").size(12))
+                            .padding([2, 6])
+                            .style(button::danger),
+                        Message::ConfirmDeclineAll(true),
+                    ),
+                    press(
+                        button(text("Keep").size(12))
+                            .padding([2, 6])
+                            .style(button::secondary),
+                        Message::ConfirmDeclineAll(false),
+                    ),
+                ]
+                .spacing(4)
+                .align_y(Center),
+            )
+        } else {
+            controls
+        };
         let list: Element<'_, Message> = if self.all_invitations {
             // Every one of a long list: it scrolls on its own, in a part
             // of the sidebar.
-            scrollable(list)
+            scrollable(list.padding(iced::padding::right(12)))
                 .height(Length::Fixed(INVITATIONS_HEIGHT))
                 .into()
         } else {
