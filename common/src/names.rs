@@ -58,6 +58,42 @@ fn check(name: &str, allowed: &'static str, alnum: impl Fn(char) -> bool) -> Res
     Ok(())
 }
 
+/// What a user name looks like to a reader, for telling whether two names
+/// could be taken for each other: the relay refuses a new name whose
+/// skeleton equals an existing account's (PROTOCOL §9.1), so `aIice` (a
+/// capital I) cannot sit beside `alice` in a member list.
+///
+/// Only the shapes common UI fonts draw alike are merged, because names are
+/// ASCII and a wider net would refuse names nobody confuses:
+///
+/// - ASCII case is ignored, as for the name itself;
+/// - `i`, `l` and `1` are one letter, written `l` (`I` and `l` are the
+///   same stroke in sans-serif fonts, and since case is ignored `i` must
+///   join them, or `ilice` would be free beside its own spelling `Ilice`);
+/// - `0` and `o` are one letter, written `o`;
+/// - `m` is written `rn` and `w` is written `vv`: spelling the wide letter
+///   out, rather than folding pairs into it, gives every way of drawing
+///   the same strokes one skeleton (`vvv`, `vw` and `wv` all end `vvv`);
+/// - `_` and `-` are one separator, written `_`: at list sizes both are a
+///   short horizontal line.
+///
+/// The skeleton is a comparison key, never shown; it is at most twice the
+/// name's length and uses only `[a-z0-9_]`.
+pub fn skeleton(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c.to_ascii_lowercase() {
+            'i' | 'l' | '1' => out.push('l'),
+            '0' | 'o' => out.push('o'),
+            'm' => out.push_str("rn"),
+            'w' => out.push_str("vv"),
+            '-' | '_' => out.push('_'),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// The room that holds the direct messages between two users. The order of
 /// the arguments does not matter.
 pub fn dm_room(a: &str, b: &str) -> String {
@@ -95,6 +131,61 @@ mod tests {
         assert!(check_room("dev-ops_2").is_ok());
         assert!(check_room("Dev").is_err());
         assert!(check_room("@a+b").is_err());
+    }
+
+    #[test]
+    fn names_drawn_alike_have_one_skeleton() {
+        let alike = [
+            (
+                "alice",
+                &["aIice", "ALICE", "a1ice", "aiice", "AL1CE", "al1ce"][..],
+            ),
+            ("bob", &["b0b", "BOB", "B0B"]),
+            ("mallory", &["rnallory", "rnaIl0ry", "MALLORY"]),
+            ("walter", &["vvalter", "VVaIter"]),
+            ("vvv", &["vw", "wv", "VW"]),
+            ("ann-marie", &["ann_marie", "ann_rnarie", "ANN-MAR1E"]),
+        ];
+        for (name, lookalikes) in alike {
+            for other in lookalikes {
+                assert_eq!(skeleton(name), skeleton(other), "{name} / {other}");
+            }
+        }
+        assert_eq!(skeleton("aIice"), "allce");
+        assert_eq!(skeleton("Mo_W-1"), "rno_vv_l");
+    }
+
+    #[test]
+    fn names_a_reader_tells_apart_keep_their_own_skeleton() {
+        let apart = [
+            ("alice", "alise"),
+            ("bob", "bobb"),
+            ("bob", "b-ob"),
+            ("ann", "nn"),
+            ("rn", "r"),
+            ("u2", "uz"),
+            ("al", "la"),
+        ];
+        for (a, b) in apart {
+            assert_ne!(skeleton(a), skeleton(b), "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn a_skeleton_stays_in_a_small_alphabet_and_at_most_doubles() {
+        let all: String = ('a'..='z')
+            .chain('A'..='Z')
+            .chain('0'..='9')
+            .chain(['_', '-'])
+            .collect();
+        let s = skeleton(&all);
+        assert!(
+            s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{s}"
+        );
+        let widest = "w".repeat(crate::limits::MAX_NAME);
+        assert_eq!(skeleton(&widest).len(), 2 * crate::limits::MAX_NAME);
     }
 
     #[test]

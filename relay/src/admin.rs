@@ -21,6 +21,9 @@ pub async fn add(backend: &Backend, user: &str, password: &str) -> Result<()> {
     store.close().await;
     match result {
         Err(StoreError::NameTaken) => bail!("the name {user:?} is taken (names ignore case)"),
+        Err(StoreError::LooksLike(existing)) => bail!(
+            "the name {user:?} looks like an existing user's ({existing:?}), so readers could take one for the other; choose another"
+        ),
         other => other.context("cannot create the account"),
     }
 }

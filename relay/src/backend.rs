@@ -86,6 +86,10 @@ impl Store for AnyStore {
         each!(self, s => s.create_user(name, phc).await)
     }
 
+    async fn lookalike(&self, name: &str) -> Result<Option<String>, StoreError> {
+        each!(self, s => s.lookalike(name).await)
+    }
+
     async fn user(&self, name: &str) -> Result<Option<StoredUser>, StoreError> {
         each!(self, s => s.user(name).await)
     }

@@ -221,9 +221,23 @@ impl<'a, S: Store> Login<'a, S> {
                 format!("the name {user:?} is taken; choose another"),
             )
         };
-        // Cheap refusal first: NameTaken says as much as the hash would time.
+        let looks_like = |existing: &str| {
+            Refusal::new(
+                ErrorCode::NameTaken,
+                format!(
+                    "the name {user:?} looks like an existing user's ({existing:?}); choose another"
+                ),
+            )
+        };
+        // Cheap refusals first: NameTaken says as much as the hash would
+        // time, and a refused registration gives its place in the hourly
+        // allowance back, so without these a client could make the relay
+        // hash passwords without end.
         if relay.store.user(user).await?.is_some() {
             return Err(taken());
+        }
+        if let Some(existing) = relay.store.lookalike(user).await? {
+            return Err(looks_like(&existing));
         }
         if !relay.registrations.take(self.addr, now) {
             let msg = format!(
@@ -245,6 +259,7 @@ impl<'a, S: Store> Login<'a, S> {
             relay.registrations.give_back(self.addr);
             match e {
                 StoreError::NameTaken => taken(),
+                StoreError::LooksLike(existing) => looks_like(&existing),
                 other => other.into(),
             }
         })?;

@@ -44,6 +44,10 @@ impl From<StoreError> for Refusal {
                 Refusal::new(ErrorCode::RoomExists, "the room exists; join it instead")
             }
             StoreError::NameTaken => Refusal::new(ErrorCode::NameTaken, "the name is taken"),
+            StoreError::LooksLike(existing) => Refusal::new(
+                ErrorCode::NameTaken,
+                format!("the name looks like an existing user's ({existing:?}); choose another"),
+            ),
             StoreError::NotMember => Refusal::new(
                 ErrorCode::NotMember,
                 "you are not a member of this room; join it first",
@@ -110,6 +114,7 @@ mod tests {
             (StoreError::NoSuchRoom, ErrorCode::NoSuchRoom),
             (StoreError::RoomExists, ErrorCode::RoomExists),
             (StoreError::NameTaken, ErrorCode::NameTaken),
+            (StoreError::LooksLike("alice".into()), ErrorCode::NameTaken),
             (StoreError::NotMember, ErrorCode::NotMember),
             (StoreError::Db("disk full".into()), ErrorCode::Unavailable),
             (StoreError::Closed, ErrorCode::Unavailable),

@@ -82,6 +82,11 @@ pub struct Appended {
 pub enum StoreError {
     #[error("the name is taken")]
     NameTaken,
+    /// A new account's name looks like an existing one's (the same
+    /// `common::names::skeleton`): this is the existing one, as registered.
+    /// Deleted accounts count, as their names stay taken.
+    #[error("the name looks like {0:?}, which is taken")]
+    LooksLike(String),
     #[error("no such user")]
     NoSuchUser,
     #[error("no such room")]
@@ -100,12 +105,27 @@ pub enum StoreError {
 /// Durable state behind the relay. Every method is safe to call from many
 /// tasks at once.
 pub trait Store: Send + Sync + 'static {
-    /// Creates an account and makes it a member of the lobby.
+    /// Creates an account and makes it a member of the lobby. `NameTaken`
+    /// if the name exists ignoring ASCII case, else `LooksLike` if a name
+    /// that looks like it does, checked where the account is written, so
+    /// two lookalikes registered at once cannot both succeed.
     fn create_user(
         &self,
         name: &str,
         phc: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// An account, live or deleted, whose name looks like `name` but is not
+    /// it ignoring case, as registered: an early answer, before a password
+    /// is hashed for a registration `create_user` would refuse anyway.
+    /// Only an optimisation (`create_user` enforces the rule), so a store
+    /// may find none.
+    fn lookalike(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+        let _ = name;
+        async { Ok(None) }
+    }
     /// Looks an account up, ignoring ASCII case.
     fn user(
         &self,

@@ -370,6 +370,39 @@ async fn registering_a_taken_name_in_any_case_is_name_taken() {
 }
 
 #[tokio::test]
+async fn registering_a_name_that_looks_like_another_is_name_taken_and_says_whose() {
+    let mut relay = Relay::start();
+    let (alice, mut bob) = bystanders(&relay).await;
+
+    for (name, existing) in [("aIice", "alice"), ("AL1CE", "alice"), ("b0b", "bob")] {
+        let mut cfg = relay.config(name);
+        cfg.register = true;
+        match refused(cfg).await {
+            ConnectError::Auth {
+                code: ErrorCode::NameTaken,
+                message,
+            } => assert_eq!(
+                message,
+                format!(
+                    "the name {name:?} looks like an existing user's ({existing:?}); choose another"
+                )
+            ),
+            other => panic!("{name}: expected NameTaken, got {other:?}"),
+        }
+    }
+    let mut members = within("lobby members", alice.client.members("lobby"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.user)
+        .collect::<Vec<_>>();
+    members.sort();
+    assert_eq!(members, ["alice", "bob"], "no lookalike joined");
+
+    assert_still_serving(&mut relay, &alice, &mut bob, "lookalike names").await;
+}
+
+#[tokio::test]
 async fn invalid_user_and_room_names_are_invalid_name() {
     let mut relay = Relay::start();
     let (alice, mut bob) = bystanders(&relay).await;

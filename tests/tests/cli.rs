@@ -705,6 +705,9 @@ fn user_admin_works_while_the_relay_runs() {
     user(&["add", "BOB"], Some(PASSWORD))
         .expect_failure()
         .expect_stderr("taken");
+    user(&["add", "B0B"], Some(PASSWORD))
+        .expect_failure()
+        .expect_stderr(r#"the name "B0B" looks like an existing user's ("bob")"#);
     user(&["add", "carol"], Some("short"))
         .expect_failure()
         .expect_stderr("password must be 8");
@@ -716,6 +719,11 @@ fn user_admin_works_while_the_relay_runs() {
     let list = user(&["list"], None);
     list.expect_code(0);
     assert!(!list.stdout.contains("bob"), "{}", list.describe());
+    // Like the name, its look stays taken: nobody may pass for bob in the
+    // history he left.
+    user(&["add", "b0b"], Some(PASSWORD))
+        .expect_failure()
+        .expect_stderr("looks like");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The same checks against both stores: the embedded SQLite file and NATS
 //! JetStream (a real nats-server). What a session relies on must hold for
-//! each: names ignore case, deleted names stay taken, membership changes
+//! each: names ignore case, names that look alike are taken (and so stay
+//! when the account is deleted, as its name does), membership changes
 //! report whether they changed anything, invitations are listed newest
 //! first up to a cap, resends are recognised with their original sequence
 //! and time, and history pages agree with the protocol.
@@ -36,6 +37,17 @@ async fn accounts<S: Store>(s: &S) {
         Err(StoreError::NameTaken),
         "names ignore case"
     );
+    for lookalike in ["AIice", "a1ice", "ALlCE"] {
+        assert_eq!(
+            s.create_user(lookalike, "x").await,
+            Err(StoreError::LooksLike("Alice".into())),
+            "{lookalike} looks like Alice"
+        );
+        assert_eq!(s.lookalike(lookalike).await, Ok(Some("Alice".into())));
+    }
+    assert_eq!(s.lookalike("aLiCe").await, Ok(None), "the name itself");
+    assert_eq!(s.lookalike("alicia").await, Ok(None));
+    assert_eq!(s.user("AIice").await, Ok(None), "nothing of it was kept");
     let alice = s.user("ALICE").await.unwrap().unwrap();
     assert_eq!(
         (alice.name.as_str(), alice.phc.as_str()),
@@ -69,6 +81,11 @@ async fn accounts<S: Store>(s: &S) {
         s.create_user("Carol", "x").await,
         Err(StoreError::NameTaken),
         "a tombstone"
+    );
+    assert_eq!(
+        s.create_user("caro1", "x").await,
+        Err(StoreError::LooksLike("carol".into())),
+        "a tombstone's look"
     );
     assert_eq!(s.delete_user("carol").await, Err(StoreError::NoSuchUser));
 }
@@ -320,6 +337,101 @@ async fn all<S: Store>(s: &S, published: &mut mpsc::UnboundedReceiver<Arc<Messag
     messages(s, published).await;
     s.close().await;
     assert_eq!(s.append(msg(LOBBY, 500)).await, Err(StoreError::Closed));
+}
+
+/// Two handles on one store (two relays on NATS, a relay and `relay user
+/// add` on one file) registering lookalikes at the same moment: one of
+/// each pair is made, and the other is told which.
+async fn lookalikes_at_once<S: Store>(a: &S, b: &S) {
+    async fn register<S: Store>(s: &S, names: &[String]) -> Vec<Result<(), StoreError>> {
+        let mut out = Vec::new();
+        for name in names {
+            out.push(s.create_user(name, "phc").await);
+        }
+        out
+    }
+    let pairs = 20;
+    let wide = |n| format!("w{n}m");
+    let narrow = |n| format!("VV{n}rn");
+    let (wides, narrows): (Vec<String>, Vec<String>) =
+        (0..pairs).map(|n| (wide(n), narrow(n))).unzip();
+    let (by_a, by_b) = tokio::join!(register(a, &wides), register(b, &narrows));
+    for n in 0..pairs {
+        match (&by_a[n], &by_b[n]) {
+            (Ok(()), Err(StoreError::LooksLike(first))) => assert_eq!(first, &wide(n)),
+            (Err(StoreError::LooksLike(first)), Ok(())) => assert_eq!(first, &narrow(n)),
+            other => panic!("pair {n}: one account, the other refused; got {other:?}"),
+        }
+    }
+    assert_eq!(a.list_users().await.unwrap().len(), pairs);
+}
+
+#[tokio::test]
+async fn sqlite_lookalikes_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = SqliteStore::open(dir.path(), None).unwrap();
+    let admin = SqliteStore::open(dir.path(), None).unwrap();
+    lookalikes_at_once(&relay, &admin).await;
+}
+
+#[tokio::test]
+async fn nats_lookalikes_at_once() {
+    let nats = NatsServer::start();
+    let opts = NatsOptions::new(nats.url());
+    let one = NatsStore::open(&opts, None).await.unwrap();
+    let other = NatsStore::open(&opts, None).await.unwrap();
+    lookalikes_at_once(&one, &other).await;
+}
+
+#[tokio::test]
+async fn nats_accounts_from_before_skeletons_still_stop_lookalikes() {
+    let nats = NatsServer::start();
+    let opts = NatsOptions::new(nats.url());
+    let old = NatsStore::open(&opts, None).await.unwrap();
+    let kv = async_nats::jetstream::new(old.client())
+        .get_key_value("confab")
+        .await
+        .unwrap();
+    // What a relay from before skeletons left: accounts without skeleton
+    // keys, two of them alike, one deleted.
+    old.create_user("alice", "phc").await.unwrap();
+    kv.purge("s.allce").await.unwrap();
+    old.create_user("aIice", "phc").await.unwrap();
+    old.create_user("carol", "phc").await.unwrap();
+    old.delete_user("carol").await.unwrap();
+    for key in ["s.allce", "s.carol"] {
+        kv.purge(key).await.unwrap();
+    }
+    old.close().await;
+
+    // The next relay to open the bucket reserves their looks.
+    let store = NatsStore::open(&opts, None).await.unwrap();
+    let first = match store.create_user("al1ce", "phc").await {
+        Err(StoreError::LooksLike(first)) => first,
+        other => panic!("al1ce: {other:?}"),
+    };
+    assert!(["alice", "aIice"].contains(&first.as_str()), "{first}");
+    assert_eq!(
+        store.create_user("caro1", "phc").await,
+        Err(StoreError::LooksLike("carol".into()))
+    );
+    for name in ["alice", "aIice"] {
+        assert!(store.user(name).await.unwrap().is_some(), "{name} stays");
+    }
+    assert_eq!(store.members(LOBBY).await.unwrap(), ["aIice", "alice"]);
+    store.create_user("dave", "phc").await.unwrap();
+    store.close().await;
+
+    // Opening again changes nothing.
+    let again = NatsStore::open(&opts, None).await.unwrap();
+    assert_eq!(
+        again.create_user("ALlCE", "phc").await,
+        Err(StoreError::LooksLike(first))
+    );
+    assert_eq!(
+        again.create_user("DAVE", "phc").await,
+        Err(StoreError::NameTaken)
+    );
 }
 
 #[tokio::test]

@@ -225,6 +225,61 @@ async fn register_checks_in_order_and_logs_in_under_the_name_given() {
     assert!(!registration_open, "Welcome says so");
 }
 
+fn looks_like(name: &str, existing: &str) -> Step {
+    Step::Reply(ServerFrame::Error {
+        req: 4,
+        code: ErrorCode::NameTaken,
+        message: format!(
+            "the name {name:?} looks like an existing user's ({existing:?}); choose another"
+        ),
+    })
+}
+
+#[tokio::test]
+async fn a_name_that_looks_like_another_is_taken_before_the_hourly_allowance_is_asked() {
+    let t = relay_with_alice(Config {
+        registrations_per_hour: 1,
+        ..Config::default()
+    })
+    .await;
+    let now = Instant::now();
+    let mut login = greeted(&t.relay).await;
+    let step = login.handle(register("bob", "a fine password"), now).await;
+    assert!(matches!(step, Step::LoggedIn(..)), "{step:?}");
+    // The network's allowance is used up now, so only a refusal made
+    // before it is asked for can still say NameTaken.
+    let mut login = greeted(&t.relay).await;
+    for name in ["aIice", "AL1CE", "a1ice"] {
+        let step = login.handle(register(name, "a fine password"), now).await;
+        assert_eq!(step, looks_like(name, "Alice"));
+    }
+    let step = login.handle(register("B0B", "a fine password"), now).await;
+    assert_eq!(step, looks_like("B0B", "bob"));
+    let step = login
+        .handle(register("carol", "a fine password"), now)
+        .await;
+    assert_eq!(code(&step), Some(ErrorCode::Throttled), "{step:?}");
+}
+
+#[tokio::test]
+async fn of_two_lookalikes_registering_at_once_one_is_made_and_the_other_told_why() {
+    let t = TestRelay::new(Config::default());
+    let now = Instant::now();
+    let (mut first, mut second) = (greeted(&t.relay).await, greeted(&t.relay).await);
+    // Both pass the early checks while their passwords are hashed; the
+    // store's own check, where the account is written, decides.
+    let (a, b) = tokio::join!(
+        first.handle(register("mallory", "a fine password"), now),
+        second.handle(register("rnaIlory", "a fine password"), now),
+    );
+    match (&a, &b) {
+        (Step::LoggedIn(..), refused) => assert_eq!(refused, &looks_like("rnaIlory", "mallory")),
+        (refused, Step::LoggedIn(..)) => assert_eq!(refused, &looks_like("mallory", "rnaIlory")),
+        other => panic!("one account: {other:?}"),
+    }
+    assert_eq!(t.relay.store.list_users().await.unwrap().len(), 1);
+}
+
 async fn welcome(t: &TestRelay) -> ServerFrame {
     let mut login = Login::new(&*t.relay, ADDR.parse().unwrap());
     match login.handle(hello(), Instant::now()).await {

@@ -137,6 +137,10 @@ impl Store for NatsStore {
         done
     }
 
+    async fn lookalike(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.directory.lookalike(name).await
+    }
+
     async fn user(&self, name: &str) -> Result<Option<StoredUser>, StoreError> {
         self.directory.user(name).await
     }

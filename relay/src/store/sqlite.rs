@@ -155,6 +155,13 @@ impl Store for SqliteStore {
         self.write(op).await?.done()
     }
 
+    async fn lookalike(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let name = name.to_owned();
+        self.reads
+            .run(move |c| Ok(reads::lookalike(c, &name)?))
+            .await
+    }
+
     async fn user(&self, name: &str) -> Result<Option<StoredUser>, StoreError> {
         let name = name.to_owned();
         self.reads.run(move |c| reads::user(c, &name)).await

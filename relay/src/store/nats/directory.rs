@@ -98,12 +98,43 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Directory {
-    /// Opens the bucket, creating it if it is missing.
+    /// Opens the bucket, creating it if it is missing, and reserves the
+    /// skeletons of accounts made before names were compared by skeleton.
     pub async fn open(js: &Context, replicas: usize) -> anyhow::Result<Directory> {
-        Ok(Directory {
+        let directory = Directory {
             kv: open_bucket(js, replicas).await?,
             rooms: Arc::default(),
-        })
+        };
+        directory
+            .reserve_skeletons()
+            .await
+            .context("cannot reserve the accounts' name skeletons in NATS")?;
+        Ok(directory)
+    }
+
+    /// Makes the skeleton key of every account, deleted ones too, that has
+    /// none: accounts made by a relay from before skeletons (or during a
+    /// rolling upgrade, by one still running the old version) would
+    /// otherwise not stop a lookalike. Run at every open, so it also
+    /// mends what such a relay made since: it reads every account, as
+    /// `relay user list` does, and writes only the keys that are missing.
+    /// Of two old accounts that already look alike, the first read gets
+    /// the key; either blocks further lookalikes, and both stay.
+    async fn reserve_skeletons(&self) -> Result<(), StoreError> {
+        let reserved: HashSet<String> = self
+            .scan("s.*")
+            .await?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        for (_, value) in self.scan("u.*").await? {
+            let u: UserRecord = decode(&value)?;
+            let key = keys::skeleton_key(&u.name);
+            if !reserved.contains(&key) {
+                self.create_key(key, Bytes::from(u.name)).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Creates the lobby unless it exists.
@@ -239,8 +270,40 @@ impl Directory {
         }
     }
 
-    /// See [`Store::create_user`](crate::store::Store::create_user).
+    /// Who holds the skeleton key of `name`, if anyone.
+    async fn skeleton_holder(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let value = self.kv.get(keys::skeleton_key(name)).await.map_err(db)?;
+        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// See [`Store::lookalike`](crate::store::Store::lookalike).
+    pub async fn lookalike(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .skeleton_holder(name)
+            .await?
+            .filter(|holder| !holder.eq_ignore_ascii_case(name)))
+    }
+
+    /// See [`Store::create_user`](crate::store::Store::create_user). The
+    /// skeleton key is created first, atomically, as the user key is: of
+    /// two lookalikes registered at once on two relays only one gets it.
+    /// It is kept if the user key then fails (and deleted accounts keep
+    /// theirs, as they keep their name): a name's own registration gets
+    /// past its key, so a key left by a failed attempt refuses only its
+    /// lookalikes, the safe side to err on.
     pub async fn create_user(&self, name: &str, phc: &str) -> Result<(), StoreError> {
+        let reserved = self
+            .create_key(keys::skeleton_key(name), Bytes::from(name.to_owned()))
+            .await?;
+        if !reserved {
+            if let Some(holder) = self.lookalike(name).await? {
+                // The name itself, taken too, is the plainer answer.
+                if self.user_record(name).await?.is_some() {
+                    return Err(StoreError::NameTaken);
+                }
+                return Err(StoreError::LooksLike(holder));
+            }
+        }
         let record = UserRecord {
             name: name.to_owned(),
             phc: phc.to_owned(),

@@ -3,7 +3,7 @@
 //! names are mapped into those sets one to one: a channel keeps its name
 //! behind `c_`, a DM `@x+y` becomes `d=x=y` (`=` is in no user or room name).
 
-use common::names::DM_PREFIX;
+use common::names::{skeleton, DM_PREFIX};
 
 /// Stream of every room's messages.
 pub const STREAM: &str = "CONFAB_MESSAGES";
@@ -50,6 +50,13 @@ pub fn user_key(user: &str) -> String {
     format!("u.{}", user_token(user))
 }
 
+/// The key that reserves every name drawn like `user`'s (PROTOCOL §9.1);
+/// its value is the name it was made for. Skeletons are `[a-z0-9_]`, so
+/// they need no mapping.
+pub fn skeleton_key(user: &str) -> String {
+    format!("s.{}", skeleton(user))
+}
+
 pub fn room_key(room: &str) -> String {
     format!("r.{}", room_token(room))
 }
@@ -87,6 +94,8 @@ mod tests {
         }
         assert_ne!(room_token("d=a=b"), room_token(&dm_room("a", "b")));
         assert_eq!(user_key("Alice"), user_key("aLICE"));
+        assert_eq!(skeleton_key("aIice"), skeleton_key("alice"));
+        assert_eq!(skeleton_key("Mo-w"), "s.rno_vv");
         assert_eq!(room_of_token("x_lobby"), None);
     }
 }

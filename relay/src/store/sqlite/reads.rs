@@ -1,11 +1,12 @@
 //! Reads: a pool of read-only connections and the queries run on them.
-//! The writer reuses [`room_row`] and [`canonical_user`] inside its
-//! transactions.
+//! The writer reuses [`room_row`], [`canonical_user`] and [`lookalike`]
+//! inside its transactions.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use common::frame::{Message, Page};
+use common::names::skeleton;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::Semaphore;
 
@@ -125,6 +126,18 @@ pub(super) fn canonical_user(conn: &Connection, name: &str) -> rusqlite::Result<
         .query_row([name], |row| row.get(0))
         .optional()
 }
+
+/// The first registered account, deleted ones too, whose name looks like
+/// `name` (the same skeleton) without being it ignoring case.
+pub(super) fn lookalike(conn: &Connection, name: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(LOOKALIKE)?
+        .query_row(params![skeleton(name), name], |row| row.get(0))
+        .optional()
+}
+
+/// `name` compares ignoring case, as the column does.
+pub(super) const LOOKALIKE: &str =
+    "SELECT name FROM users WHERE skeleton = ?1 AND name != ?2 ORDER BY created, name LIMIT 1";
 
 pub(super) fn room_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM rooms WHERE name = ?1")?

@@ -4,13 +4,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::frame::RoomKind;
-use common::names::LOBBY;
+use common::names::{skeleton, LOBBY};
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
 use crate::store::StoreError;
 
 /// Schema version, kept in `PRAGMA user_version`: 0 is a new, empty file.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// How long a connection waits for another's lock before giving up. Admin
 /// commands (`relay user add`) write the same file from another process
@@ -96,6 +96,16 @@ const TOPICS: &str = "
 ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT '';
 ";
 
+/// Version 5: each account's skeleton (`names::skeleton`), so that a new
+/// name that looks like an existing one is refused where it is written
+/// (`Op::CreateUser`). Not unique: accounts made before may already look
+/// alike, and they stay; the index serves the check. Accounts made before
+/// get theirs in [`fill_skeletons`].
+const SKELETONS: &str = "
+ALTER TABLE users ADD COLUMN skeleton TEXT NOT NULL DEFAULT '';
+CREATE INDEX users_by_skeleton ON users (skeleton);
+";
+
 /// How long a row of `account_changes` is kept: any relay running reads
 /// it within a second; a day leaves room for a stalled one.
 const ACCOUNT_CHANGES_KEPT_S: i64 = 86_400;
@@ -141,26 +151,13 @@ fn migrate(conn: &mut Connection, now_ms: i64) -> Result<(), StoreError> {
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(db)?;
     match version {
-        0 => {
-            tx.execute_batch(SCHEMA).map_err(db)?;
-            tx.execute_batch(ACCOUNT_CHANGES).map_err(db)?;
-            tx.execute_batch(INVITERS).map_err(db)?;
-            tx.execute_batch(TOPICS).map_err(db)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
-        }
-        1 => {
-            tx.execute_batch(ACCOUNT_CHANGES).map_err(db)?;
-            tx.execute_batch(INVITERS).map_err(db)?;
-            tx.execute_batch(TOPICS).map_err(db)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
-        }
-        2 => {
-            tx.execute_batch(INVITERS).map_err(db)?;
-            tx.execute_batch(TOPICS).map_err(db)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
-        }
-        3 => {
-            tx.execute_batch(TOPICS).map_err(db)?;
+        0..SCHEMA_VERSION => {
+            // `steps[v]` brings a version `v` file to version `v + 1`.
+            let steps = [SCHEMA, ACCOUNT_CHANGES, INVITERS, TOPICS, SKELETONS];
+            for step in &steps[version as usize..] {
+                tx.execute_batch(step).map_err(db)?;
+            }
+            fill_skeletons(&tx)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
         }
         SCHEMA_VERSION => {}
@@ -182,6 +179,22 @@ fn migrate(conn: &mut Connection, now_ms: i64) -> Result<(), StoreError> {
     )
     .map_err(db)?;
     tx.commit().map_err(db)
+}
+
+/// Gives every account without a skeleton its own; the function lives in
+/// Rust, so the migration cannot do this in SQL.
+fn fill_skeletons(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let names: Vec<String> = tx
+        .prepare("SELECT name FROM users WHERE skeleton = ''")
+        .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
+        .map_err(db)?;
+    let mut set = tx
+        .prepare("UPDATE users SET skeleton = ?2 WHERE name = ?1")
+        .map_err(db)?;
+    for name in names {
+        set.execute(params![name, skeleton(&name)]).map_err(db)?;
+    }
+    Ok(())
 }
 
 fn db(e: rusqlite::Error) -> StoreError {

@@ -46,3 +46,19 @@ fn seqs(messages: &[Message]) -> Vec<u64> {
 fn drain(rx: &mut Published) -> Vec<std::sync::Arc<Message>> {
     std::iter::from_fn(|| rx.try_recv().ok()).collect()
 }
+
+/// Commits `ops` as one batch, as the writer thread would.
+fn batch(writer: &mut Writer, ops: Vec<Op>) -> Vec<Result<Outcome, StoreError>> {
+    let (requests, answers): (Vec<_>, Vec<_>) = ops
+        .into_iter()
+        .map(|op| {
+            let (reply, answer) = oneshot::channel();
+            (Request { op, reply }, answer)
+        })
+        .unzip();
+    writer.commit(requests.into_iter(), 1_000);
+    answers
+        .into_iter()
+        .map(|mut a| a.try_recv().unwrap())
+        .collect()
+}

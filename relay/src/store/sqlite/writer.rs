@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::frame::{Message, RoomKind, Seq};
-use common::names::{dm_room, LOBBY};
+use common::names::{dm_room, skeleton, LOBBY};
 use rusqlite::{params, Connection, OptionalExtension, Savepoint, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::fail::Fail;
-use super::reads::{canonical_user, room_exists, room_row};
+use super::reads::{canonical_user, lookalike, room_exists, room_row};
 use super::schema::kind_to_sql;
 use crate::store::{Appended, NewMessage, RoomRow, StoreError};
 
@@ -346,10 +346,15 @@ fn apply_op(
         Op::Append(msg) => return append(conn, seqs, msg, now_ms),
         Op::CreateUser { name, phc } => {
             let added = conn
-                .prepare_cached("INSERT INTO users (name, phc, created) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?
-                .execute(params![name, phc, now_s])?;
+                .prepare_cached("INSERT INTO users (name, phc, created, skeleton) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?
+                .execute(params![name, phc, now_s, skeleton(&name)])?;
             if added == 0 {
                 return Err(Fail::Refused(StoreError::NameTaken));
+            }
+            // In the same transaction as the insert, which the refusal
+            // undoes: no other writer can slip a lookalike in between.
+            if let Some(existing) = lookalike(conn, &name)? {
+                return Err(Fail::Refused(StoreError::LooksLike(existing)));
             }
             insert_member(conn, LOBBY, &name, now_s)?;
             Outcome::Done

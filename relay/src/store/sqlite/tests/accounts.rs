@@ -93,6 +93,88 @@ async fn passwords_change_and_users_leave() {
 }
 
 #[tokio::test]
+async fn names_that_look_alike_are_taken_even_once_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create_user("alice", "phc").await.unwrap();
+    for lookalike in ["aIice", "AL1CE", "a1ice"] {
+        assert_eq!(
+            store.create_user(lookalike, "x").await,
+            Err(StoreError::LooksLike("alice".into())),
+            "{lookalike}"
+        );
+        assert_eq!(
+            store.lookalike(lookalike).await,
+            Ok(Some("alice".into())),
+            "{lookalike}"
+        );
+    }
+    assert_eq!(
+        store.create_user("ALICE", "x").await,
+        Err(StoreError::NameTaken),
+        "the name itself, in any case, is plainly taken"
+    );
+    assert_eq!(store.lookalike("Alice").await, Ok(None));
+    assert_eq!(store.lookalike("alicia").await, Ok(None));
+    assert_eq!(
+        store.user("aIice").await,
+        Ok(None),
+        "nothing was left behind"
+    );
+    assert_eq!(store.members(LOBBY).await.unwrap(), ["alice"]);
+    store.create_user("alicia", "phc").await.unwrap();
+
+    // As its name does, a deleted account's look stays taken: nobody may
+    // be taken for alice in the history she left.
+    store.delete_user("alice").await.unwrap();
+    assert_eq!(
+        store.create_user("aIice", "x").await,
+        Err(StoreError::LooksLike("alice".into()))
+    );
+}
+
+#[test]
+fn lookalikes_in_one_batch_make_one_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = schema::open_writer(&dir.path().join(DB_FILE), 0).unwrap();
+    let mut writer = Writer::new(conn, None, None, Default::default());
+    let create = |name: &str| Op::CreateUser {
+        name: name.into(),
+        phc: "phc".into(),
+    };
+    let results: Vec<_> = batch(
+        &mut writer,
+        vec![create("b0b"), create("BOB"), create("bob2")],
+    )
+    .into_iter()
+    .map(|r| r.and_then(Outcome::done))
+    .collect();
+    assert_eq!(
+        results,
+        [Ok(()), Err(StoreError::LooksLike("b0b".into())), Ok(())]
+    );
+}
+
+#[test]
+fn the_lookalike_check_reads_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = schema::open_writer(&dir.path().join(DB_FILE), 0).unwrap();
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", reads::LOOKALIKE))
+        .unwrap();
+    let plan: Vec<String> = stmt
+        .query_map(rusqlite::params!["allce", "aIice"], |row| row.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|step| step.starts_with("SEARCH users USING INDEX users_by_skeleton (skeleton=?)")),
+        "{plan:?}"
+    );
+}
+
+#[tokio::test]
 async fn rooms_members_and_invites() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

@@ -120,27 +120,12 @@ fn writer_on(dir: &tempfile::TempDir) -> (Writer, Published) {
     let conn = schema::open_writer(&dir.path().join(DB_FILE), 0).unwrap();
     // The sender of `msg`, a member of the lobby, as an account would be.
     conn.execute_batch(
-        "INSERT INTO users VALUES ('alice', 'phc', 0);
+        "INSERT INTO users (name, phc, created) VALUES ('alice', 'phc', 0);
          INSERT INTO members VALUES ('lobby', 'alice', 0);",
     )
     .unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     (Writer::new(conn, Some(tx), None, Default::default()), rx)
-}
-
-fn batch(writer: &mut Writer, ops: Vec<Op>) -> Vec<Result<Outcome, StoreError>> {
-    let (requests, answers): (Vec<_>, Vec<_>) = ops
-        .into_iter()
-        .map(|op| {
-            let (reply, answer) = oneshot::channel();
-            (Request { op, reply }, answer)
-        })
-        .unzip();
-    writer.commit(requests.into_iter(), 1_000);
-    answers
-        .into_iter()
-        .map(|mut a| a.try_recv().unwrap())
-        .collect()
 }
 
 fn appended(result: &Result<Outcome, StoreError>) -> Result<(u64, bool), StoreError> {

@@ -110,7 +110,7 @@ async fn history_is_fast_in_a_big_room() {
         let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
         conn.execute_batch(
             "INSERT INTO rooms (name, kind, created_by, created) VALUES ('big', 0, '', 0);
-             INSERT INTO users VALUES ('alice', 'phc', 0);
+             INSERT INTO users (name, phc, created) VALUES ('alice', 'phc', 0);
              INSERT INTO members VALUES ('big', 'alice', 0);
              WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 1000000)
              INSERT INTO messages SELECT 'big', x, CAST(printf('%016d', x) AS BLOB), 'u', x, 'body' FROM n;",

@@ -202,6 +202,8 @@ async fn a_version_1_file_gains_account_changes_and_they_are_followed() {
         conn.execute_batch(
             "DROP TABLE account_changes;
              ALTER TABLE rooms DROP COLUMN topic;
+             DROP INDEX users_by_skeleton;
+             ALTER TABLE users DROP COLUMN skeleton;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -234,6 +236,8 @@ async fn a_version_2_file_keeps_its_invitations_in_order_with_no_inviter() {
         conn.execute_batch(
             "DROP TABLE invites;
              ALTER TABLE rooms DROP COLUMN topic;
+             DROP INDEX users_by_skeleton;
+             ALTER TABLE users DROP COLUMN skeleton;
              CREATE TABLE invites (
                  room    TEXT NOT NULL REFERENCES rooms (name),
                  user    TEXT NOT NULL COLLATE NOCASE REFERENCES users (name),
@@ -369,4 +373,87 @@ async fn a_version_3_file_keeps_every_room_which_has_no_topic_until_one_is_set()
     let store = open(&dir);
     assert_eq!(store.room("dev").await.unwrap().unwrap().topic, "builds");
     assert_eq!(store.room("ops").await.unwrap().unwrap().topic, "");
+}
+
+/// A version 4 file: version 3 with topics, holding two accounts that look
+/// alike (registered before names were compared by their look) and a
+/// deleted one.
+fn version_4() -> String {
+    VERSION_3.replace("PRAGMA user_version = 3;", "")
+        + "
+ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT '';
+INSERT INTO users VALUES ('aIice', 'phc', 7), ('carol', '', 3);
+INSERT INTO members VALUES ('lobby', 'aIice', 7);
+PRAGMA user_version = 4;
+"
+}
+
+#[tokio::test]
+async fn a_version_4_file_with_lookalikes_keeps_them_and_refuses_more() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(&version_4()).unwrap();
+    }
+    let store = open(&dir);
+    for name in ["alice", "aIice", "bob"] {
+        assert_eq!(
+            store.user(name).await.unwrap().map(|u| u.name).as_deref(),
+            Some(name),
+            "{name} is still there"
+        );
+    }
+    assert_eq!(
+        store.members(LOBBY).await.unwrap(),
+        ["aIice", "alice", "bob"]
+    );
+    // The first registered of the two is the one named.
+    assert_eq!(
+        store.create_user("al1ce", "phc").await,
+        Err(StoreError::LooksLike("alice".into()))
+    );
+    assert_eq!(
+        store.create_user("caro1", "phc").await,
+        Err(StoreError::LooksLike("carol".into())),
+        "a deleted account's look stays taken"
+    );
+    assert_eq!(
+        store.create_user("B0B", "phc").await,
+        Err(StoreError::LooksLike("bob".into()))
+    );
+    store.create_user("dave", "phc").await.unwrap();
+    drop(store);
+
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, schema::SCHEMA_VERSION);
+    let mut stmt = conn
+        .prepare("SELECT name, skeleton FROM users ORDER BY name COLLATE BINARY")
+        .unwrap();
+    let rows: Vec<(String, String)> = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
+    assert_eq!(
+        rows,
+        [
+            ("aIice", "allce"),
+            ("alice", "allce"),
+            ("bob", "bob"),
+            ("carol", "carol"),
+            ("dave", "dave"),
+        ]
+    );
+    drop(stmt);
+    drop(conn);
+    // Opening again changes nothing and still refuses.
+    let store = open(&dir);
+    assert_eq!(
+        store.create_user("ALlCE", "phc").await,
+        Err(StoreError::LooksLike("alice".into()))
+    );
 }
