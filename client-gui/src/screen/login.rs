@@ -201,6 +201,13 @@ pub fn describe(e: &ConnectError) -> String {
         ConnectError::Auth { code: ErrorCode::BadCredentials, .. } => {
             "Wrong user name or password. Check both, or tick \"Create account\" if you are new here.".into()
         }
+        // Taken by someone else whose name it looks like: logging in with
+        // it is no way out.
+        ConnectError::Auth { code: ErrorCode::NameTaken, message } if message.contains("looks like") => {
+            let mut chars = message.trim_end_matches('.').chars();
+            let first: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+            format!("{first}{}.", chars.as_str())
+        }
         ConnectError::Auth { code: ErrorCode::NameTaken, .. } => {
             "That name is taken. Choose another, or untick \"Create account\" to log in.".into()
         }
@@ -258,6 +265,19 @@ mod tests {
             Some(Event::Connect { server, .. }) => assert_eq!(server, "127.0.0.1:47433"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_name_that_looks_like_anothers_says_so() {
+        let said = describe(&ConnectError::Auth {
+            code: ErrorCode::NameTaken,
+            message: "the name \"aIice\" looks like an existing user's (\"alice\"); choose another"
+                .into(),
+        });
+        assert_eq!(
+            said,
+            "The name \"aIice\" looks like an existing user's (\"alice\"); choose another."
+        );
     }
 
     #[test]

@@ -756,7 +756,8 @@ fn lines_the_stopped_session_had_not_confirmed_say_so_and_can_be_retried() {
     let out = c.update(Message::Send);
     assert!(out.commands.is_empty(), "{:?}", out.commands);
     assert_eq!(failed(&c).len(), 2);
-    assert!(failed(&c)[1].1.as_deref().unwrap().contains("Reconnect"));
+    // The login was refused: logging in again is the way back, not Reconnect.
+    assert!(failed(&c)[1].1.as_deref().unwrap().contains("log in again"));
     assert!(c.update(Message::Retry(lines[0].0)).commands.is_empty());
 
     // Connected again: Retry sends it.
