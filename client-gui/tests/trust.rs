@@ -10,7 +10,6 @@ use client_gui::connection::{Command, Event as NetEvent};
 use client_gui::screen::chat::Status;
 use client_gui::screen::trust::fingerprint_rows;
 use common::client::{ConnectError, Event as SessionEvent};
-use common::frame::ErrorCode;
 use common::trust::TrustFailure;
 use iced::Size;
 use window::{fingerprint, message, scroll_down, Window, PASSWORD, SERVER};
@@ -251,10 +250,9 @@ fn a_certificate_change_while_chatting_has_details_and_reconnects_into_the_same_
 fn reconnect_starts_the_session_again_and_a_failure_leaves_the_chat_offline() {
     let mut w = Window::chatting();
     let first = w.app.session().expect("a session").attempt;
-    w.session(SessionEvent::Failed(ConnectError::Auth {
-        code: ErrorCode::BadCredentials,
-        message: "bad credentials".into(),
-    }));
+    w.session(SessionEvent::Failed(ConnectError::Closed(
+        "the relay closed the connection".into(),
+    )));
     assert!(
         w.shows("○ offline") && w.shows("Reconnect"),
         "texts: {:?}",
@@ -262,7 +260,7 @@ fn reconnect_starts_the_session_again_and_a_failure_leaves_the_chat_offline() {
     );
     assert!(
         !w.shows("Details"),
-        "nothing more to see for a refused login"
+        "nothing more to see for a closed connection"
     );
 
     w.click("Reconnect");
