@@ -35,8 +35,14 @@ pub fn with_port(server: &str) -> String {
 
 /// Refuses a port that is a number but no port (`host:99999`, `host:0`),
 /// which would otherwise be taken for part of the host name and end in
-/// "cannot resolve host:99999:4433".
+/// "cannot resolve host:99999:4433", and an IPv6 bracket left open, which
+/// ended only after the connect timeout.
 fn check_port(entry: &str) -> Result<(), String> {
+    if entry.starts_with('[') != entry.contains(']') {
+        return Err(format!(
+            "\"{entry}\": an IPv6 address goes in brackets, as [::1]:4433"
+        ));
+    }
     let Some((host, port)) = entry.rsplit_once(':') else {
         return Ok(());
     };
@@ -137,6 +143,10 @@ mod tests {
         assert_eq!(addrs("relay.example.org"), ["relay.example.org:4433"]);
         assert_eq!(addrs(" [::1]:5000 "), ["[::1]:5000"]);
         assert_eq!(addrs("::1"), ["[::1]:4433"]);
+        for bad in ["[::1", "::1]:4433"] {
+            let e = RelayList::parse(bad).unwrap_err();
+            assert!(e.contains("in brackets"), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -164,6 +174,10 @@ mod tests {
             assert!(e.contains("not between 1 and 65535"), "{bad}: {e}");
         }
         assert_eq!(addrs("::1"), ["[::1]:4433"]);
+        for bad in ["[::1", "::1]:4433"] {
+            let e = RelayList::parse(bad).unwrap_err();
+            assert!(e.contains("in brackets"), "{bad}: {e}");
+        }
         assert_eq!(addrs("host:65535"), ["host:65535"]);
     }
 
