@@ -172,6 +172,17 @@ impl Gui {
         wait_title(&self.display, &self.window, want)
     }
 
+    /// The window's size, as X reports it.
+    pub fn size(&self) -> (f32, f32) {
+        let geometry = self.xdotool(&["getwindowgeometry", &self.window]);
+        let size = geometry
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Geometry: "))
+            .unwrap_or_else(|| panic!("no geometry in {geometry:?}"));
+        let (w, h) = size.split_once('x').expect("WxH");
+        (w.parse().expect("width"), h.parse().expect("height"))
+    }
+
     /// What the window logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.home.path().join("gui.log")).unwrap_or_default()

@@ -5,6 +5,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::client::Event;
+use common::frame::PresenceKind;
 use confab_tests::gui::{add_user, shots, Gui, Xvfb};
 use confab_tests::{bin, Relay};
 
@@ -132,56 +134,63 @@ async fn a_person_logs_in_in_the_window_and_chats_with_a_terminal_user() {
     }
 }
 
+/// alice's window logged in, with bob in the lobby seeing her online.
+async fn alice_watched_by_bob(relay: &Relay, x: &Xvfb) -> (Gui, confab_tests::Session) {
+    add_user(relay, "alice", ALICE_PASSWORD);
+    let mut bob = relay.register("bob").await;
+    bob.joined("lobby").await;
+    let gui = Gui::pinned(x, relay, "alice");
+    gui.log_in("alice", ALICE_PASSWORD);
+    bob.wait_for("alice online", alice(PresenceKind::Online))
+        .await;
+    (gui, bob)
+}
+
+/// A presence change of alice's, for `Session::wait_for`.
+fn alice(kind: PresenceKind) -> impl FnMut(&Event) -> Option<()> {
+    move |e| match e {
+        Event::Presence(p) if p.user == "alice" && p.kind == kind => Some(()),
+        _ => None,
+    }
+}
+
+/// Ends the window with `end` and checks it goes cleanly and that bob
+/// sees alice leave at once: a window gone without a word costs the
+/// relay's idle timeout.
+async fn ends_with_a_goodbye(
+    gui: &mut Gui,
+    bob: &mut confab_tests::Session,
+    how: &str,
+    end: impl FnOnce(&Gui),
+) {
+    let asked = std::time::Instant::now();
+    end(gui);
+    let Some(status) = gui.wait_exit(Duration::from_secs(5)) else {
+        panic!("the window still open 5 s after {how}\n{}", gui.log());
+    };
+    assert!(status.success(), "{status:?}\n{}", gui.log());
+    bob.wait_for("alice offline", alice(PresenceKind::Offline))
+        .await;
+    let seen = asked.elapsed();
+    eprintln!("bob saw alice leave {seen:?} after {how}");
+    assert!(
+        seen < Duration::from_secs(3),
+        "bob saw alice leave {seen:?} after {how}"
+    );
+}
+
 /// Closing the window says goodbye to the relay first: the others see the
 /// user go offline at once, not when the connection times out; the window
 /// remembers its size and room for next time.
 #[tokio::test(flavor = "multi_thread")]
 async fn closing_the_window_says_goodbye_and_it_opens_next_time_as_it_was() {
     let relay = Relay::start();
-    add_user(&relay, "alice", ALICE_PASSWORD);
-    let mut bob = relay.register("bob").await;
-    bob.joined("lobby").await;
-
     let x = Xvfb::start();
-    let mut gui = Gui::pinned(&x, &relay, "alice");
-    gui.log_in("alice", ALICE_PASSWORD);
-    bob.wait_for("alice online", |e| match e {
-        common::client::Event::Presence(p)
-            if p.user == "alice" && p.kind == common::frame::PresenceKind::Online =>
-        {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
+    let (mut gui, mut bob) = alice_watched_by_bob(&relay, &x).await;
     gui.xdotool(&["windowsize", "--sync", &gui.window, "900", "650"]);
     std::thread::sleep(Duration::from_millis(500));
 
-    let asked = std::time::Instant::now();
-    gui.request_close();
-    let Some(status) = gui.wait_exit(Duration::from_secs(5)) else {
-        panic!(
-            "the window still open 5 s after it was asked to close\n{}",
-            gui.log()
-        );
-    };
-    assert!(status.success(), "{status:?}\n{}", gui.log());
-    bob.wait_for("alice offline", |e| match e {
-        common::client::Event::Presence(p)
-            if p.user == "alice" && p.kind == common::frame::PresenceKind::Offline =>
-        {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
-    let seen = asked.elapsed();
-    eprintln!("bob saw alice leave {seen:?} after the close request");
-    // The relay's idle timeout is what a window gone without a word costs.
-    assert!(
-        seen < Duration::from_secs(3),
-        "bob saw alice leave after {seen:?}"
-    );
+    ends_with_a_goodbye(&mut gui, &mut bob, "the close request", Gui::request_close).await;
 
     let settings: serde_json::Value =
         serde_json::from_str(&gui.settings()).expect("settings are JSON");
@@ -202,39 +211,7 @@ async fn closing_the_window_says_goodbye_and_it_opens_next_time_as_it_was() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_closes_the_window_with_a_goodbye() {
     let relay = Relay::start();
-    add_user(&relay, "alice", ALICE_PASSWORD);
-    let mut bob = relay.register("bob").await;
-    bob.joined("lobby").await;
     let x = Xvfb::start();
-    let mut gui = Gui::pinned(&x, &relay, "alice");
-    gui.log_in("alice", ALICE_PASSWORD);
-    let presence = |kind: common::frame::PresenceKind| {
-        move |e: &common::client::Event| match e {
-            common::client::Event::Presence(p) if p.user == "alice" && p.kind == kind => Some(()),
-            _ => None,
-        }
-    };
-    bob.wait_for(
-        "alice online",
-        presence(common::frame::PresenceKind::Online),
-    )
-    .await;
-
-    let asked = std::time::Instant::now();
-    gui.signal("TERM");
-    let Some(status) = gui.wait_exit(Duration::from_secs(5)) else {
-        panic!("the window still open 5 s after SIGTERM\n{}", gui.log());
-    };
-    assert!(status.success(), "{status:?}\n{}", gui.log());
-    bob.wait_for(
-        "alice offline",
-        presence(common::frame::PresenceKind::Offline),
-    )
-    .await;
-    let seen = asked.elapsed();
-    eprintln!("bob saw alice leave {seen:?} after SIGTERM");
-    assert!(
-        seen < Duration::from_secs(3),
-        "bob saw alice leave after {seen:?}"
-    );
+    let (mut gui, mut bob) = alice_watched_by_bob(&relay, &x).await;
+    ends_with_a_goodbye(&mut gui, &mut bob, "SIGTERM", |gui| gui.signal("TERM")).await;
 }

@@ -16,17 +16,6 @@ use confab_tests::{Relay, Session, PASSWORD};
 use iced_test::core::Settings;
 use iced_test::Simulator;
 
-/// The window's size, as X reports it.
-fn window_size(gui: &Gui) -> (f32, f32) {
-    let geometry = gui.xdotool(&["getwindowgeometry", &gui.window]);
-    let size = geometry
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Geometry: "))
-        .unwrap_or_else(|| panic!("no geometry in {geometry:?}"));
-    let (w, h) = size.split_once('x').expect("WxH");
-    (w.parse().expect("width"), h.parse().expect("height"))
-}
-
 /// Clicks, in the real window, the first widget reading `label` in
 /// `chat` laid out headless at `size`.
 fn click(gui: &Gui, size: (f32, f32), chat: &Chat, label: &str) {
@@ -69,7 +58,7 @@ async fn invitations_show_in_the_sidebar_and_are_declined_and_accepted_with_a_cl
     // Made while the window looks: on top of the one listed at login.
     alice.client.invite("ops", "bob").await.unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    let size = window_size(&gui);
+    let size = gui.size();
     let dir = shots();
     gui.screenshot(&dir.join("invitations.png"));
 

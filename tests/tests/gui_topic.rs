@@ -20,17 +20,6 @@ use iced_test::Simulator;
 
 const ALICE_PASSWORD: &str = "alicepassword1";
 
-/// The window's size, as X reports it.
-fn window_size(gui: &Gui) -> (f32, f32) {
-    let geometry = gui.xdotool(&["getwindowgeometry", &gui.window]);
-    let size = geometry
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Geometry: "))
-        .unwrap_or_else(|| panic!("no geometry in {geometry:?}"));
-    let (w, h) = size.split_once('x').expect("WxH");
-    (w.parse().expect("width"), h.parse().expect("height"))
-}
-
 /// Clicks, in the real window, the first widget reading `label` in
 /// `chat` laid out headless at `size`.
 fn click(gui: &Gui, size: (f32, f32), chat: &Chat, label: &str) {
@@ -74,7 +63,7 @@ async fn a_topic_typed_in_the_window_reaches_another_client_and_shows_in_the_hea
     let gui = Gui::pinned(&x, &relay, "alice");
     gui.log_in("alice", ALICE_PASSWORD);
     std::thread::sleep(Duration::from_millis(800));
-    let size = window_size(&gui);
+    let size = gui.size();
     let dir = shots();
 
     // The same chat, headless: the lobby has no topic yet.
